@@ -1,0 +1,76 @@
+"""One exception tree for the whole package.
+
+Callers (the CLI, the daemon's reload path, the webhook receiver) catch
+``HealerError`` and show ``str(err)``, so every message must name the file or
+field at fault and say what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class HealerError(Exception):
+    """Base of every error healer raises on purpose."""
+
+
+class ConfigError(HealerError):
+    """The configuration file is unreadable or invalid.
+
+    ``path`` is the file, ``key`` the dotted key path at fault (empty when the
+    whole file is bad).
+    """
+
+    def __init__(self, path: str, key: str, problem: str, fix: str = "") -> None:
+        self.path = path
+        self.key = key
+        self.problem = problem
+        self.fix = fix
+        where = f"{path}: {key}" if key else path
+        msg = f"{where}: {problem}"
+        if fix:
+            msg += f" ({fix})"
+        super().__init__(msg)
+
+
+class PatternError(HealerError):
+    """A pattern file is invalid; only that file is skipped."""
+
+    def __init__(self, path: str, problem: str, line: int | None = None, pattern_id: str = "") -> None:
+        self.path = path
+        self.line = line
+        self.pattern_id = pattern_id
+        self.problem = problem
+        where = path if line is None else f"{path}:{line}"
+        if pattern_id:
+            where += f" [{pattern_id}]"
+        super().__init__(f"{where}: {problem}")
+
+
+class ActionError(HealerError):
+    """An action failed while running (check, apply, verify or undo)."""
+
+
+class ActionRefused(ActionError):
+    """An action refused to run: a value is not allowlisted or a precondition fails.
+
+    Raised before any process starts, so a refusal is always safe.
+    """
+
+
+class ParamError(HealerError):
+    """An action's parameters or settings are invalid at load time."""
+
+
+class StoreError(HealerError):
+    """The SQLite store cannot be opened or written."""
+
+
+class WebhookError(HealerError):
+    """A webhook body or its authentication is invalid.
+
+    ``status`` is the HTTP status to answer with.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"{status}: {reason}")
