@@ -1,0 +1,112 @@
+"""restore_file against real files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from conftest_actions import make_ctx
+
+from healer.actions.restore_file import RestoreFileAction
+from healer.errors import ActionRefused, ParamError
+
+TEMPLATE = b"# copy me\nMODEL=local\nPORT=8080\n"
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    d = tmp_path / "app"
+    d.mkdir()
+    (d / ".env.example").write_bytes(TEMPLATE)
+    os.chmod(d / ".env.example", 0o640)
+    return d
+
+
+def settings(app: Path, **extra: object):
+    spec = {"path": str(app / ".env"), "template": str(app / ".env.example"), **extra}
+    return RestoreFileAction.parse_settings({"files": {"env": spec}}, "actions.restore_file")
+
+
+def test_missing_env_restored_from_example_and_undo_removes_it(app: Path, tmp_path: Path) -> None:
+    ctx = make_ctx(settings(app), {"file": "env"}, tmp_path / "s")
+    action = RestoreFileAction()
+    action.check(ctx)
+    state = action.apply(ctx)
+    assert (app / ".env").read_bytes() == TEMPLATE
+    assert stat.S_IMODE((app / ".env").stat().st_mode) == 0o640
+    assert state["existed"] is False and state["backup"] is None
+    assert action.verify(ctx, state).ok
+    action.undo(ctx, state)
+    assert not (app / ".env").exists()
+
+
+def test_existing_file_is_left_alone(app: Path, tmp_path: Path) -> None:
+    (app / ".env").write_bytes(b"MODEL=mine\n")
+    ctx = make_ctx(settings(app), {"file": "env"}, tmp_path / "s")
+    with pytest.raises(ActionRefused, match="left alone"):
+        RestoreFileAction().check(ctx)
+    with pytest.raises(ActionRefused):
+        RestoreFileAction().apply(ctx)
+    assert (app / ".env").read_bytes() == b"MODEL=mine\n"
+
+
+def test_valid_file_not_overwritten_even_with_overwrite_broken(app: Path, tmp_path: Path) -> None:
+    (app / ".env").write_bytes(b"MODEL=mine\n")
+    ctx = make_ctx(settings(app, overwrite_broken=True), {"file": "env"}, tmp_path / "s")
+    with pytest.raises(ActionRefused):
+        RestoreFileAction().apply(ctx)
+    assert (app / ".env").read_bytes() == b"MODEL=mine\n"
+
+
+def test_broken_file_backed_up_replaced_and_undo_restores(app: Path, tmp_path: Path) -> None:
+    broken = b"MODEL=ok\nthis line is garbage\n"
+    (app / ".env").write_bytes(broken)
+    os.chmod(app / ".env", 0o600)
+    ctx = make_ctx(settings(app, overwrite_broken=True), {"file": "env"}, tmp_path / "s")
+    action = RestoreFileAction()
+    state = action.apply(ctx)
+    assert "line 2" in state["reason"]
+    assert Path(state["backup"]).read_bytes() == broken
+    assert (app / ".env").read_bytes() == TEMPLATE
+    assert stat.S_IMODE((app / ".env").stat().st_mode) == 0o600  # kept the old file's mode
+    action.undo(ctx, state)
+    assert (app / ".env").read_bytes() == broken
+
+
+def test_empty_file_is_restored_with_backup(app: Path, tmp_path: Path) -> None:
+    (app / ".env").write_bytes(b"")
+    ctx = make_ctx(settings(app), {"file": "env"}, tmp_path / "s")
+    state = RestoreFileAction().apply(ctx)
+    assert state["reason"] == "empty" and Path(state["backup"]).read_bytes() == b""
+    assert (app / ".env").read_bytes() == TEMPLATE
+
+
+def test_broken_yaml_detected(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml.example").write_text("a: 1\n")
+    (tmp_path / "c.yaml").write_text("a: [1,\n")
+    s = RestoreFileAction.parse_settings(
+        {
+            "files": {
+                "c": {
+                    "path": str(tmp_path / "c.yaml"),
+                    "template": str(tmp_path / "c.yaml.example"),
+                    "overwrite_broken": True,
+                }
+            }
+        },
+        "actions.restore_file",
+    )
+    state = RestoreFileAction().apply(make_ctx(s, {"file": "c"}, tmp_path / "s"))
+    assert state["reason"].startswith("YAML does not parse")
+
+
+def test_unknown_name_and_bad_settings(app: Path, tmp_path: Path) -> None:
+    with pytest.raises(ActionRefused):
+        RestoreFileAction().check(make_ctx(settings(app), {"file": "../../etc/shadow"}, tmp_path / "s"))
+    with pytest.raises(ParamError, match="overwrite_broken"):
+        RestoreFileAction.parse_settings(
+            {"files": {"x": {"path": "/a/b", "template": "/a/c", "overwrite_broken": True}}},
+            "actions.restore_file",
+        )
