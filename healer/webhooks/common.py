@@ -23,7 +23,7 @@ from healer.models import Severity
 # so brackets inside them are skipped without a character-by-character loop in
 # Python: the regex engine does the scan in C.
 _TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 MAX_TEXT = 4096  # longest string kept from a payload; messages are log-line sized
 
@@ -73,7 +73,11 @@ def loads_object(body: bytes, max_depth: int) -> Mapping[str, Any]:
 
 
 def clean(text: str, limit: int = MAX_TEXT) -> str:
-    """Drop control characters (they forge log lines and break terminals) and cap length."""
+    """Replace control characters and line breaks with spaces, and cap the length.
+
+    Line breaks would let a sender forge extra "log lines" in messages and
+    notifications; every source hands the matcher single-line text.
+    """
     text = _CONTROL.sub(" ", text)
     if len(text) > limit:
         text = text[:limit] + "…"

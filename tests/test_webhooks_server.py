@@ -1,0 +1,280 @@
+"""End-to-end tests of the webhook receiver: a real aiohttp server on port 0
+and a real HTTP client, so limits, auth and routing are exercised as a sender
+would hit them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from healer.models import Event
+from healer.webhooks.auth import sentry_signature
+from healer.webhooks.server import WebhookServer
+from healer.webhooks.settings import WebhookSettings
+
+DATA = Path(__file__).parent / "data" / "webhooks"
+SECRET = "sentry-client-secret"
+GT_TOKEN = "glitch-token-123"
+AM_TOKEN = "am-bearer-456"
+ENV = {
+    "HEALER_SENTRY_SECRET": SECRET,
+    "HEALER_GLITCHTIP_TOKEN": GT_TOKEN,
+    "HEALER_ALERTMANAGER_TOKEN": AM_TOKEN,
+    "AM_PASSWORD": "am-pass",
+}
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.audits: list[tuple[str, dict[str, object]]] = []
+        self.fail_sink = False
+        self.server: WebhookServer | None = None
+        self.session: aiohttp.ClientSession | None = None
+
+    async def sink(self, events: list[Event]) -> None:
+        if self.fail_sink:
+            raise RuntimeError("store is down")
+        self.events.extend(events)
+
+    def audit(self, kind: str, info: Mapping[str, object]) -> None:
+        self.audits.append((kind, dict(info)))
+
+    @property
+    def base(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}"
+
+    async def post(
+        self,
+        path: str,
+        data: bytes,
+        headers: Mapping[str, str] | None = None,
+        ctype: str = "application/json",
+    ) -> tuple[int, str]:
+        assert self.session is not None
+        hdrs = {"Content-Type": ctype, **(headers or {})}
+        async with self.session.post(self.base + path, data=data, headers=hdrs) as resp:
+            return resp.status, await resp.text()
+
+    def refused(self, status: int) -> list[dict[str, object]]:
+        return [info for kind, info in self.audits if kind == "webhook_refused" and info["status"] == status]
+
+
+async def make_harness(**overrides: object) -> Harness:
+    h = Harness()
+    raw: dict[str, object] = {
+        "enabled": True,
+        "port": 0,
+        "alertmanager": {"basic_user": "am", "basic_password_env": "AM_PASSWORD"},
+        **overrides,
+    }
+    settings = WebhookSettings.from_mapping(raw, "webhooks", env=ENV)
+    h.server = WebhookServer(settings, h.sink, h.audit)
+    await h.server.start()
+    h.session = aiohttp.ClientSession()
+    return h
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    harness = await make_harness()
+    yield harness
+    assert harness.session is not None and harness.server is not None
+    await harness.session.close()
+    await harness.server.stop()
+
+
+def fixture(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+def sentry_headers(raw: bytes, resource: str, ts: float | None = None) -> dict[str, str]:
+    return {
+        "Sentry-Hook-Resource": resource,
+        "Sentry-Hook-Signature": sentry_signature(raw, SECRET),
+        "Sentry-Hook-Timestamp": str(int(time.time() if ts is None else ts)),
+        "Request-ID": "a1b2c3",
+    }
+
+
+# -- sentry ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "resource", "resolved"),
+    [
+        ("sentry-event_alert.json", "event_alert", False),
+        ("sentry-issue.json", "issue", False),
+        ("sentry-issue-resolved.json", "issue", True),
+        ("sentry-metric_alert.json", "metric_alert", False),
+        ("sentry-metric_alert-resolved.json", "metric_alert", True),
+    ],
+)
+async def test_sentry_signed_bodies_are_accepted(
+    h: Harness, name: str, resource: str, resolved: bool
+) -> None:
+    raw = fixture(name)
+    status, text = await h.post("/webhooks/sentry", raw, sentry_headers(raw, resource))
+    assert status == 200, text
+    assert json.loads(text) == {"accepted": 1}
+    [ev] = h.events
+    assert ev.source == "sentry" and ev.fields["resource"] == resource and ev.resolved is resolved
+    assert h.audits == []
+
+
+async def test_sentry_bad_or_missing_signature_is_401(h: Harness) -> None:
+    raw = fixture("sentry-issue.json")
+    good = sentry_headers(raw, "issue")
+    wrong = {**good, "Sentry-Hook-Signature": sentry_signature(raw, "not-the-secret")}
+    missing = {k: v for k, v in good.items() if k != "Sentry-Hook-Signature"}
+    # Same JSON document, different bytes: the signature covers the raw body.
+    reserialised = json.dumps(json.loads(raw), separators=(",", ":")).encode()
+    stale = sentry_headers(raw, "issue", ts=time.time() - 3600)
+    for data, headers in ((raw, wrong), (raw, missing), (reserialised, good), (raw, stale)):
+        status, text = await h.post("/webhooks/sentry", data, headers)
+        assert status == 401, text
+    assert h.events == []
+    assert len(h.refused(401)) == 4
+    assert all(info["source"] == "sentry" for info in h.refused(401))
+
+
+# -- glitchtip ---------------------------------------------------------------
+
+
+async def test_glitchtip_token_in_path_or_header(h: Harness) -> None:
+    raw = fixture("glitchtip.json")
+    assert (await h.post(f"/webhooks/glitchtip/{GT_TOKEN}", raw))[0] == 200
+    assert (await h.post("/webhooks/glitchtip", raw, {"X-Healer-Token": GT_TOKEN}))[0] == 200
+    assert len(h.events) == 2 and h.events[0].source == "glitchtip"
+    assert (await h.post("/webhooks/glitchtip", raw))[0] == 401
+    assert (await h.post("/webhooks/glitchtip/wrong-token", raw))[0] == 401
+    assert len(h.events) == 2 and len(h.refused(401)) == 2
+    # The token must never be echoed into the audit trail.
+    assert GT_TOKEN not in repr(h.audits)
+
+
+# -- alertmanager ------------------------------------------------------------
+
+AM_AUTH = {"Authorization": f"Bearer {AM_TOKEN}"}
+
+
+async def test_alertmanager_auth(h: Harness) -> None:
+    raw = fixture("alertmanager-v4.json")
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic Zm9vOmJhcg=="}):
+        status, text = await h.post("/webhooks/alertmanager", raw, headers)
+        assert status == 401, text
+    assert h.events == []
+    basic = {"Authorization": "Basic " + base64.b64encode(b"am:am-pass").decode()}
+    assert (await h.post("/webhooks/alertmanager", raw, basic))[0] == 200
+    assert len(h.events) == 2
+
+
+async def test_alertmanager_mixed_batch_and_dedup(h: Harness) -> None:
+    raw = fixture("alertmanager-v4.json")
+    status, text = await h.post("/webhooks/alertmanager", raw, AM_AUTH)
+    assert status == 200 and json.loads(text) == {"accepted": 2}
+    firing, resolved = h.events
+    assert (firing.fields["alertname"], firing.resolved) == ("RedisDown", False)
+    assert (resolved.fields["alertname"], resolved.resolved) == ("DiskAlmostFull", True)
+    # Alertmanager re-sends the same group on repeat_interval: dropped.
+    status, text = await h.post("/webhooks/alertmanager", raw, AM_AUTH)
+    assert status == 200 and json.loads(text) == {"accepted": 0}
+    assert len(h.events) == 2
+    # The firing alert resolving later is new (same fingerprint+startsAt, new status).
+    doc = json.loads(raw)
+    doc["alerts"] = [dict(doc["alerts"][0], status="resolved", endsAt="2026-11-22T10:30:00Z")]
+    status, _ = await h.post("/webhooks/alertmanager", json.dumps(doc).encode(), AM_AUTH)
+    assert status == 200 and h.events[-1].resolved and h.events[-1].fields["alertname"] == "RedisDown"
+    assert len(h.events) == 3
+
+
+async def test_sink_failure_is_503_and_not_remembered(h: Harness) -> None:
+    raw = fixture("alertmanager-v4.json")
+    h.fail_sink = True
+    assert (await h.post("/webhooks/alertmanager", raw, AM_AUTH))[0] == 503
+    h.fail_sink = False
+    # The retry is not mistaken for a duplicate.
+    assert (await h.post("/webhooks/alertmanager", raw, AM_AUTH))[0] == 200
+    assert len(h.events) == 2
+
+
+# -- garbage -----------------------------------------------------------------
+
+
+async def test_garbage_is_refused_and_server_survives(h: Harness) -> None:
+    tok = f"/webhooks/glitchtip/{GT_TOKEN}"
+    cases: list[tuple[str, bytes, dict[str, str], str, int]] = [
+        (tok, b"x" * (10 * 1024 * 1024), {}, "application/json", 413),
+        (tok, b"[" * 10_000 + b"]" * 10_000, {}, "application/json", 400),
+        (tok, b'{"text": "\xff\xfe bad utf8"}', {}, "application/json", 400),
+        (tok, fixture("glitchtip.json"), {}, "text/plain", 415),
+        (tok, fixture("glitchtip.json"), {}, "application/x-www-form-urlencoded", 415),
+        (tok, b'{"attachments": "nope"}', {}, "application/json", 400),
+        (tok, b"[1, 2, 3]", {}, "application/json", 400),
+        (tok, b"", {}, "application/json", 400),
+        ("/webhooks/alertmanager", b'{"version": "4"}', AM_AUTH, "application/json", 400),
+        ("/webhooks/alertmanager", b'{"alerts": [{"labels": "x"}]}', AM_AUTH, "application/json", 400),
+        ("/webhooks/nope", b"{}", {}, "application/json", 404),
+    ]
+    for path, data, headers, ctype, want in cases:
+        status, text = await h.post(path, data, headers, ctype)
+        assert status == want, (path, data[:40], ctype, status, text)
+        assert text.strip(), "every refusal carries a reason"
+    assert h.events == []
+    assert len([a for a in h.audits if a[0] == "webhook_refused"]) == len(cases)
+    # Chunked upload beyond the limit (no Content-Length to check up front).
+    assert h.session is not None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b"x" * 65536
+
+    async with h.session.post(
+        h.base + tok, data=chunks(), headers={"Content-Type": "application/json"}
+    ) as resp:
+        assert resp.status == 413
+    # After all that, a valid webhook still works and /healthz answers.
+    assert (await h.post(tok, fixture("glitchtip.json")))[0] == 200
+    assert len(h.events) == 1
+    async with h.session.get(h.base + "/healthz") as resp:
+        assert resp.status == 200 and (await resp.json()) == {"status": "ok"}
+
+
+async def test_rate_limit_is_429() -> None:
+    h = await make_harness(rate_per_minute=3)
+    try:
+        raw = fixture("glitchtip.json")
+        statuses = [(await h.post(f"/webhooks/glitchtip/{GT_TOKEN}", raw))[0] for _ in range(5)]
+        assert statuses == [200, 200, 200, 429, 429]
+        assert len(h.refused(429)) == 2
+        # Buckets are per source: Alertmanager is not starved by GlitchTip.
+        assert (await h.post("/webhooks/alertmanager", fixture("alertmanager-v4.json"), AM_AUTH))[0] == 200
+    finally:
+        assert h.session is not None and h.server is not None
+        await h.session.close()
+        await h.server.stop()
+
+
+async def test_unconfigured_source_fails_closed() -> None:
+    h = Harness()
+    settings = WebhookSettings.from_mapping({"enabled": True, "port": 0}, "webhooks", env={})
+    h.server = WebhookServer(settings, h.sink)  # no audit callback: must still work
+    await h.server.start()
+    h.session = aiohttp.ClientSession()
+    try:
+        raw = fixture("sentry-issue.json")
+        status, text = await h.post("/webhooks/sentry", raw, sentry_headers(raw, "issue"))
+        assert status == 401 and "no client secret" in text
+        status, _ = await h.post("/webhooks/alertmanager", fixture("alertmanager-v4.json"), AM_AUTH)
+        assert status == 401
+        assert h.events == []
+    finally:
+        await h.session.close()
+        await h.server.stop()
