@@ -1,0 +1,1 @@
+"""Event sources that feed the engine: log files (``files``) and, later, journald and webhooks."""
