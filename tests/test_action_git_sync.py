@@ -1,0 +1,168 @@
+"""git_sync against a real bare remote and two clones."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest_actions import make_ctx
+
+from healer.actions.git_sync import GitSyncAction
+from healer.errors import ActionError, ActionRefused, ParamError
+
+IDENT = {
+    "GIT_AUTHOR_NAME": "Dev",
+    "GIT_AUTHOR_EMAIL": "dev@example.invalid",
+    "GIT_COMMITTER_NAME": "Dev",
+    "GIT_COMMITTER_EMAIL": "dev@example.invalid",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, **IDENT}
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+
+
+@dataclass
+class Repos:
+    remote: Path
+    dev: Path  # where upstream changes come from
+    server: Path  # the checkout healer keeps in sync
+
+    def push_change(self, name: str, content: str, msg: str = "upstream change") -> str:
+        (self.dev / name).write_text(content)
+        git(self.dev, "add", name)
+        git(self.dev, "commit", "-q", "-m", msg)
+        git(self.dev, "push", "-q", "origin", "main")
+        return git(self.dev, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repos:
+    # The action's own git commands must not read the host's config either.
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", str(remote))
+    dev = tmp_path / "dev"
+    git(tmp_path, "clone", "-q", str(remote), str(dev))
+    git(dev, "checkout", "-q", "-b", "main")
+    (dev / "app.py").write_text("VERSION = 1\n")
+    (dev / "config.txt").write_text("a\nb\nc\n")
+    git(dev, "add", ".")
+    git(dev, "commit", "-q", "-m", "initial")
+    git(dev, "push", "-q", "-u", "origin", "main")
+    server = tmp_path / "server"
+    git(tmp_path, "clone", "-q", str(remote), str(server))
+    return Repos(remote, dev, server)
+
+
+def settings(r: Repos, **extra: object):
+    return GitSyncAction.parse_settings(
+        {
+            "repos": {"app": {"path": str(r.server), "remote": "origin", "branch": "main", **extra}},
+            "timeout": 30,
+        },
+        "actions.git_sync",
+    )
+
+
+def test_behind_is_fast_forwarded_and_undo_returns(repos: Repos, tmp_path: Path) -> None:
+    old = git(repos.server, "rev-parse", "HEAD")
+    new = repos.push_change("app.py", "VERSION = 2\n")
+    ctx = make_ctx(settings(repos), {"repo": "app"}, tmp_path / "s")
+    action = GitSyncAction()
+    assert action.target(ctx) == f"repo:{repos.server}"
+    action.check(ctx)
+    state = action.apply(ctx)
+    assert state["old_head"] == old and state["new_head"] == new and state["stash"] is None
+    assert git(repos.server, "rev-parse", "HEAD") == new
+    assert action.verify(ctx, state).ok
+    action.undo(ctx, state)
+    assert git(repos.server, "rev-parse", "HEAD") == old
+    assert (repos.server / "app.py").read_text() == "VERSION = 1\n"
+
+
+def test_dirty_tree_is_stashed_with_incident_id_and_kept(repos: Repos, tmp_path: Path) -> None:
+    new = repos.push_change("app.py", "VERSION = 2\n")
+    (repos.server / "config.txt").write_text("a\nb\nLOCAL EDIT\n")
+    (repos.server / "untracked.txt").write_text("scratch\n")
+    ctx = make_ctx(settings(repos), {"repo": str(repos.server)}, tmp_path / "s", incident_id=42)
+    state = GitSyncAction().apply(ctx)
+    assert git(repos.server, "rev-parse", "HEAD") == new
+    assert state["stash"] and "healer incident 42" in git(repos.server, "stash", "list")
+    assert not (repos.server / "untracked.txt").exists()
+    assert git(repos.server, "show", f"{state['stash']}:config.txt") == "a\nb\nLOCAL EDIT"
+    assert GitSyncAction().verify(ctx, state).ok
+    GitSyncAction().undo(ctx, state)
+    assert "healer incident 42" in git(repos.server, "stash", "list")  # undo never drops it
+
+
+def test_conflicting_upstream_rolls_back_and_keeps_stash(repos: Repos, tmp_path: Path) -> None:
+    # A local, unpushed commit and an upstream commit touch the same line.
+    (repos.server / "config.txt").write_text("a\nb\nserver-side\n")
+    git(repos.server, "commit", "-q", "-am", "local hotfix")
+    local_head = git(repos.server, "rev-parse", "HEAD")
+    repos.push_change("config.txt", "a\nb\nupstream-side\n")
+    (repos.server / "app.py").write_text("VERSION = 'dirty'\n")  # plus an uncommitted edit
+    for strategy in ("ff-only", "merge", "rebase"):
+        ctx = make_ctx(settings(repos, strategy=strategy), {"repo": "app"}, tmp_path / "s", incident_id=9)
+        with pytest.raises(ActionError) as err:
+            GitSyncAction().apply(ctx)
+        assert "HEAD is back at" in str(err.value)
+        if strategy == "ff-only":  # the first attempt stashed the dirty edit and says where it is
+            assert "git stash apply" in str(err.value)
+        assert git(repos.server, "rev-parse", "HEAD") == local_head
+        assert git(repos.server, "status", "--porcelain") == ""
+        assert not (repos.server / ".git" / "MERGE_HEAD").exists()
+        assert not (repos.server / ".git" / "rebase-merge").exists()
+        assert (repos.server / "config.txt").read_text() == "a\nb\nserver-side\n"
+    assert "healer incident 9" in git(repos.server, "stash", "list")
+    assert git(repos.server, "show", "stash@{0}:app.py") == "VERSION = 'dirty'"
+
+
+def test_merge_strategy_merges_divergent_history(repos: Repos, tmp_path: Path) -> None:
+    (repos.server / "local.txt").write_text("x\n")
+    git(repos.server, "add", "local.txt")
+    git(repos.server, "commit", "-q", "-m", "local")
+    upstream = repos.push_change("app.py", "VERSION = 3\n")
+    ctx = make_ctx(settings(repos, strategy="merge"), {"repo": "app"}, tmp_path / "s")
+    state = GitSyncAction().apply(ctx)
+    assert state["new_head"] != upstream
+    assert GitSyncAction().verify(ctx, state).ok
+    # ff-only verify on the same state would say HEAD != upstream
+    assert not GitSyncAction().verify(ctx, {**state, "strategy": "ff-only"}).ok
+
+
+def test_refusals(repos: Repos, tmp_path: Path) -> None:
+    with pytest.raises(ActionRefused, match="not in actions.git_sync.repos"):
+        GitSyncAction().check(make_ctx(settings(repos), {"repo": "/etc"}, tmp_path))
+    git(repos.server, "checkout", "-q", "-b", "feature")
+    with pytest.raises(ActionRefused, match="never switches branches"):
+        GitSyncAction().check(make_ctx(settings(repos), {"repo": "app"}, tmp_path))
+    git(repos.server, "checkout", "-q", "--detach")
+    with pytest.raises(ActionRefused, match="detached"):
+        GitSyncAction().check(make_ctx(settings(repos), {"repo": "app"}, tmp_path))
+    s = GitSyncAction.parse_settings({"repos": {"x": {"path": str(tmp_path)}}}, "actions.git_sync")
+    with pytest.raises(ActionRefused, match="not a git checkout"):
+        GitSyncAction().check(make_ctx(s, {}, tmp_path))
+
+
+def test_settings_errors() -> None:
+    with pytest.raises(ParamError, match=r"^actions.git_sync.repos.a.strategy"):
+        GitSyncAction.parse_settings(
+            {"repos": {"a": {"path": "/a", "strategy": "force"}}}, "actions.git_sync"
+        )
+    with pytest.raises(ParamError, match="remote"):
+        GitSyncAction.parse_settings(
+            {"repos": {"a": {"path": "/a", "remote": "--upload-pack=x"}}}, "actions.git_sync"
+        )
+    with pytest.raises(ParamError, match="absolute"):
+        GitSyncAction.parse_settings({"repos": {"a": {"path": "rel"}}}, "actions.git_sync")
