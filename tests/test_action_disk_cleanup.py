@@ -1,0 +1,150 @@
+"""disk_cleanup on a real temp tree, and on a real full tmpfs when we may mount one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest_actions import Recorder, make_ctx
+
+from healer.actions.disk_cleanup import DiskCleanupAction
+from healer.errors import ActionRefused, ParamError
+from healer.proc import Runner
+
+OLD = time.time() - 30 * 86400
+
+
+def old(path: Path, data: bytes = b"x" * 100) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (OLD, OLD))
+    return path
+
+
+def settings(root: Path, **extra: object):
+    raw = {
+        "dirs": [str(root)],
+        "rules": [{"glob": "*.log.[0-9]*", "older_than": "7d"}, {"glob": "*.gz", "older_than": "7d"}],
+        "max_delete_bytes": "1G",
+        "min_free_percent": 1,
+        **extra,
+    }
+    return DiskCleanupAction.parse_settings(raw, "actions.disk_cleanup")
+
+
+def test_only_old_closed_files_inside_root_are_removed(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    outside = tmp_path / "precious"
+    removable = [old(root / "app.log.1"), old(root / "sub" / "app.log.2.gz"), old(root / "x.gz")]
+    fresh = root / "app.log.3"
+    fresh.parent.mkdir(exist_ok=True)
+    fresh.write_bytes(b"new")
+    current = old(root / "app.log")  # no rule matches the live log
+    target = old(outside / "secret.gz")
+    (root / "link.gz").symlink_to(target)  # a link to an old file outside
+    os.symlink(outside, root / "linkdir.log.1")  # a link to a directory outside
+    held = old(root / "held.log.1")
+    fh = open(held, "ab")  # open for writing by this process
+    try:
+        rec = Recorder()
+        ctx = make_ctx(settings(root), {}, tmp_path / "s", recorder=rec)
+        action = DiskCleanupAction()
+        assert not action.reversible
+        action.check(ctx)
+        state = action.apply(ctx)
+    finally:
+        fh.close()
+    removed = {r["path"] for r in state["removed"]}
+    assert removed == {str(p) for p in removable}
+    assert state["freed_bytes"] == 300
+    assert all(r["bytes"] == 100 for r in state["removed"])
+    for p in removable:
+        assert not p.exists()
+    assert fresh.exists() and current.exists() and held.exists() and target.exists()
+    assert (root / "link.gz").is_symlink()
+    assert state["skipped"]["open"] == 1
+    assert rec.checkpoints and len(rec.checkpoints[0]["planned"]) == 3
+    assert sorted(d["path"] for k, d in rec.audit if k == "delete") == sorted(removed)
+    assert action.verify(ctx, state).ok
+
+
+def test_cap_limits_bytes_per_run_oldest_first(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    files = [old(root / f"a.log.{i}", b"y" * 1000) for i in range(5)]
+    for i, f in enumerate(files):
+        os.utime(f, (OLD - i * 100, OLD - i * 100))  # a.log.4 is the oldest
+    state = DiskCleanupAction().apply(make_ctx(settings(root, max_delete_bytes=2500), {}, tmp_path / "s"))
+    assert [r["path"] for r in state["removed"]] == [str(files[4]), str(files[3])]
+    assert state["skipped"]["cap"] == 3
+
+
+def test_refusals_and_settings(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    root.mkdir()
+    with pytest.raises(ActionRefused):
+        DiskCleanupAction().check(make_ctx(settings(root), {"dir": "/etc"}, tmp_path))
+    with pytest.raises(ParamError, match=r"^actions.disk_cleanup.dirs"):
+        DiskCleanupAction.parse_settings({"dirs": ["/"], "rules": []}, "actions.disk_cleanup")
+    with pytest.raises(ParamError, match="older_than"):
+        DiskCleanupAction.parse_settings(
+            {"dirs": ["/var/log/x"], "rules": [{"glob": "*"}], "max_delete_bytes": 1, "min_free_bytes": 1},
+            "actions.disk_cleanup",
+        )
+    with pytest.raises(ParamError, match="threshold"):
+        DiskCleanupAction.parse_settings(
+            {"dirs": ["/var/log/x"], "rules": [{"glob": "*", "older_than": "1d"}], "max_delete_bytes": "1G"},
+            "actions.disk_cleanup",
+        )
+
+
+def test_journal_vacuum_goes_through_runner(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    root.mkdir()
+    runner = Runner()
+    s = settings(root, journal_vacuum_size="200M", journalctl="/bin/true")
+    state = DiskCleanupAction().apply(make_ctx(s, {}, tmp_path, runner=runner))
+    assert runner.history[-1].argv == ("/bin/true", f"--vacuum-size={200 * 1024 * 1024}")
+    assert state["journal"]["rc"] == 0
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (need root/CAP_SYS_ADMIN): {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False, timeout=10)
+
+
+def test_real_full_disk_is_freed(tmpfs: Path, tmp_path: Path) -> None:
+    chunk = b"z" * (512 * 1024)
+    i = 0
+    try:
+        while True:
+            old(tmpfs / "archive" / f"old-{i}.gz", chunk)
+            i += 1
+    except OSError:
+        pass  # ENOSPC: the disk is full
+    (tmpfs / "live.log").write_bytes(b"")
+    s = settings(tmpfs, min_free_percent=50, max_delete_bytes="6M")
+    action = DiskCleanupAction()
+    ctx = make_ctx(s, {}, tmp_path / "s")
+    assert not action.verify(ctx, {"roots": [str(tmpfs)]}).ok
+    state = action.apply(ctx)
+    assert state["freed_bytes"] <= 6 * 1024 * 1024
+    result = action.verify(ctx, state)
+    assert result.ok, result.detail
+    assert (tmpfs / "live.log").exists()
