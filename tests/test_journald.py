@@ -10,6 +10,7 @@ and asserted.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -52,6 +53,16 @@ class JournalWriter:
         self.t0 = int(time.time() * 1_000_000)
 
     def write(self, entries: list[tuple[str | bytes, str, int]]) -> None:
+        assert JOURNAL_REMOTE is not None
+        subprocess.run(
+            [JOURNAL_REMOTE, f"--output={self.path}", "-"],
+            input=self.export(entries),
+            check=True,
+            capture_output=True,
+        )
+
+    def export(self, entries: list[tuple[str | bytes, str, int]]) -> bytes:
+        """Entries in journal export format (binary-safe MESSAGE when needed)."""
         out = b""
         for message, unit, prio in entries:
             self.n += 1
@@ -64,10 +75,7 @@ class JournalWriter:
             else:
                 out += b"MESSAGE=" + raw + b"\n"
             out += f"PRIORITY={prio}\n_SYSTEMD_UNIT={unit}\nSYSLOG_IDENTIFIER=app\n_PID=42\n\n".encode()
-        assert JOURNAL_REMOTE is not None
-        subprocess.run(
-            [JOURNAL_REMOTE, f"--output={self.path}", "-"], input=out, check=True, capture_output=True
-        )
+        return out
 
 
 class Collector:
@@ -240,5 +248,82 @@ async def test_broken_journalctl_warns_once_and_keeps_retrying(tmp_path: Path) -
 
 def test_native_reader_available_or_say_why() -> None:
     if not journald.HAVE_NATIVE:
-        pytest.skip("systemd-python not importable: the journalctl fallback is the path tested here")
+        pytest.skip(
+            "systemd-python not importable in this venv: in-process runs use the journalctl path; "
+            "the native path runs in a child interpreter (test_native_reader_with_debian_python3_systemd)"
+        )
     assert JournaldSource(["a"], "a", Collector().sink, None).path == "native"
+
+
+NATIVE_CHILD = r"""
+import asyncio, json, sys
+sys.path.append(sys.argv[1])  # Debian's python3-systemd, after the venv's own packages
+from healer.sources import journald
+assert journald.HAVE_NATIVE, "systemd.journal not importable"
+path, cursor, want = sys.argv[2], sys.argv[3] or None, int(sys.argv[4])
+append = sys.argv[5:]  # [journal-remote, export file]: appended half a second in
+
+async def main():
+    todo = list(append)
+    got, cursors = [], []
+    async def sink(events, cur):
+        got.extend(e.message for e in events)
+        cursors.append(cur)
+    src = journald.JournaldSource(["app.service"], "app", sink, cursor, files=[path], from_start=True)
+    await src.start()
+    for i in range(200):
+        if len(got) >= want:
+            break
+        if i == 10 and todo:  # half a second in, the reader is waiting
+            import subprocess
+            with open(todo[1], "rb") as f:
+                subprocess.run([todo[0], "--output=" + path, "-"], stdin=f, check=True, capture_output=True)
+            todo = []
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    await src.stop()
+    print(json.dumps({"path": src.path, "messages": got, "cursor": cursors[-1] if cursors else ""}))
+
+asyncio.run(main())
+"""
+DIST = "/usr/lib/python3/dist-packages"
+
+
+@needs_tools
+def test_native_reader_with_debian_python3_systemd(tmp_path: Path) -> None:
+    """The systemd.journal path, run in a child interpreter that can see python3-systemd."""
+    if not os.path.exists(os.path.join(DIST, "systemd", "journal.py")):
+        pytest.skip(
+            "python3-systemd not installed (apt-get install -y python3-systemd): native path untested"
+        )
+    import sys
+
+    jf = tmp_path / "n.journal"
+    w = JournalWriter(jf)
+    w.write(
+        [("native one", "app.service", 3), ("skip me", "other.service", 3), ("native two", "app.service", 4)]
+    )
+
+    def run(cursor: str, want: int, *append: str) -> dict[str, object]:
+        out = subprocess.run(
+            [sys.executable, "-c", NATIVE_CHILD, DIST, str(jf), cursor, str(want), *append],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = run("", 2)
+    print(f"journald path: {first['path']}")
+    assert first["path"] == "native" and first["messages"] == ["native one", "native two"]
+    w.write([("native three", "app.service", 3)])
+    second = run(str(first["cursor"]), 1)
+    assert second["messages"] == ["native three"]
+    # Live follow: the child appends once it is idle; inotify must wake the reader.
+    export = tmp_path / "live.export"
+    export.write_bytes(w.export([("native live", "app.service", 3)]))
+    assert JOURNAL_REMOTE is not None
+    third = run(str(second["cursor"]), 1, JOURNAL_REMOTE, str(export))
+    assert third["messages"] == ["native live"]
