@@ -55,6 +55,8 @@ def verify_sentry(body: bytes, headers: Mapping[str, str], secret: str, max_age:
             ts = float(raw_ts)
         except ValueError:
             raise WebhookError(401, "missing or invalid Sentry-Hook-Timestamp") from None
+        if ts > 1e11:  # milliseconds: tolerate senders (and relays) that use them
+            ts /= 1000.0
         if ts != ts or abs(now - ts) > max_age:  # ts != ts catches NaN
             raise WebhookError(401, f"Sentry-Hook-Timestamp outside {max_age:g}s window")
 

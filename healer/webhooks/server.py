@@ -95,6 +95,16 @@ class SeenLRU:
             self.keys.popitem(last=False)
 
 
+def _safe_path(path: str) -> str:
+    """The request path for logs and audit, with a GlitchTip URL token blanked out."""
+    if path.startswith(_GLITCHTIP_TOKENED):
+        return _GLITCHTIP_TOKENED + "<token>"
+    return path[:200]
+
+
+_GLITCHTIP_TOKENED = "/webhooks/glitchtip/"
+
+
 def _alert_key(ev: Event) -> tuple[str, ...]:
     return (ev.source_id, ev.fields.get("status", ""))
 
@@ -167,7 +177,7 @@ class WebhookServer:
             "source": source,
             "status": status,
             "reason": reason,
-            "path": request.path[:200],
+            "path": _safe_path(request.path),
             "remote": request.remote or "",
         }
         log.warning("webhook_refused", **info)
@@ -192,7 +202,7 @@ class WebhookServer:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("webhook_handler_crashed", path=request.path[:200])
+            log.exception("webhook_handler_crashed", path=_safe_path(request.path))
             return web.Response(status=500, text="internal error\n")
 
     async def _receive(self, request: web.Request, source: str) -> bytes:
@@ -214,11 +224,17 @@ class WebhookServer:
         except TimeoutError:
             raise WebhookError(408, f"body not received within {READ_TIMEOUT:g}s") from None
 
-    async def _deliver(self, request: web.Request, source: str, events: list[Event]) -> web.Response:
+    async def _deliver(
+        self, request: web.Request, source: str, events: list[Event], locked: bool = False
+    ) -> web.Response:
+        """Hand ``events`` to the sink one batch at a time (``locked``: caller holds the lock)."""
         if events:
             try:
-                async with self._sink_lock:
+                if locked:
                     await self.sink(events)
+                else:
+                    async with self._sink_lock:
+                        await self.sink(events)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -275,22 +291,25 @@ class WebhookServer:
             events = alertmanager.parse(body, request.headers, time.time(), self.settings.max_depth)
         except WebhookError as err:
             return self._refuse(request, "alertmanager", err.status, err.reason)
-        fresh: list[Event] = []
-        batch_keys: set[tuple[str, ...]] = set()
-        for ev in events:
-            key = _alert_key(ev)
-            if ev.source_id and (key in self._seen or key in batch_keys):
-                continue
-            batch_keys.add(key)
-            fresh.append(ev)
-        if len(fresh) < len(events):
-            log.info("alertmanager_duplicates_dropped", dropped=len(events) - len(fresh))
-        response = await self._deliver(request, "alertmanager", fresh)
-        if response.status == 200:
-            # Remember only what the sink took, so a failed delivery is retried.
-            for ev in fresh:
-                if ev.source_id:
-                    self._seen.add(_alert_key(ev))
+        # Check, deliver and remember under the sink lock, so two concurrent
+        # re-deliveries of the same group cannot both get through.
+        async with self._sink_lock:
+            fresh: list[Event] = []
+            batch_keys: set[tuple[str, ...]] = set()
+            for ev in events:
+                key = _alert_key(ev)
+                if ev.source_id and (key in self._seen or key in batch_keys):
+                    continue
+                batch_keys.add(key)
+                fresh.append(ev)
+            if len(fresh) < len(events):
+                log.info("alertmanager_duplicates_dropped", dropped=len(events) - len(fresh))
+            response = await self._deliver(request, "alertmanager", fresh, locked=True)
+            if response.status == 200:
+                # Remember only what the sink took, so a failed delivery is retried.
+                for ev in fresh:
+                    if ev.source_id:
+                        self._seen.add(_alert_key(ev))
         return response
 
 
