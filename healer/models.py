@@ -77,6 +77,7 @@ class IncidentStatus(StrEnum):
 
 class Outcome(StrEnum):
     RUNNING = "running"
+    VERIFYING = "verifying"  # applied and verified; waiting out the quiet window
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
