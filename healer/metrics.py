@@ -51,17 +51,13 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
-        self.decisions = Counter(
-            "healer_decisions", "Decisions taken on matches.", ["verdict", "reason"], registry=r
-        )
+        self.decisions = Counter("healer_decisions", "Decisions taken on matches.", ["verdict", "reason"], registry=r)
         self.config_reloads = Counter(
             "healer_config_reloads", "Config reloads (SIGHUP) by result.", ["result"], registry=r
         )
         # Gauges.
         self.incidents_open = Gauge("healer_incidents_open", "Incidents currently open.", registry=r)
-        self.kill_switch = Gauge(
-            "healer_kill_switch", "1 when the kill switch stops all fixes, else 0.", registry=r
-        )
+        self.kill_switch = Gauge("healer_kill_switch", "1 when the kill switch stops all fixes, else 0.", registry=r)
         self.circuit_open = Gauge(
             "healer_circuit_open", "1 when the failure circuit breaker is open, else 0.", registry=r
         )
@@ -78,9 +74,7 @@ class Metrics:
         self.last_reload_success = Gauge(
             "healer_last_reload_success", "1 if the last config load succeeded, else 0.", registry=r
         )
-        self.patterns_loaded = Gauge(
-            "healer_patterns_loaded", "Patterns currently loaded and active.", registry=r
-        )
+        self.patterns_loaded = Gauge("healer_patterns_loaded", "Patterns currently loaded and active.", registry=r)
 
     def record_reload(self, ok: bool, ts: float) -> None:
         """Record one config load: counter, success flag and timestamp together.

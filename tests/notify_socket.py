@@ -45,9 +45,7 @@ class NotifySocket:
     def __enter__(self) -> NotifySocket:
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:

@@ -63,9 +63,7 @@ def test_verify(tmp_path):
     assert text.count("/opt/healer/bin/healer") == 2
     unit = tmp_path / "healer.service"
     unit.write_text(text.replace("/opt/healer/bin/healer", _healer_entry_point()))
-    res = subprocess.run(
-        [ANALYZE, "verify", "--man=no", str(unit)], capture_output=True, text=True, env=_env()
-    )
+    res = subprocess.run([ANALYZE, "verify", "--man=no", str(unit)], capture_output=True, text=True, env=_env())
     assert res.returncode == 0, res.stdout + res.stderr
     # verify prints warnings but still exits 0 for some problems: none allowed.
     noise = [ln for ln in res.stderr.splitlines() if "healer.service" in ln]
@@ -75,9 +73,7 @@ def test_verify(tmp_path):
 @needs_analyze
 def test_verify_fails_without_installed_binary():
     """Guard for the test above: verify really does check ExecStart."""
-    res = subprocess.run(
-        [ANALYZE, "verify", "--man=no", str(UNIT)], capture_output=True, text=True, env=_env()
-    )
+    res = subprocess.run([ANALYZE, "verify", "--man=no", str(UNIT)], capture_output=True, text=True, env=_env())
     if Path("/opt/healer/bin/healer").exists():
         pytest.skip("healer is installed in /opt/healer on this machine")
     assert res.returncode != 0
