@@ -24,8 +24,9 @@ Positions
 
 Rotation detection (each poll, per followed file: one ``stat`` + one ``fstat``)
     * the path now names another inode, or vanished (rename rotation,
-      delete-and-recreate): we keep the old file descriptor, drain it to its end,
-      and only then read the new file from 0;
+      delete-and-recreate): we keep the old file descriptor and keep draining it
+      until the new file at the path has data (the writer reopened) or
+      ``ROTATE_LINGER`` passed, and only then read the new file from 0;
     * the file shrank below what we read, or its first line changed
       (copytruncate): we look for the copy among siblings (same first line,
       large enough), drain it from our position, then re-read the file from 0;
@@ -60,6 +61,12 @@ HEAD_BYTES = 256
 
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".Z")
 """Rotated archives are never tailed, even if a glob matches them: their bytes are not lines."""
+
+ROTATE_LINGER = 30.0
+"""Seconds a renamed/deleted file stays open while the file now at its path is still
+empty: logrotate renames first and signals the writer after, so the writer keeps
+appending to the old inode for a moment.  As soon as the new file has data the
+writer has switched, and the old file is drained one last time and closed."""
 
 _DRAINED_MEMORY = 256
 """How many recently drained inodes we remember, so a glob that also matches the
@@ -200,16 +207,17 @@ class _Reader:
     buf: bytes = b""
     skipping: bool = False
     head: bytes | None = None
-    size_seen: int = -1
+    seen: tuple[int, int] = (-1, -1)  # (size, mtime_ns) at the last check
     rotated: bool = False
     announce: bool = False
+    linger_until: float = 0.0  # monotonic deadline while retired; 0 = drain to EOF and close now
 
     def reset(self) -> None:
         self.pos = self.scan = 0
         self.buf = b""
         self.skipping = False
         self.head = None
-        self.size_seen = -1
+        self.seen = (-1, -1)
 
 
 @dataclass(eq=False, slots=True)
@@ -310,6 +318,7 @@ class FileTailer:
         self._handler: Any = None
         self._watches: dict[str, tuple[Any, tuple[int, int]]] = {}
         self._followed_snapshot: frozenset[str] = frozenset()
+        self._lingering = False
 
     # ------------------------------------------------------------------ public
 
@@ -390,7 +399,8 @@ class FileTailer:
                 rescan = self._rescan_wanted
                 self._rescan_wanted = False
             now = time.monotonic()
-            if now >= self._next_rescan:
+            if now >= self._next_rescan or self._observer is None:
+                # Without an observer (tests, replay) nothing else would ever flag a rescan.
                 rescan = True
             failed: set[str] = set()
             # Existing files first: a rename rotation must drain the old inode
@@ -410,6 +420,7 @@ class FileTailer:
                     if f.path not in failed:
                         self._service(f, full=True)
             self._followed_snapshot = frozenset(self._followers)
+            self._lingering = any(f.retired for f in self._followers.values())
 
     # ------------------------------------------------------------ wakeups
 
@@ -455,6 +466,10 @@ class FileTailer:
     def _event(self, paths: Sequence[str], structural: bool, is_directory: bool) -> None:
         """Observer thread: decide cheaply whether an event concerns us, then wake."""
         followed = self._followed_snapshot
+        if self._lingering and not structural:
+            # Possibly a write to a renamed file we still drain; cheap to check.
+            self._wake()
+            return
         for p in paths:
             if not p:
                 continue
@@ -692,8 +707,11 @@ class FileTailer:
         self._check_identity(f, full)
         while f.retired:
             r = f.retired[0]
-            if not self._read(f, r, final=True):
+            final = not self._lingers(f, r)
+            if not self._read(f, r, final=final):
                 return False
+            if not final:
+                return True  # the writer may still append to it; the new file waits
             f.retired.pop(0)
             self._remember_drained(r)
             os.close(r.fd)
@@ -729,7 +747,7 @@ class FileTailer:
                 self._rescan_wanted = True
             return
         if not stat.S_ISREG(st.st_mode):
-            self._retire(f)
+            self._retire(f, linger=False)  # nobody reopens a directory as a log
             with self._flag_lock:
                 self._rescan_wanted = True
             return
@@ -741,9 +759,11 @@ class FileTailer:
                 with self._flag_lock:
                     self._rescan_wanted = True
             return
-        size = os.fstat(r.fd).st_size
-        changed = size != r.size_seen
-        r.size_seen = size
+        fst = os.fstat(r.fd)
+        size = fst.st_size
+        # mtime too: a truncate-and-rewrite can land on exactly the size we last saw.
+        changed = (size, fst.st_mtime_ns) != r.seen
+        r.seen = (size, fst.st_mtime_ns)
         truncated = size < r.scan
         if not truncated and r.head is not None and (changed or full):
             truncated = os.pread(r.fd, len(r.head), 0) != r.head
@@ -755,11 +775,19 @@ class FileTailer:
             r.reset()
             r.rotated = r.announce = True
 
-    def _retire(self, f: _Follower) -> None:
+    def _retire(self, f: _Follower, *, linger: bool = True) -> None:
         """The path no longer names our file: keep its fd to drain it before anything else."""
         if f.cur is not None:
+            if linger:
+                f.cur.linger_until = time.monotonic() + ROTATE_LINGER
             f.retired.append(f.cur)
             f.cur = None
+
+    def _lingers(self, f: _Follower, r: _Reader) -> bool:
+        """Whether a retired file may still receive lines (see ``ROTATE_LINGER``)."""
+        if not r.linger_until or self._stop_event.is_set() or time.monotonic() >= r.linger_until:
+            return False
+        return f.cur is None or os.fstat(f.cur.fd).st_size == 0
 
     def _remember_drained(self, r: _Reader) -> None:
         self._drained[(r.dev, r.ino)] = (r.pos, head_hash(r.head))
