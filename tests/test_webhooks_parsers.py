@@ -26,15 +26,45 @@ def body(name: str) -> bytes:
 
 
 def test_depth_ignores_brackets_inside_strings() -> None:
-    assert json_depth('{"a": "[[[[{{{{", "b": [1, [2]]}') == 3
-    assert json_depth('"\\"[[["') == 0
+    assert json_depth(b'{"a": "[[[[{{{{", "b": [1, [2]]}') == 3
+    assert json_depth(b'"\\"[[["') == 0
+    assert json_depth(b'[1, {"a": [{}]}, "]]]]"]') == 4  # escapes-free split path
+    assert json_depth(b'[1, {"a\\"]]": [{}]}, "]]\\\\"]') == 4  # regex path with escapes
+    assert json_depth(b"") == 0
 
 
 def test_loads_bounded_rejects_deep_nesting_without_recursion() -> None:
-    deep = b"[" * 100_000 + b"]" * 100_000
+    deep = b"[" * 40_000 + b"]" * 40_000
     with pytest.raises(WebhookError) as ei:
         loads_bounded(deep, 32)
     assert ei.value.status == 400 and "deeper" in ei.value.reason
+    with pytest.raises(WebhookError) as ei:
+        loads_bounded(b"[" + b"[]," * 60_000 + b"[]]", 32)
+    assert ei.value.status == 400 and "arrays/objects" in ei.value.reason
+    assert isinstance(loads_bounded(b"[" * 32 + b"]" * 32, 32), list)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 1_000_000,
+        b"[" * 500_000 + b"]" * 500_000,
+        b"[" + b"[]," * 49_000 + b"[]]" + b" " * 800_000,
+        b'["' + b'a", "' * 200_000 + b'"]',
+        b'["' + b'\\"[", "' * 100_000 + b'"]',
+    ],
+    ids=["open", "deep", "wide", "strings", "escapes"],
+)
+def test_hostile_megabyte_is_cheap(body: bytes) -> None:
+    """A 1 MB body must not block the event loop for long, whatever its shape."""
+    import time
+
+    t = time.perf_counter()
+    try:
+        loads_bounded(body, 32)
+    except WebhookError:
+        pass
+    assert time.perf_counter() - t < 0.5
 
 
 @pytest.mark.parametrize(
