@@ -1,0 +1,96 @@
+"""Config validation: every error names the file, the key path and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from healer.config import apply_env_overrides, load_settings, parse_duration
+from healer.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp: Path, text: str) -> Path:
+    p = tmp / "config.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_example_config_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HEALER_TELEGRAM_TOKEN", raising=False)
+    s = load_settings(ROOT / "config.example.yaml", environ={}, dotenv=False)
+    assert s.kill_switch is False and s.dry_run is False
+    assert s.state_dir == ROOT / "state"
+    assert s.sources.files[0].path == str(ROOT / "logs" / "*.log")
+    assert s.telegram.enabled is False
+    assert s.patterns_dirs == (ROOT / "patterns",)
+    assert "demo-echo" in s.actions["command"].commands
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("kill_switch: yes please\n", "kill_switch", "expected true or false"),
+        ("dry_run: 1\n", "dry_run", "expected true or false"),
+        ("sources:\n  files:\n    - service: x\n", "sources.files[0].path", "missing"),
+        ("sources:\n  files: nope\n", "sources.files", "expected a list"),
+        ("telegram:\n  allowed_chat_ids: [abc]\n", "telegram.allowed_chat_ids", "integer chat ids"),
+        ("telegram:\n  token: '123:abc'\n", "telegram.token", "never go in the YAML"),
+        ("engine:\n  verify_window: -3\n", "engine.verify_window", ">= 0"),
+        ("engine:\n  verify_windw: 3\n", "engine.verify_windw", "unknown key"),
+        ("bogus: 1\n", "bogus", "unknown key"),
+        ("actions:\n  rm_rf: {}\n", "actions.rm_rf", "unknown action"),
+        ("actions:\n  command:\n    commands:\n      x: {argv: ['echo', '{module}']}\n", "actions.command", "not allowed"),
+        ("log_level: loud\n", "log_level", "unknown level"),
+    ],
+)
+def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        load_settings(write(tmp_path, text), environ={}, dotenv=False)
+    msg = str(ei.value)
+    assert str(tmp_path / "config.yaml") in msg
+    assert key in msg
+    assert words in msg
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as ei:
+        load_settings(write(tmp_path, "a: 1\nb: [\n"), environ={}, dotenv=False)
+    assert "invalid YAML at line" in str(ei.value)
+
+
+def test_python_tags_and_missing_file_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_settings(write(tmp_path, "kill_switch: !!python/object/apply:os.system ['true']\n"), environ={})
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "nope.yaml", environ={})
+
+
+def test_token_from_env_and_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MY_BOT_TOKEN", raising=False)
+    p = write(tmp_path, "telegram:\n  token_env: MY_BOT_TOKEN\n  allowed_chat_ids: [42]\n")
+    (tmp_path / ".env").write_text("MY_BOT_TOKEN=123:secret\n")
+    s = load_settings(p)
+    assert s.telegram.enabled and s.telegram.token == "123:secret"
+    assert "secret" not in repr(s.telegram)
+    assert s.telegram.notify_chat_ids == (42,)
+
+
+def test_env_overrides_every_key(tmp_path: Path) -> None:
+    p = write(tmp_path, "engine:\n  verify_window: 60\n")
+    env = {"HEALER__ENGINE__VERIFY_WINDOW": "5", "HEALER__KILL_SWITCH": "true", "HEALER__HEALTH__MOUNTS": "[/, /var]"}
+    s = load_settings(p, environ=env, dotenv=False)
+    assert s.engine.verify_window == 5.0 and s.kill_switch is True and s.health.mounts == ("/", "/var")
+    with pytest.raises(ConfigError, match="kill_switch"):
+        load_settings(p, environ={"HEALER__KILL_SWITCH": "maybe"}, dotenv=False)
+    raw: dict[str, object] = {}
+    assert apply_env_overrides(raw, {"HEALER__A__B": "1", "OTHER": "x"}) == ["a.b"]
+
+
+def test_durations() -> None:
+    assert parse_duration("90") == 90 and parse_duration("5m") == 300 and parse_duration("2h") == 7200
+    assert parse_duration("7d") == 7 * 86400
+    with pytest.raises(ValueError):
+        parse_duration("soon")
