@@ -293,16 +293,12 @@ DIST = "/usr/lib/python3/dist-packages"
 def test_native_reader_with_debian_python3_systemd(tmp_path: Path) -> None:
     """The systemd.journal path, run in a child interpreter that can see python3-systemd."""
     if not os.path.exists(os.path.join(DIST, "systemd", "journal.py")):
-        pytest.skip(
-            "python3-systemd not installed (apt-get install -y python3-systemd): native path untested"
-        )
+        pytest.skip("python3-systemd not installed (apt-get install -y python3-systemd): native path untested")
     import sys
 
     jf = tmp_path / "n.journal"
     w = JournalWriter(jf)
-    w.write(
-        [("native one", "app.service", 3), ("skip me", "other.service", 3), ("native two", "app.service", 4)]
-    )
+    w.write([("native one", "app.service", 3), ("skip me", "other.service", 3), ("native two", "app.service", 4)])
 
     def run(cursor: str, want: int, *append: str) -> dict[str, object]:
         out = subprocess.run(
@@ -327,3 +323,27 @@ def test_native_reader_with_debian_python3_systemd(tmp_path: Path) -> None:
     assert JOURNAL_REMOTE is not None
     third = run(str(second["cursor"]), 1, JOURNAL_REMOTE, str(export))
     assert third["messages"] == ["native live"]
+
+
+@needs_tools
+async def test_invalid_cursor_falls_back_to_tail_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jf = tmp_path / "t.journal"
+    w = JournalWriter(jf)
+    w.write([("old entry", "app.service", 3)])
+    monkeypatch.chdir(tmp_path)
+    c = Collector()
+    # A relative --file must work too (journalctl --follow fails on one).
+    src = JournaldSource(
+        ["app.service"], "app", c.sink, "not-a-cursor", files=["t.journal"], native=False, backoff_initial=0.05
+    )
+    with capture_logs() as logs:
+        await src.start()
+        try:
+            await c.wait_for(lambda: src.cursor is None and src.pid is not None)
+            await asyncio.sleep(0.3)
+            w.write([("new entry", "app.service", 3)])
+            await c.wait_for(lambda: len(c.events) == 1)
+        finally:
+            await src.stop()
+    assert [e.message for e in c.events] == ["new entry"]  # history is not replayed
+    assert any(e["event"] == "journald_cursor_invalid" and e["log_level"] == "error" for e in logs)

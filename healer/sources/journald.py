@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
@@ -163,8 +164,10 @@ class JournaldSource:
         self.service = service
         self.sink = sink
         self.cursor = cursor
-        self.files = tuple(files)
-        self.directory = directory
+        # Absolute paths: journalctl --follow on a relative --file fails
+        # ("Failed to get journal fd") and, worse, exits 0.
+        self.files = tuple(os.path.abspath(f) for f in files)
+        self.directory = os.path.abspath(directory) if directory else None
         self.from_start = from_start
         self.native = HAVE_NATIVE if native is None else native and HAVE_NATIVE
         self.journalctl = journalctl
@@ -220,6 +223,13 @@ class JournaldSource:
                 log.exception("journald_reader_failed", units=self.units)
             if self._stopping:
                 return
+            if not got_any and self.cursor and "seek to cursor" in detail:
+                # A cursor journalctl cannot parse would fail the same way
+                # forever. Resume from the end: some entries may be missed,
+                # which is better than never reading again, and we say so.
+                log.error("journald_cursor_invalid", units=self.units, cursor=self.cursor, detail=detail)
+                self.cursor = None
+                self.from_start = False
             if got_any:
                 delay = self.backoff_initial
                 warned = False
@@ -354,8 +364,14 @@ class JournaldSource:
                 reader.add_match(UNIT=unit)
                 reader.add_disjunction()
             if self.cursor:
-                reader.seek_cursor(self.cursor)
-                reader.get_next()  # the cursor's own entry is already stored
+                try:
+                    reader.seek_cursor(self.cursor)
+                    reader.get_next()  # the cursor's own entry is already stored
+                except (OSError, ValueError) as err:  # same policy as the journalctl path
+                    log.error("journald_cursor_invalid", units=self.units, cursor=self.cursor, detail=str(err))
+                    self.cursor = None
+                    reader.seek_tail()
+                    reader.get_previous()
             elif not self.from_start:
                 reader.seek_tail()
                 reader.get_previous()
