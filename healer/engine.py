@@ -235,7 +235,7 @@ class Engine:
             detail,
             expires_at=now + self.settings.engine.approval_ttl if verdict is Verdict.ASK else None,
         )
-        if n > 1 and not new:
+        if n > 1:  # one decision covers every match of this fingerprint in the batch
             db.execute("UPDATE decisions SET count = count + ? WHERE id = ?", (n - 1, decision.id))
         result.decisions.append(decision)
         self._decision_effects(db, decision, new, inc, pattern, hit.groups, ev.service, "auto", result)
@@ -458,7 +458,11 @@ class Engine:
         failed = False
         for entry in reversed(stack):
             action, ctx = plan[entry["step"]]
-            if not action.reversible:
+            try:
+                reversible = action.can_undo(ctx, entry["state"])
+            except Exception:
+                reversible = action.reversible
+            if not reversible:
                 continue
             try:
                 action.undo(ctx, entry["state"])

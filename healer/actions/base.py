@@ -90,8 +90,7 @@ class Action(ABC):
         unknown = set(params) - cls.param_keys
         if unknown:
             raise ParamError(
-                f"action {cls.name!r} has no parameter(s) {sorted(unknown)}; "
-                f"known: {sorted(cls.param_keys) or 'none'}"
+                f"action {cls.name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(cls.param_keys) or 'none'}"
             )
         missing = cls.required_params - set(params)
         if missing:
@@ -112,6 +111,10 @@ class Action(ABC):
     @abstractmethod
     def verify(self, ctx: ActionContext, state: JSON) -> VerifyResult:
         """Did the change take?"""
+
+    def can_undo(self, ctx: ActionContext, state: JSON) -> bool:
+        """Whether ``undo`` really reverses this step; rollback counts only those as undone."""
+        return self.reversible
 
     def undo(self, ctx: ActionContext, state: JSON) -> None:  # noqa: B027 - optional hook
         """Reverse ``apply``. Irreversible actions leave this as is."""

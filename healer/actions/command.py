@@ -76,9 +76,7 @@ class CommandAction(Action):
             timeout = spec.get("timeout", 60)
             if not isinstance(timeout, int | float) or timeout <= 0:
                 raise ParamError(f"{here}.timeout: expected a positive number of seconds")
-            out[str(key)] = CommandSpec(
-                tuple(argv), tuple(parts["undo"]), tuple(parts["verify"]), float(timeout)
-            )
+            out[str(key)] = CommandSpec(tuple(argv), tuple(parts["undo"]), tuple(parts["verify"]), float(timeout))
         return CommandSettings(out)
 
     @classmethod
@@ -126,6 +124,9 @@ class CommandAction(Action):
         res = ctx.runner.run(argv, timeout=spec.timeout)
         ctx.audit("proc", {"argv": argv, "rc": res.returncode, "output": res.summary()})
         return VerifyResult(res.ok, f"verify exited {res.returncode}")
+
+    def can_undo(self, ctx: ActionContext, state: JSON) -> bool:
+        return bool(self._spec(ctx).undo)
 
     def undo(self, ctx: ActionContext, state: JSON) -> None:
         spec = self._spec(ctx)

@@ -1,0 +1,250 @@
+"""The decision chain and fix execution, in process, on an injected clock.
+
+Real SQLite, real subprocesses for the actions; only time is faked so the
+windows (threshold, cooldown, verify, budget, approval TTL) take no wall time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from healer.clock import FakeClock
+from healer.engine import Engine, FixJob, UndoJob
+from healer.models import Event, IncidentStatus, Outcome
+from healer.proc import Runner
+from healer.runtime import load_ruleset
+from healer.store import Store
+
+
+def build(tmp: Path, patterns: list[dict[str, Any]], **cfg: Any) -> tuple[Engine, FakeClock]:
+    (tmp / "patterns").mkdir(parents=True, exist_ok=True)
+    (tmp / "patterns" / "p.yaml").write_text(yaml.safe_dump({"patterns": patterns}))
+    config = {
+        "state_dir": str(tmp / "state"),
+        "patterns_dirs": [str(tmp / "patterns")],
+        "engine": {"verify_window": 10, "fix_budget_per_hour": 100, "breaker_failures": 100},
+        "actions": {"command": {"commands": {"ok": ["true"], "fail": ["false"]}}},
+        "telegram": {"token_env": "HEALER_TEST_NONE"},
+    }
+    for k, v in cfg.items():
+        if isinstance(v, dict) and isinstance(config.get(k), dict):
+            config[k] = {**config[k], **v}  # type: ignore[dict-item]
+        else:
+            config[k] = v
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    rules = load_ruleset(tmp / "config.yaml")
+    assert rules.pattern_errors == (), rules.pattern_errors
+    clock = FakeClock()
+    return Engine(
+        rules.settings, rules.patterns, Store(tmp / "state" / "healer.db"), clock=clock, runner=Runner()
+    ), clock
+
+
+def pat(pid: str = "boom", **over: Any) -> dict[str, Any]:
+    p = {
+        "id": pid,
+        "severity": "high",
+        "regex": "BOOM (?P<what>[a-z]+)",
+        "remediation": [{"action": "command", "params": {"command": "ok"}}],
+        "threshold": 1,
+        "cooldown": 0,
+        "max_attempts": 3,
+        "approval": "auto",
+        "examples": ["BOOM x"],
+    }
+    p.update(over)
+    return p
+
+
+def feed(engine: Engine, *lines: str) -> Any:
+    return engine.ingest_buffer("".join(line + "\n" for line in lines).encode(), "app", "test.log", source="file")
+
+
+def reasons(engine: Engine) -> list[tuple[str, str, int]]:
+    return [(r["verdict"], r["reason"], r["count"]) for r in engine.store.query("SELECT * FROM decisions ORDER BY id")]
+
+
+def run_jobs(engine: Engine, res: Any) -> list[Any]:
+    return [engine.run_job(j) for j in res.jobs]
+
+
+def test_threshold_then_act_then_verify_window_success(tmp_path: Path) -> None:
+    engine, clock = build(tmp_path, [pat(threshold={"count": 3, "window": 60})])
+    assert feed(engine, "BOOM a").jobs == []
+    clock.advance(100)  # the first match ages out of the window
+    assert feed(engine, "BOOM a", "BOOM a").jobs == []
+    res = feed(engine, "BOOM a")
+    assert [type(j) for j in res.jobs] == [FixJob]
+    attempt = run_jobs(engine, res)[0]
+    assert attempt.outcome is Outcome.VERIFYING
+    assert reasons(engine) == [("skip", "threshold", 3), ("act", "ok", 1)]
+    clock.advance(11)
+    assert engine.finalize_due() == [attempt.id]
+    assert engine.store.attempts()[0].outcome is Outcome.SUCCEEDED
+    assert engine.store.incidents()[0].status is IncidentStatus.FIXED
+
+
+def test_recurrence_inside_verify_window_fails_the_fix(tmp_path: Path) -> None:
+    engine, clock = build(tmp_path, [pat(cooldown=300)])
+    run_jobs(engine, feed(engine, "BOOM a"))
+    clock.advance(2)
+    res = feed(engine, "BOOM a")
+    assert [type(j) for j in res.jobs] == [UndoJob]
+    run_jobs(engine, res)
+    a = engine.store.attempts()[0]
+    assert a.outcome is Outcome.FAILED and "recurred" in a.detail
+    assert reasons(engine)[-1][:2] == ("skip", "cooldown")
+
+
+def test_failing_fix_escalates_after_max_attempts_and_trips_breaker(tmp_path: Path) -> None:
+    engine, clock = build(
+        tmp_path,
+        [pat(remediation=[{"action": "command", "params": {"command": "fail"}}], max_attempts=2)],
+        engine={"breaker_failures": 2},
+    )
+    for _ in range(2):
+        [a] = run_jobs(engine, feed(engine, "BOOM a"))
+        assert a.outcome is Outcome.FAILED
+        clock.advance(1)
+    inc = engine.store.incidents()[0]
+    assert inc.status is IncidentStatus.ESCALATED and inc.attempts == 2
+    assert engine.breaker_open(clock.now())
+    assert engine.store.audit_rows("breaker_tripped")
+    for _ in range(5):
+        assert feed(engine, "BOOM a").jobs == []
+    assert len(engine.store.attempts()) == 2
+    assert ("escalate", "max_attempts", 1) in reasons(engine)
+    # Another incident while the breaker is open: notify only.
+    feed(engine, "BOOM other")
+    assert reasons(engine)[-1][:2] == ("notify", "circuit_open")
+
+
+def test_kill_switch_dry_run_budget_never(tmp_path: Path) -> None:
+    engine, _ = build(tmp_path, [pat(), pat("quiet", regex="QUIET", approval="never", remediation=None)],
+                      kill_switch=True)  # fmt: skip
+    assert feed(engine, "BOOM a", "QUIET").jobs == []
+    assert sorted(r[:2] for r in reasons(engine)) == [("notify", "notify_only"), ("skip", "kill_switch")]
+
+    engine, _ = build(tmp_path / "dry", [pat()], dry_run=True)
+    feed(engine, "BOOM a")
+    [d] = engine.store.decisions()
+    assert d.reason.value == "dry_run" and "would run command(command=ok)" in d.detail
+
+    engine, _ = build(tmp_path / "budget", [pat()], engine={"fix_budget_per_hour": 1})
+    run_jobs(engine, feed(engine, "BOOM a"))
+    assert feed(engine, "BOOM b").jobs == []
+    assert reasons(engine)[-1][:2] == ("skip", "budget")
+
+
+def test_approval_once_and_expiry(tmp_path: Path) -> None:
+    engine, clock = build(tmp_path, [pat(approval="ask")], engine={"approval_ttl": 60})
+    res = feed(engine, "BOOM a")
+    assert res.jobs == [] and [n.kind.value for n in res.notices] == ["incident", "approval"]
+    d = res.decisions[0]
+    status, job = engine.settle_approval(d.id, True, "telegram:1")
+    assert status == "ok" and job is not None and job.groups["what"] == "a"
+    assert engine.run_job(job).outcome is Outcome.VERIFYING
+    assert engine.settle_approval(d.id, True, "telegram:1") == ("done", None)
+    feed(engine, "BOOM b")
+    d2 = engine.store.decisions()[0]
+    clock.advance(61)
+    assert engine.settle_approval(d2.id, True, "telegram:1")[0] == "expired"
+    assert len(engine.store.attempts()) == 1
+    assert len(engine.store.audit_rows("approval")) == 3
+
+
+def test_storm_is_one_incident_one_decision_row(tmp_path: Path) -> None:
+    engine, _ = build(tmp_path, [pat(cooldown=3600)])
+    res = feed(engine, *[f"2026-11-22 10:00:{i % 60:02d} ERROR req={i} BOOM a" for i in range(10_000)])
+    assert len(res.jobs) == 1
+    [inc] = engine.store.incidents()
+    assert inc.count == 10_000
+    assert reasons(engine) == [("act", "ok", 10_000)]
+    assert engine.store.query("SELECT count(*) FROM events")[0][0] == 10_000
+
+
+def test_one_fault_three_sources_one_incident_one_fix(tmp_path: Path) -> None:
+    redis = pat(
+        "redis-down", regex=r"(?:Error 111 connecting to [a-z0-9.]+:6379|RedisDown)", group_by=[],
+        cooldown=600, examples=["RedisDown"],
+    )  # fmt: skip
+    engine, _ = build(tmp_path, [redis])
+    msg = "redis.exceptions.ConnectionError: Error 111 connecting to localhost:6379. Connection refused."
+    jobs = feed(engine, f"2026-11-22 ERROR app: {msg}").jobs
+    for j in jobs:
+        engine.run_job(j)
+    jobs = engine.ingest_events([Event("sentry", "app", msg, 1.0, source_id="issue-1:ev-1")]).jobs
+    jobs += engine.ingest_events(
+        [
+            Event(
+                "alertmanager",
+                "redis",
+                "RedisDown on host1",
+                1.0,
+                fields={"alertname": "RedisDown"},
+                source_id="fp1:2026-11-22T10:00:00Z",
+            )
+        ]  # fmt: skip
+    ).jobs
+    assert [type(j) for j in jobs] == [UndoJob]  # recurrence inside the verify window, not a second fix
+    [inc] = engine.store.incidents()
+    assert inc.sources == ("alertmanager", "file", "sentry") and inc.count == 3
+    assert len(engine.store.query("SELECT * FROM fix_attempts")) == 1
+    # A re-delivery of the same alert is dropped; a resolved alert closes the incident.
+    engine.ingest_events([Event("alertmanager", "redis", "RedisDown", 1.0, source_id="fp1:2026-11-22T10:00:00Z")])
+    assert engine.store.incidents()[0].count == 3
+    engine.ingest_events([Event("alertmanager", "redis", "RedisDown", 2.0, source_id="fp1:2026-11-22T10:00:00Z",
+                                resolved=True)])  # fmt: skip
+    assert engine.store.incidents()[0].status is IncidentStatus.RESOLVED
+
+
+def test_crash_recovery_settles_running_attempts(tmp_path: Path) -> None:
+    engine, _ = build(tmp_path, [pat()])
+    res = feed(engine, "BOOM a")
+    job = res.jobs[0]
+    assert isinstance(job, FixJob)
+    aid = engine.store.start_attempt(job.incident_id, job.decision.id, ["command"], ["command:ok"], 1.0)
+    assert aid is not None
+    # Killed before any step checkpointed: recovery has nothing to verify, so it is failed, and the lock is freed.
+    assert engine.recover() == [(aid, Outcome.FAILED)]
+    assert engine.store.audit_rows("fix_recovered")
+    assert engine.store.query("SELECT count(*) FROM locks")[0][0] == 0
+
+
+pip_fixtures = pytest.importorskip("test_action_pip_install")
+wheelhouse = pip_fixtures.wheelhouse
+venv_python = pip_fixtures.venv_python
+
+
+def test_chain_pip_install_then_failing_restart_is_rolled_back(tmp_path: Path, venv_python: Path,
+                                                               wheelhouse: Path) -> None:  # fmt: skip
+    import subprocess
+
+    chain = pat(
+        "missing-module", regex=r"No module named '(?P<module>[A-Za-z0-9_.]+)'",
+        remediation=[{"action": "pip_install", "params": {"module": "{module}"}},
+                     {"action": "restart", "params": {"service": "app"}}],
+        examples=["No module named 'x'"],
+    )  # fmt: skip
+    engine, _ = build(
+        tmp_path,
+        [chain],
+        actions={
+            "command": {"commands": {"ok": ["true"]}},
+            "pip_install": {"python": str(venv_python), "allowed": ["healer-demo-pkg"],
+                            "packages": {"healer_demo_pkg": "healer-demo-pkg"}, "no_index": True,
+                            "find_links": [str(wheelhouse)]},
+            "restart": {"manager": "command", "units": {"app": {"argv": ["false"], "status_argv": ["false"]}}},
+        },
+    )  # fmt: skip
+    [attempt] = run_jobs(engine, feed(engine, "ModuleNotFoundError: No module named 'healer_demo_pkg'"))
+    assert attempt.outcome is Outcome.ROLLED_BACK, attempt
+    assert [(s.action, s.outcome.value) for s in attempt.steps] == [
+        ("pip_install", "succeeded"), ("restart", "failed"), ("pip_install", "rolled_back"),
+    ]  # fmt: skip
+    probe = subprocess.run([str(venv_python), "-c", "import healer_demo_pkg"], capture_output=True)
+    assert probe.returncode != 0, "the package should have been uninstalled again"
