@@ -325,10 +325,7 @@ def _build_events(patterns: list[Pattern], rng: random.Random) -> dict[str, _Fam
             # family knows about, so only the header matches.
             group = [_Event(p.family, _traceback(g, rng)) for g in GENERIC_EXCEPTIONS]
         else:
-            group = [
-                _Event(p.family, _traceback(ex, rng) if _is_python_exception(ex) else [ex])
-                for ex in p.examples
-            ]
+            group = [_Event(p.family, _traceback(ex, rng) if _is_python_exception(ex) else [ex]) for ex in p.examples]
         if group:
             fam.by_pattern.append(group)
     return {k: v for k, v in families.items() if v.by_pattern}
@@ -411,9 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", type=Path, help="output file (default: stdout)")
-    ap.add_argument(
-        "--ere", action="store_true", help="print the bundled patterns as grep -E regexes and exit"
-    )
+    ap.add_argument("--ere", action="store_true", help="print the bundled patterns as grep -E regexes and exit")
     args = ap.parse_args(argv)
 
     if args.ere:
