@@ -23,9 +23,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import git
+from healer.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import git
+else:
+    # GitPython costs ~0.3 s to import; only a git_sync fix needs it, not every CLI call.
+    git = LazyModule("git")
 import structlog
 
 from healer.actions._common import mapping, positive_number, text
