@@ -50,6 +50,9 @@ from healer.store import Store
 
 log = structlog.get_logger("healer.engine")
 
+APPLIED = "_healer_applied"
+"""Set in a step's checkpointed state once its ``apply`` returned (crash recovery tells the two apart)."""
+
 
 @dataclass(frozen=True, slots=True)
 class FixJob:
@@ -416,7 +419,7 @@ class Engine:
             for action, ctx in plan:
                 action.check(ctx)
                 state = action.apply(ctx)
-                ctx.checkpoint(state)
+                ctx.checkpoint({**state, APPLIED: True})
                 vr = action.verify(ctx, state)
                 if not vr.ok:
                     raise ActionError(f"{action.name}: verify failed: {vr.detail}")
@@ -599,7 +602,8 @@ class Engine:
             pattern_id = self._pattern_of(int(row["incident_id"]))
             planned = json.loads(row["actions"])
             plan = self._plan_from_stack(stack, int(row["incident_id"]), pattern_id)
-            all_ok = len(stack) == len(planned) and bool(stack)
+            # A step whose apply never returned was interrupted, whatever its verify would say.
+            all_ok = len(stack) == len(planned) and bool(stack) and all(e["state"].get(APPLIED) for e in stack)
             for (action, ctx), entry in zip(plan, stack, strict=True):
                 if not all_ok:
                     break

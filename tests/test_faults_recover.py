@@ -1,0 +1,87 @@
+"""A fix killed mid-step is not "verified" on restart just because its step checkpointed.
+
+``command`` checkpoints its argv *before* starting the process (so undo knows
+what ran), and with no ``verify`` argv its verify is "exited 0". A daemon
+killed while that process ran used to be recovered as "succeeded: every step
+verified" although the command never finished. Recovery must treat a step
+whose ``apply`` did not return as interrupted, and undo.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from healer.clock import FakeClock
+from healer.engine import FixJob
+from healer.models import Outcome
+from healer.proc import ProcResult, Runner
+from torture._engine import make_engine
+
+PATTERN = {
+    "id": "slow-fix",
+    "regex": r"SLOW-FIX (?P<what>[a-z]+)",
+    "remediation": [{"action": "command", "params": {"command": "slow"}}],
+    "cooldown": 0,
+}
+ACTIONS = {"command": {"commands": {"slow": {"argv": ["sleep", "5"]}}}}
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no except Exception catches it."""
+
+
+class DyingRunner(Runner):
+    def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
+        raise Killed()
+
+
+class OkRunner(Runner):
+    def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
+        res = ProcResult(tuple(argv), 0, "", "", 0.0)
+        self.history.append(res)
+        return res
+
+
+def _job(engine) -> FixJob:  # type: ignore[no-untyped-def]
+    res = engine.ingest_buffer(b"ERROR SLOW-FIX disk\n", "app", "test")
+    jobs = [j for j in res.jobs if isinstance(j, FixJob)]
+    assert jobs, res.decisions
+    return jobs[0]
+
+
+def test_command_killed_mid_run_is_not_recovered_as_succeeded(tmp_path: Path) -> None:
+    clock = FakeClock()
+    engine = make_engine(tmp_path, [PATTERN], ACTIONS, clock=clock, runner=DyingRunner())
+    with pytest.raises(Killed):
+        engine.run_fix(_job(engine))
+    rows = engine.store.query("SELECT id, outcome, undo_state FROM fix_attempts")
+    assert [r["outcome"] for r in rows] == ["running"]
+    assert json.loads(rows[0]["undo_state"]), "the command checkpointed before it started"
+    # Restart: a fresh engine on the same store.
+    engine2 = make_engine(tmp_path, [PATTERN], ACTIONS, clock=clock, runner=OkRunner(), store=engine.store)
+    [(aid, outcome)] = engine2.recover()
+    assert outcome is not Outcome.SUCCEEDED
+    audit = engine.store.query("SELECT detail FROM audit WHERE kind = 'fix_recovered'")
+    assert json.loads(audit[0]["detail"]) == {"attempt": aid, "outcome": outcome.value}
+
+
+def test_completed_step_still_recovers_as_succeeded(tmp_path: Path) -> None:
+    """Killed after apply returned (e.g. during the verify window bookkeeping): verify decides."""
+    clock = FakeClock()
+    engine = make_engine(tmp_path, [PATTERN], ACTIONS, clock=clock, runner=OkRunner())
+    job = _job(engine)
+    orig = engine.store.finish_attempt
+
+    def die(*a, **k):  # type: ignore[no-untyped-def]
+        raise Killed()
+
+    engine.store.finish_attempt = die  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        engine.run_fix(job)
+    engine.store.finish_attempt = orig  # type: ignore[method-assign]
+    engine2 = make_engine(tmp_path, [PATTERN], ACTIONS, clock=clock, runner=OkRunner(), store=engine.store)
+    [(_aid, outcome)] = engine2.recover()
+    assert outcome is Outcome.SUCCEEDED
