@@ -1,0 +1,159 @@
+"""Which notices reach a phone, when, and how often.
+
+An error storm must not become a message storm: a thousand identical lines
+are one incident, and the person on call wants one message for it, then a
+short "still firing" update now and then, not a thousand pings. So the
+router remembers every incident it has announced, swallows repeats, and lets
+a periodic job (the bot's JobQueue) ask :meth:`Router.updates` whether an
+announced incident has grown since the last word about it.
+
+Severity decides the route (``telegram.routing``): ``immediate`` sends now,
+``digest`` collects until the digest job calls :meth:`Router.take_digest`,
+``none`` drops. Notices about action taken (fix results, escalations, the
+circuit breaker, approvals, health) always go now, whatever the severity:
+they are the things a human may have to act on.
+
+The router is synchronous and does no I/O: :meth:`Router.route` is called on
+the event loop from ``TelegramBot.notify`` and must return at once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from healer.notices import Notice, NoticeKind
+from healer.telegram.render import bold, esc, notice_html, truncate
+
+ALWAYS_NOW = frozenset(
+    {NoticeKind.FIX_RESULT, NoticeKind.ESCALATION, NoticeKind.BREAKER, NoticeKind.APPROVAL, NoticeKind.HEALTH}
+)
+MAX_TRACKED = 500  # incidents remembered for dedup; the least recently active is forgotten first
+FORGET_AFTER = 86400.0  # an incident quiet this long is announced again if it comes back
+DIGEST_MAX_ITEMS = 40
+
+Send = Callable[[str, Notice | None], None]
+
+
+@dataclass
+class _Tracked:
+    incident_id: int
+    pattern_id: str
+    route: str
+    sent_count: int  # the count the last message about it showed
+    seen_count: int  # the highest count any notice reported
+    last_sent: float
+    last_active: float
+
+
+@dataclass
+class _DigestItem:
+    pattern_id: str
+    severity: str
+    count: int
+    text: str
+
+
+class Router:
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._tracked: OrderedDict[int, _Tracked] = OrderedDict()
+        self._digest: OrderedDict[int, _DigestItem] = OrderedDict()
+        self._digest_other: list[str] = []
+        self.suppressed = 0  # notices swallowed as repeats, for /status
+
+    # -- routing -----------------------------------------------------------------------
+    def route(self, notice: Notice, routing: Mapping[str, str], now: float) -> str:
+        """Send, batch or drop one notice; returns what it did (for logs and tests)."""
+        if notice.kind in ALWAYS_NOW:
+            self._send(notice_html(notice), notice)
+            return "immediate"
+        how = routing.get(notice.severity.value, "immediate")
+        inc = notice.incident
+        if notice.kind in (NoticeKind.INCIDENT, NoticeKind.INCIDENT_UPDATE) and inc is not None:
+            known = self._tracked.get(inc.id)
+            if known is not None and now - known.last_active < FORGET_AFTER:
+                known.seen_count = max(known.seen_count, inc.count)
+                known.last_active = now
+                self._tracked.move_to_end(inc.id)
+                if inc.id in self._digest:
+                    self._digest[inc.id].count = max(self._digest[inc.id].count, inc.count)
+                self.suppressed += 1
+                return "dedup"
+            if how == "none":
+                return "none"
+            self._track(_Tracked(inc.id, inc.pattern_id, how, inc.count, inc.count, now, now))
+            if how == "digest":
+                self._digest[inc.id] = _DigestItem(inc.pattern_id, inc.severity.value, inc.count, notice.text)
+                return "digest"
+            self._send(notice_html(notice), notice)
+            return "immediate"
+        if how == "none":
+            return "none"
+        if how == "digest":
+            if len(self._digest_other) < DIGEST_MAX_ITEMS:
+                self._digest_other.append(notice_html(notice))
+            return "digest"
+        self._send(notice_html(notice), notice)
+        return "immediate"
+
+    def _track(self, t: _Tracked) -> None:
+        self._tracked[t.incident_id] = t
+        self._tracked.move_to_end(t.incident_id)
+        while len(self._tracked) > MAX_TRACKED:
+            self._tracked.popitem(last=False)
+
+    # -- periodic work (called from JobQueue jobs) ------------------------------------------
+    def watched(self, now: float, interval: float) -> list[int]:
+        """Incidents announced at once whose count is worth re-reading from the store."""
+        return [
+            t.incident_id
+            for t in self._tracked.values()
+            if t.route == "immediate" and now - t.last_active < max(3600.0, 4 * interval)
+        ]
+
+    def updates(self, counts: Mapping[int, int], now: float, interval: float) -> int:
+        """Send "still firing" for announced incidents that grew; at most one per interval each."""
+        sent = 0
+        for inc_id, count in counts.items():
+            t = self._tracked.get(inc_id)
+            if t is None:
+                continue
+            if count > t.seen_count:
+                t.seen_count = count
+                t.last_active = now
+            if t.seen_count > t.sent_count and now - t.last_sent >= interval:
+                grew = t.seen_count - t.sent_count
+                self._send(
+                    f"🔁 <b>incident #{inc_id} still firing</b>: {esc(t.pattern_id)}, "
+                    f"count {t.seen_count} (+{grew} since the last message)",
+                    None,
+                )
+                t.sent_count = t.seen_count
+                t.last_sent = now
+                sent += 1
+        return sent
+
+    def take_digest(self, counts: Mapping[int, int] | None = None) -> str | None:
+        """The pending digest as one message (None if nothing is pending), and reset."""
+        if not self._digest and not self._digest_other:
+            return None
+        counts = counts or {}
+        lines = [bold(f"Digest: {len(self._digest)} incident(s), {len(self._digest_other)} other notice(s)")]
+        for i, (inc_id, item) in enumerate(self._digest.items()):
+            if i >= DIGEST_MAX_ITEMS:
+                lines.append(f"… and {len(self._digest) - i} more")
+                break
+            count = max(item.count, counts.get(inc_id, 0))
+            t = self._tracked.get(inc_id)
+            if t is not None:
+                t.sent_count = t.seen_count = max(t.seen_count, count)
+            lines.append(f"• #{inc_id} [{esc(item.severity)}] {esc(item.pattern_id)} ×{count}: {esc(item.text[:200])}")
+        lines.extend(self._digest_other)
+        self._digest.clear()
+        self._digest_other.clear()
+        return truncate("\n".join(lines))
+
+    def digest_ids(self) -> list[int]:
+        return list(self._digest)
