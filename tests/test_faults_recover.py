@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 
 import pytest
+from torture._engine import make_engine
 
 from healer.clock import FakeClock
 from healer.engine import FixJob
 from healer.models import Outcome
 from healer.proc import ProcResult, Runner
-from torture._engine import make_engine
 
 PATTERN = {
     "id": "slow-fix",

@@ -44,9 +44,7 @@ GIT_ENV = {
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
-    ).stdout
+    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True).stdout
 
 
 def _setup(tmp: Path) -> tuple[Path, Path, Path]:
@@ -106,7 +104,9 @@ def _setup(tmp: Path) -> tuple[Path, Path, Path]:
             },
             "actions": {
                 "command": {"commands": {"slow": {"argv": ["sleep", "1"]}}},
-                "set_config": {"files": {"app": {"path": str(target), "format": "env", "keys": {"MODEL": ["fallback"]}}}},
+                "set_config": {
+                    "files": {"app": {"path": str(target), "format": "env", "keys": {"MODEL": ["fallback"]}}}
+                },
                 "git_sync": {"repos": {"work": {"path": str(work)}}},
             },
         },
