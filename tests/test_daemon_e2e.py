@@ -92,7 +92,9 @@ def test_missing_log_dir_reported(tmp_path: Path) -> None:
 
 
 def _numbers(d: Daemon) -> list[int]:
-    return [int(r["message"].split("LINE ")[1]) for r in d.query("SELECT message FROM events WHERE pattern_id='numbered'")]
+    return [
+        int(r["message"].split("LINE ")[1]) for r in d.query("SELECT message FROM events WHERE pattern_id='numbered'")
+    ]
 
 
 def test_no_line_lost_or_twice_across_stops_and_rotations(tmp_path: Path) -> None:
@@ -108,34 +110,34 @@ def test_no_line_lost_or_twice_across_stops_and_rotations(tmp_path: Path) -> Non
         n += k
 
     write(200)
-    assert wait_for(lambda: len(_numbers(d)) == n, 5)
+    assert wait_for(lambda: len(_numbers(d)) == n, 20)
     d.stop(signal.SIGTERM)
     write(100)  # written while healer is down
     d.start()
     write(100)
-    assert wait_for(lambda: len(_numbers(d)) == n, 5), (len(_numbers(d)), n)
+    assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
     write(150)
     d.stop(signal.SIGKILL)
     write(50)
     os.rename(log, log.with_suffix(".log.1"))  # rename rotation while down
     write(50)
     d.start()
-    assert wait_for(lambda: len(_numbers(d)) == n, 5), (len(_numbers(d)), n)
+    assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
     write(100)
     os.rename(log, log.with_suffix(".log.2"))  # rename rotation while running
     write(100)
-    assert wait_for(lambda: len(_numbers(d)) == n, 5), (len(_numbers(d)), n)
+    assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
     # copytruncate while running: the writer pauses, as logrotate's copy+truncate must be atomic to lose nothing.
-    assert wait_for(lambda: len(_numbers(d)) == n, 5)
+    assert wait_for(lambda: len(_numbers(d)) == n, 20)
     (tmp_path / "logs" / "app.log.3").write_bytes(log.read_bytes())
     with open(log, "r+") as fh:
         fh.truncate(0)
     write(120)
-    assert wait_for(lambda: len(_numbers(d)) == n, 5), (len(_numbers(d)), n)
+    assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
     d.stop(signal.SIGKILL)
     d.start()
     write(30)
-    assert wait_for(lambda: len(_numbers(d)) == n, 5), (len(_numbers(d)), n)
+    assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
     d.stop()
     nums = _numbers(d)
     assert sorted(nums) == list(range(n)), f"lost={set(range(n)) - set(nums)} dup={len(nums) - len(set(nums))}"
