@@ -46,7 +46,7 @@ from healer.notices import Notice, NoticeKind, NoticeSink
 from healer.patterns import Pattern
 from healer.proc import Runner
 from healer.sources.files import Chunk
-from healer.store import Store
+from healer.store import EventRow, Store
 
 log = structlog.get_logger("healer.engine")
 
@@ -187,8 +187,6 @@ class Engine:
                     db, rec.incident, rec.new_incident or rec.reopened, pattern, hit, evs[-1], len(evs), now, result
                 )
             for fp, pattern, ev, hit in singles:
-                from healer.store import EventRow
-
                 rec1 = self.store.record_event(db, EventRow(ev, pattern.id, fp, pattern.severity, hit.groups["match"]))
                 if rec1.duplicate:
                     continue

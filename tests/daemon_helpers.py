@@ -128,9 +128,7 @@ class Daemon:
             db.close()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*HEALER, "-c", str(self.config_path), *args], capture_output=True, text=True, timeout=60
-        )
+        return subprocess.run([*HEALER, "-c", str(self.config_path), *args], capture_output=True, text=True, timeout=60)
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:

@@ -42,7 +42,11 @@ def test_example_config_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> Non
         ("engine:\n  verify_windw: 3\n", "engine.verify_windw", "unknown key"),
         ("bogus: 1\n", "bogus", "unknown key"),
         ("actions:\n  rm_rf: {}\n", "actions.rm_rf", "unknown action"),
-        ("actions:\n  command:\n    commands:\n      x: {argv: ['echo', '{module}']}\n", "actions.command", "not allowed"),
+        (
+            "actions:\n  command:\n    commands:\n      x: {argv: ['echo', '{module}']}\n",
+            "actions.command",
+            "not allowed",
+        ),
         ("log_level: loud\n", "log_level", "unknown level"),
     ],
 )
