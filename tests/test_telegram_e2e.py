@@ -342,6 +342,16 @@ def test_api_down_daemon_keeps_healing_and_backlog_arrives(tmp_path: Path, fake:
         fake.down = False
         fake.wait_text("New incident", CHAT)
         fake.wait_text("fix #", CHAT)
+        # Down again while running: the outbox holds the news and retries until it is back.
+        before = len(fake.sent())
+        fake.down = True
+        h.append("FIXME failure second")
+        h.wait(lambda: len(h.query("SELECT 1 FROM fix_attempts")) == 2, "a second attempt while down")
+        time.sleep(1.0)
+        assert len(fake.sent()) == before
+        fake.down = False
+        fake.wait_text("FIXME failure second", CHAT, after=before)
+        fake.wait_text("fix #2", CHAT, after=before)
         assert "123:TEST" not in h.daemon_log()  # the token never reaches the log
     finally:
         h.stop()

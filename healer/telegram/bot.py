@@ -107,6 +107,9 @@ class TelegramBot:
             raise ValueError("telegram is enabled without a token")
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+        # A proxy's HTML error page makes PTB log a JSON traceback at ERROR on every retry;
+        # the same failure reaches us as NetworkError and is logged once, readably.
+        logging.getLogger("telegram.request").setLevel(logging.CRITICAL)
         self.router = Router(self._enqueue_notice)
         self.outbox: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=OUTBOX_MAX)
         self.dropped = 0
@@ -369,7 +372,12 @@ class TelegramBot:
         user_id = update.effective_user.id if update.effective_user else chat.id
         cmd = parse(msg.text)
         log.info("telegram_command", chat=chat.id, command=cmd.name)
-        self.reply(chat.id, await self.run_command(cmd, f"telegram:{user_id}", chat.id))
+        try:
+            answer = await self.run_command(cmd, f"telegram:{user_id}", chat.id)
+        except Exception as exc:  # the person asking deserves an answer, not silence
+            log.exception("telegram_command_failed", command=cmd.name, error=str(exc))
+            answer = f"{esc(cmd.name)} failed: {esc(type(exc).__name__)}: {esc(str(exc)[:300])}"
+        self.reply(chat.id, answer)
 
     async def run_command(self, cmd: Command, actor: str, chat_id: int) -> str:
         """One command to one HTML answer (long-running ones also send progress to ``chat_id``)."""

@@ -85,6 +85,9 @@ class Router:
                 return "none"
             self._track(_Tracked(inc.id, inc.pattern_id, how, inc.count, inc.count, now, now))
             if how == "digest":
+                if len(self._digest) >= MAX_TRACKED:  # a digest of 500 incidents is already unreadable
+                    self.suppressed += 1
+                    return "dedup"
                 self._digest[inc.id] = _DigestItem(inc.pattern_id, inc.severity.value, inc.count, notice.text)
                 return "digest"
             self._send(notice_html(notice), notice)
