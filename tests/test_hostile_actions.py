@@ -1,0 +1,132 @@
+"""Hostile text in every captured group, through the real matcher, engine and actions.
+
+Each corpus value is put in a log line that a test pattern captures into a
+parameter of every action that takes one (pip_install module/package,
+set_config file/key/value, restore_file file, git_sync repo, restart service,
+disk_cleanup dir). The actions run with real allowlist settings; the runner
+records argv and starts nothing. Pass: no argv ever contains hostile text, and
+every case ends in a recorded refusal.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from torture._engine import make_engine
+
+from healer.engine import FixJob
+from healer.proc import ProcResult, Runner
+
+DATA = Path(__file__).parent / "data" / "hostile"
+
+
+def _corpus(name: str) -> list[str]:
+    return [ln for ln in (DATA / name).read_text(encoding="utf-8").split("\n") if ln.strip()]
+
+
+VALUES = sorted({*_corpus("values.txt"), *_corpus("pip_names.txt"), *_corpus("paths.txt")})
+ALLOWED_TOKENS = {"requests", "PyYAML", "app", "app-env", "MODEL", "fallback", "web"}
+
+TARGETS = {
+    "pip-module": ("pip_install", {"module": "{g}"}),
+    "pip-package": ("pip_install", {"package": "{g}"}),
+    "cfg-file": ("set_config", {"file": "{g}", "key": "MODEL", "value": "fallback"}),
+    "cfg-key": ("set_config", {"file": "app", "key": "{g}", "value": "fallback"}),
+    "cfg-value": ("set_config", {"file": "app", "key": "MODEL", "value": "{g}"}),
+    "restore": ("restore_file", {"file": "{g}"}),
+    "git": ("git_sync", {"repo": "{g}"}),
+    "restart": ("restart", {"service": "{g}"}),
+    "cleanup": ("disk_cleanup", {"dir": "{g}"}),
+}
+
+
+class RecordingRunner(Runner):
+    """Records what would have run; runs nothing, reports failure."""
+
+    def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
+        res = ProcResult(tuple(argv), 1, "", "not run in tests", 0.0)
+        with self._lock:
+            self.history.append(res)
+        return res
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    tmp = tmp_path_factory.mktemp("hostile")
+    (tmp / "app.env").write_text("MODEL=primary\n")
+    (tmp / "app.env.template").write_text("MODEL=primary\n")
+    (tmp / "cache").mkdir()
+    repo = tmp / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    actions = {
+        "pip_install": {"python": "/tmp/hv/bin/python", "allowed": ["requests", "PyYAML"]},
+        "set_config": {"files": {"app": {"path": str(tmp / "app.env"), "keys": {"MODEL": ["fallback"]}}}},
+        "restore_file": {
+            "files": {"app-env": {"path": str(tmp / "app.env"), "template": str(tmp / "app.env.template")}}
+        },
+        "git_sync": {"repos": {"app": {"path": str(repo)}}},
+        "restart": {"units": {"web": {"unit": "web.service"}}},
+        "disk_cleanup": {
+            "dirs": [str(tmp / "cache")],
+            "rules": [{"glob": "*.tmp", "older_than": "7d"}],
+            "max_delete_bytes": "1M",
+            "min_free_percent": 1,
+        },
+    }
+    patterns = [
+        {
+            "id": f"hx-{name}",
+            "regex": rf"HX-{name.upper()} value=(?P<g>.+)$",
+            "remediation": [{"action": action, "params": params}],
+            "cooldown": 0,
+            "max_attempts": 100000,
+            "group_by": ["match"],
+        }
+        for name, (action, params) in TARGETS.items()
+    ]
+    return {"tmp": tmp, "actions": actions, "patterns": patterns}
+
+
+STATS: Counter[str] = Counter()
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_hostile_group_never_reaches_a_process(value: str, env: dict[str, object], tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    engine = make_engine(tmp_path, env["patterns"], env["actions"], runner=runner)  # type: ignore[arg-type]
+    data = "".join(f"ERROR HX-{name.upper()} value={value}\n" for name in TARGETS).encode("utf-8", "surrogateescape")
+    res = engine.ingest_buffer(data, "app", "hostile")
+    jobs = [j for j in res.jobs if isinstance(j, FixJob)]
+    for job in jobs:
+        engine.run_fix(job)
+    bad = [
+        argv
+        for argv in (r.argv for r in runner.history)
+        if any(value.strip() in part for part in argv) and value.strip() not in ALLOWED_TOKENS
+    ]
+    assert not bad, f"hostile {value!r} reached argv {bad}"
+    # Nothing may run, except pip for a dotted *module* whose top-level package is allowlisted
+    # (``No module named 'requests.whl'`` is fixed by installing requests: argv has only the allowlisted name).
+    dotted_ok = "." in value and value.split(".", 1)[0] in ALLOWED_TOKENS
+    assert runner.history == [] or dotted_ok, [r.argv for r in runner.history]
+    rows = engine.store.query("SELECT outcome, detail, steps FROM fix_attempts")
+    STATS["tried"] += len(TARGETS)
+    for r in rows:
+        if dotted_ok and r["outcome"] != "refused":
+            STATS["allowlisted_top_level_module"] += 1
+            continue
+        assert r["outcome"] in ("refused", "failed", "rolled_back"), dict(r)
+        assert r["detail"], dict(r)
+        STATS["refused" if r["outcome"] == "refused" else "failed"] += 1
+    # A line whose group the regex cannot capture (empty value) never decides to act: also no process.
+    STATS["no_attempt"] += len(TARGETS) - len(rows)
+    engine.store.close()
+
+
+def test_zz_hostile_summary() -> None:
+    print(f"hostile action cases: {dict(STATS)}")
+    if STATS["tried"]:
+        assert sum(v for k, v in STATS.items() if k != "tried") == STATS["tried"]
