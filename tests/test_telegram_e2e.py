@@ -70,7 +70,9 @@ PATTERNS = {
 class Healer:
     """One daemon process plus its fake Bot API, log file and database."""
 
-    def __init__(self, tmp: Path, fake: FakeTelegram, engine: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, tmp: Path, fake: FakeTelegram, engine: dict[str, Any] | None = None, health: dict[str, Any] | None = None
+    ) -> None:
         self.tmp = tmp
         self.fake = fake
         self.log = tmp / "app.log"
@@ -92,6 +94,8 @@ class Healer:
             },
             "actions": {"command": {"commands": {"ok": {"argv": ["true"]}}}},
         }
+        if health:
+            cfg["health"] = health
         self.config = tmp / "healer.yaml"
         self.config.write_text(yaml.safe_dump(cfg))
         self.db = tmp / "state" / "healer.db"
@@ -194,6 +198,17 @@ def test_health_check_reports_real_figures(healer: Healer) -> None:
     assert call.params.get("link_preview_options", {}).get("is_disabled") is True
 
 
+def test_periodic_health_speaks_only_when_a_threshold_is_crossed(tmp_path: Path, fake: FakeTelegram) -> None:
+    h = Healer(tmp_path, fake, health={"disk_threshold": 0.01})  # any real disk is over 0.01 %
+    try:
+        h.connected()
+        fake.wait_text("Host health: disk /", CHAT)
+        time.sleep(2.5)  # more health intervals: same warnings, no new message
+        assert len([t for t in fake.texts(CHAT) if "Host health:" in t]) == 1
+    finally:
+        h.stop()
+
+
 def test_show_errors_lists_three_patterns(healer: Healer) -> None:
     healer.connected()
     healer.append("ALPHA failure one", "BETA failure two", "FIXME failure three")
@@ -202,6 +217,8 @@ def test_show_errors_lists_three_patterns(healer: Healer) -> None:
     for pid in ("tg-alpha", "tg-beta", "tg-fixme"):
         assert pid in text
     assert "last 6h" in text
+    assert "ALPHA failure one" in healer.ask("explain 1", "Incident #1")
+    assert "/errors" in healer.ask("/help", "I understand")
 
 
 def test_fix_errors_runs_the_harmless_action(tmp_path: Path, fake: FakeTelegram) -> None:
