@@ -258,11 +258,16 @@ class DaemonRun:
             "metrics": {"enabled": metrics, "host": "127.0.0.1", "port": free_port() if metrics else 9322},
             "webhooks": {"enabled": webhooks, "host": "127.0.0.1", "port": free_port() if webhooks else 9321},
         }
+        # A private patterns dir: the daemon watches its patterns dirs, and on a
+        # shared machine other processes read the repo's patterns/ all the time.
+        pdir = workdir / "patterns"
+        pdir.mkdir(parents=True, exist_ok=True)
         if patterns_yaml is not None:
-            pdir = workdir / "patterns"
-            pdir.mkdir(parents=True, exist_ok=True)
             (pdir / "bench.yaml").write_text(patterns_yaml)
-            cfg["patterns_dirs"] = [str(pdir)]
+        else:
+            for f in sorted((REPO / "patterns").glob("*.yaml")):
+                shutil.copyfile(f, pdir / f.name)
+        cfg["patterns_dirs"] = [str(pdir)]
         if commands:
             cfg["actions"] = {"command": {"commands": {k: {"argv": v} for k, v in commands.items()}}}
         self.env = dict(os.environ)
