@@ -254,6 +254,8 @@ def read_yaml(path: Path) -> Any:
         return yaml.safe_load(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(str(path), "", "file is not UTF-8 text") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(str(path), "", "YAML nesting is too deep", "fix the file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

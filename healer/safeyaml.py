@@ -20,9 +20,27 @@ class YamlProblem(Exception):
         super().__init__(problem if line is None else f"line {line}: {problem}")
 
 
+MAX_FLOW_DEPTH = 100
+_NOT_BRACKETS = {c: None for c in range(128) if chr(c) not in "[]{}"}
+
+
+def _flow_depth(text: str) -> int:
+    """Upper bound of ``[``/``{`` nesting (quotes ignored): PyYAML takes seconds on "[[[[..." 5000 deep."""
+    depth = worst = 0
+    for c in text.translate(_NOT_BRACKETS):
+        if c in "[{":
+            depth += 1
+            worst = max(worst, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+    return worst
+
+
 def load_with_node(text: str) -> tuple[Any, yaml.Node | None]:
     if len(text) > MAX_BYTES:
         raise YamlProblem(f"file is larger than {MAX_BYTES} bytes")
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise YamlProblem(f"YAML nesting is deeper than {MAX_FLOW_DEPTH} levels")
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent):
@@ -38,6 +56,8 @@ def load_with_node(text: str) -> tuple[Any, yaml.Node | None]:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise YamlProblem(f"invalid YAML: {problem}", mark.line + 1 if mark is not None else None) from None
+    except RecursionError:  # PyYAML composes nested collections recursively: "[[[[..." 5000 deep
+        raise YamlProblem("YAML nesting is too deep") from None
     return data, node
 
 
