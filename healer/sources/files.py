@@ -846,12 +846,19 @@ class FileTailer:
 
     def _deliver(self, f: _Follower, chunk: Chunk, commit: Callable[[], None]) -> bool:
         """Call the sink, and only then advance; on failure keep the chunk to offer again."""
+        retry = f.pending is not None
         try:
             self._sink(chunk)
-        except Exception:
+        except Exception as exc:
             f.pending = (chunk, commit)
-            log.exception("tail_sink_failed", path=f.path, start=chunk.start, bytes=len(chunk.data))
+            # Once per failure streak (disk full, database locked): not once per poll.
+            if retry:
+                log.debug("tail_sink_failed_again", path=f.path, start=chunk.start, error=str(exc))
+            else:
+                log.exception("tail_sink_failed", path=f.path, start=chunk.start, bytes=len(chunk.data))
             return False
+        if retry:
+            log.info("tail_sink_recovered", path=f.path, start=chunk.start)
         f.pending = None
         commit()
         self._lines_cut += chunk.cut_lines
