@@ -97,7 +97,7 @@ class Runner:
         limit = self.default_timeout if timeout is None else timeout
         start = time.monotonic()
         try:
-            proc = subprocess.run(  # noqa: S603 - argv list, shell=False, validated above
+            proc = subprocess.run(
                 args,
                 cwd=cwd,
                 env=build_env(self.env_allow, env),

@@ -116,7 +116,7 @@ class Action(ABC):
         """Whether ``undo`` really reverses this step; rollback counts only those as undone."""
         return self.reversible
 
-    def undo(self, ctx: ActionContext, state: JSON) -> None:  # noqa: B027 - optional hook
+    def undo(self, ctx: ActionContext, state: JSON) -> None:
         """Reverse ``apply``. Irreversible actions leave this as is."""
         return None
 
