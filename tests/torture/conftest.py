@@ -1,8 +1,7 @@
-"""Options for the torture tests.
+"""Fixtures for the torture tests.
 
-``--long`` (or ``HEALER_TORTURE_LONG=1``) runs the long mode: 100 kills instead
-of 10.  pytest only reads ``pytest_addoption`` from conftest files it loads at
-start-up, so pass the directory explicitly: ``pytest tests/torture --long``.
+``--long`` is registered in ``tests/conftest.py`` (so it works from the repo
+root too); ``HEALER_TORTURE_LONG=1`` does the same without the flag.
 """
 
 from __future__ import annotations
@@ -10,10 +9,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--long", action="store_true", default=False, help="run the long torture modes (100 kills)")
 
 
 @pytest.fixture
