@@ -207,7 +207,6 @@ class _Reader:
     buf: bytes = b""
     skipping: bool = False
     head: bytes | None = None
-    seen: tuple[int, int] = (-1, -1)  # (size, mtime_ns) at the last check
     rotated: bool = False
     announce: bool = False
     linger_until: float = 0.0  # monotonic deadline while retired; 0 = drain to EOF and close now
@@ -217,7 +216,6 @@ class _Reader:
         self.buf = b""
         self.skipping = False
         self.head = None
-        self.seen = (-1, -1)
 
 
 @dataclass(eq=False, slots=True)
@@ -406,19 +404,20 @@ class FileTailer:
             # Existing files first: a rename rotation must drain the old inode
             # before a glob that also matches the rotated name sees it.
             for f in list(self._followers.values()):
-                if not self._service(f, full=rescan):
+                if not self._service(f):
                     failed.add(f.path)
             with self._flag_lock:
                 rescan = rescan or self._rescan_wanted  # e.g. a followed file just vanished
                 self._rescan_wanted = False
             if rescan or not self._initial_done:
                 self._next_rescan = now + self._rescan_interval
-                self._rescan()
                 if self._observer is not None:
+                    # Watch first, glob second: a file created in between is then seen by one of them.
                     self._update_watches()
+                self._rescan()
                 for f in list(self._followers.values()):
                     if f.path not in failed:
-                        self._service(f, full=True)
+                        self._service(f)
             self._followed_snapshot = frozenset(self._followers)
             self._lingering = any(f.retired for f in self._followers.values())
 
@@ -600,8 +599,7 @@ class FileTailer:
         if (st.st_ino, st.st_dev) == (stored.inode, stored.dev):
             head = _read_head(r.fd)
             if stored.position == 0 or (
-                st.st_size >= stored.position
-                and (not stored.head_hash or head_hash(head) == stored.head_hash)
+                st.st_size >= stored.position and (not stored.head_hash or head_hash(head) == stored.head_hash)
             ):
                 r.pos = r.scan = stored.position
                 r.head = head if stored.position else None
@@ -698,13 +696,13 @@ class FileTailer:
 
     # ------------------------------------------------------------ per-file work
 
-    def _service(self, f: _Follower, *, full: bool) -> bool:
+    def _service(self, f: _Follower) -> bool:
         """Bring one followed path up to date; False (and stop) at the first sink failure."""
         if f.pending is not None:
             chunk, commit = f.pending
             if not self._deliver(f, chunk, commit):
                 return False
-        self._check_identity(f, full)
+        self._check_identity(f)
         while f.retired:
             r = f.retired[0]
             final = not self._lingers(f, r)
@@ -730,7 +728,7 @@ class FileTailer:
             return self._deliver(f, empty, commit)
         return True
 
-    def _check_identity(self, f: _Follower, full: bool) -> None:
+    def _check_identity(self, f: _Follower) -> None:
         """Detect rename/delete rotation and truncation of the file at ``f.path``."""
         r = f.cur
         if r is None:
@@ -759,14 +757,16 @@ class FileTailer:
                 with self._flag_lock:
                     self._rescan_wanted = True
             return
-        fst = os.fstat(r.fd)
-        size = fst.st_size
-        # mtime too: a truncate-and-rewrite can land on exactly the size we last saw.
-        changed = (size, fst.st_mtime_ns) != r.seen
-        r.seen = (size, fst.st_mtime_ns)
+        size = os.fstat(r.fd).st_size
         truncated = size < r.scan
-        if not truncated and r.head is not None and (changed or full):
-            truncated = os.pread(r.fd, len(r.head), 0) != r.head
+        if not truncated:
+            # A truncate-and-rewrite can regrow past our position before we look, with
+            # the same size and (coarse clock) the same mtime, so compare the head
+            # every time: one pread of at most HEAD_BYTES.
+            if r.head is not None:
+                truncated = os.pread(r.fd, len(r.head), 0) != r.head
+            elif r.pos == 0 and r.buf and not r.skipping:
+                truncated = os.pread(r.fd, len(r.buf), 0) != r.buf
         if truncated:
             log.info("tail_truncated", path=f.path, position=r.pos, size=size)
             copy = self._find_copy(f.path, head_hash(r.head), r.pos, exclude=(r.dev, r.ino))
@@ -820,9 +820,7 @@ class FileTailer:
 
                     return self._deliver(f, chunk, commit_tail)
                 return True
-            out, new_pos, cut, new_buf, new_skip = _split_lines(
-                r.buf, r.skipping, data, r.scan, r.pos, self._max_line
-            )
+            out, new_pos, cut, new_buf, new_skip = _split_lines(r.buf, r.skipping, data, r.scan, r.pos, self._max_line)
             new_scan = r.scan + len(data)
             if new_pos == r.pos:
                 r.buf, r.skipping, r.scan = new_buf, new_skip, new_scan
