@@ -1,0 +1,48 @@
+"""Fuzz the buffer matcher: Matcher.scan over arbitrary bytes never raises and finds
+exactly what Matcher.match_line finds on each line, with the bundled patterns.
+
+Run: python fuzz/fuzz_matcher.py -max_total_time=300
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+from _common import ROOT, seed_args
+
+with atheris.instrument_imports():
+    from healer.matcher import Matcher
+    from healer.paths import bundled_patterns_dir
+    from healer.patterns import load_patterns
+
+LOADED = load_patterns([bundled_patterns_dir()], {})
+assert LOADED.patterns and not LOADED.errors, LOADED.errors
+MATCHER = Matcher(LOADED.patterns)
+
+
+def _key(start: int, hits: list) -> list[tuple[int, str, str, tuple[tuple[str, str], ...]]]:  # type: ignore[type-arg]
+    return [(start, h.line, h.pattern.id, tuple(sorted(h.groups.items()))) for h in hits]
+
+
+def TestOneInput(data: bytes) -> None:
+    got = [(h.start, h.line, h.pattern.id, tuple(sorted(h.groups.items()))) for h in MATCHER.scan(data)]
+    want = []
+    start = 0
+    for raw in data.split(b"\n"):
+        if start >= len(data) and raw == b"":
+            break  # no line after a final newline
+        want += _key(start, MATCHER.match_line(raw.decode("utf-8", "replace")))
+        start += len(raw) + 1
+    if got != want:
+        raise AssertionError(f"scan {got!r} != per-line {want!r} for {data!r}")
+
+
+def main() -> None:
+    argv = seed_args(sys.argv, ROOT / "fuzz" / "corpus" / "matcher")
+    atheris.Setup(argv, TestOneInput)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
