@@ -198,17 +198,22 @@ def parse_duration(text: str, err: Any = None) -> float:
         raise ValueError(problem) from None
 
 
-def load_dotenv_files(config_path: Path) -> None:
-    """Secrets live in ``.env`` beside the config (or in the working directory).
+def dotenv_environ(config_path: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment as healer sees it: ``.env`` files under the real environment.
 
+    Secrets live in ``.env`` beside the config (or in the working directory).
     Existing environment variables win, so systemd's EnvironmentFile and the
-    shell keep control.
+    shell keep control. The files are read afresh on every load and never
+    written into ``os.environ``, so an edited ``.env`` takes effect on reload.
     """
-    from dotenv import load_dotenv
+    from dotenv import dotenv_values
 
-    for candidate in (config_path.parent / ".env", Path.cwd() / ".env"):
+    merged: dict[str, str] = {}
+    for candidate in (Path.cwd() / ".env", config_path.parent / ".env"):
         if candidate.is_file():
-            load_dotenv(candidate, override=False)
+            merged.update({k: v for k, v in dotenv_values(candidate).items() if v is not None})
+    merged.update(environ)
+    return merged
 
 
 def _coerce_env_value(text: str) -> Any:
@@ -269,9 +274,9 @@ def resolve_config_path(cli_path: str | None, environ: Mapping[str, str] | None 
 
 
 def load_settings(path: Path, environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+    env: Mapping[str, str] = os.environ if environ is None else environ
     if dotenv:
-        load_dotenv_files(path)
-    env = os.environ if environ is None else environ
+        env = dotenv_environ(path, env)
     raw = read_yaml(path)
     if raw is None:
         raw = {}

@@ -38,6 +38,8 @@ from healer.store import Store
 log = structlog.get_logger("healer.daemon")
 
 RELOAD_DEBOUNCE = 0.15
+HOUSEKEEPING_INTERVAL = 5.0
+STATUS_INTERVAL = 30.0
 
 
 class Daemon:
@@ -64,6 +66,7 @@ class Daemon:
         self._reload_handle: asyncio.TimerHandle | None = None
         self._config_observer: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._reload_lock = asyncio.Lock()
 
     # -- start-up ------------------------------------------------------------------
     async def run(self) -> int:
@@ -75,6 +78,12 @@ class Daemon:
             log.error("config_invalid", error=str(exc))
             return 2
         configure_logging(rules.settings.log_level)
+        if "HEALER__KILL_SWITCH" in os.environ:
+            log.warning(
+                "kill_switch_from_environment",
+                value=os.environ["HEALER__KILL_SWITCH"],
+                note="HEALER__KILL_SWITCH overrides the config file; editing kill_switch there has no effect",
+            )
         self.rules = rules
         for err in rules.pattern_errors:
             log.error("pattern_file_rejected", error=str(err))
@@ -309,13 +318,19 @@ class Daemon:
                 loop.call_soon_threadsafe(bot.notify, notice)
 
     def _audit(self, kind: str, data: Any) -> None:
-        if self.store is not None:
+        """Called on the loop by the webhook receiver; the write goes to the ingest thread."""
+        store, loop = self.store, self.loop
+        if store is None or loop is None:
+            return
+        now = self.clock.now()
+
+        def write() -> None:
             try:
-                self.store.audit(kind, "webhooks", dict(data), self.clock.now())
-            except HealerError as exc:
+                store.audit(kind, "webhooks", dict(data), now)
+            except Exception as exc:  # sqlite busy or full disk: logging it beats losing the request
                 log.warning("audit_failed", error=str(exc))
-            except Exception as exc:  # sqlite busy or full disk: logging it beats crashing the request
-                log.warning("audit_failed", error=str(exc))
+
+        loop.run_in_executor(self.ingest_pool, write)
 
     # -- reload -------------------------------------------------------------------------
     def _watch_config(self) -> None:
@@ -361,11 +376,23 @@ class Daemon:
         assert self.loop is not None
         if self._reload_handle is not None:
             self._reload_handle.cancel()
-        self._reload_handle = self.loop.call_later(
-            RELOAD_DEBOUNCE, lambda: self._tasks.append(asyncio.create_task(self.reload(why)))
-        )
+        self._reload_handle = self.loop.call_later(RELOAD_DEBOUNCE, self._spawn_reload, why)
+
+    def _spawn_reload(self, why: str) -> None:
+        task = asyncio.create_task(self.reload(why))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks_done)
+
+    def _tasks_done(self, task: asyncio.Task[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
 
     async def reload(self, why: str) -> bool:
+        """Serialised: a slow reload can never apply an older file after a newer one."""
+        async with self._reload_lock:
+            return await self._reload(why)
+
+    async def _reload(self, why: str) -> bool:
         assert self.loop is not None and self.engine is not None and self.store is not None
         self.notifier.reloading()
         old = self.rules
@@ -436,33 +463,57 @@ class Daemon:
         self.stopping.set()
 
     async def _housekeeping(self) -> None:
-        """Hourly pruning; the verify-window finaliser is scheduled per fix, not polled."""
+        """Every few seconds: settle verify windows and due reverts (also of fixes the CLI ran); hourly: prune.
+
+        A cheap indexed query on the ingest thread; no busy loop.
+        """
+        last_prune = self.clock.monotonic()
         while True:
-            await asyncio.sleep(3600)
-            if self.store is not None and self.engine is not None and self.loop is not None:
-                e = self.engine.settings.engine
-                n = await self.loop.run_in_executor(
-                    self.ingest_pool, self.store.prune, self.clock.now(), e.event_retention_days, e.max_events
-                )
-                log.info("store_pruned", events=n)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            if self.store is None or self.engine is None or self.loop is None:
+                continue
+            try:
+                await self.loop.run_in_executor(self.ingest_pool, self._settle_due)
+                if self.clock.monotonic() - last_prune >= 3600:
+                    last_prune = self.clock.monotonic()
+                    e = self.engine.settings.engine
+                    n = await self.loop.run_in_executor(
+                        self.ingest_pool, self.store.prune, self.clock.now(), e.event_retention_days, e.max_events
+                    )
+                    log.info("store_pruned", events=n)
+            except Exception as exc:  # a busy or full store must not end housekeeping
+                log.warning("housekeeping_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _settle_due(self) -> None:
+        assert self.engine is not None
+        self.engine.finalize_due()
+        self.engine.due_reverts()
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the loop itself: a hung loop stops the pings and systemd restarts us."""
         period = self.notifier.ping_period()
         if period is None:
             return
+        last_status = self.clock.monotonic()
         while True:
             self.notifier.watchdog()
-            if self.metrics is not None and self.store is not None:
-                self.notifier.status(self._status_line())
+            if self.clock.monotonic() - last_status >= STATUS_INTERVAL:
+                last_status = self.clock.monotonic()
+                self._tasks.append(asyncio.create_task(self._send_status()))
             await asyncio.sleep(period)
+
+    async def _send_status(self) -> None:
+        """STATUS= needs a store query; it runs in a thread so a busy store never delays WATCHDOG=1."""
+        line = await asyncio.to_thread(self._status_line)
+        self.notifier.status(line)
 
     def _status_line(self) -> str:
         rules = self.rules
         n_open = 0
         if self.store is not None:
             with contextlib.suppress(Exception):
-                n_open = len(self.store.incidents(status=[IncidentStatus.OPEN.value], limit=10_000))
+                rows = self.store.query("SELECT count(*) FROM incidents WHERE status = ?", (IncidentStatus.OPEN.value,))
+                n_open = int(rows[0][0])
         if self.metrics is not None:
             self.metrics.incidents_open.set(n_open)
         ks = "ON" if rules and rules.settings.kill_switch else "off"
@@ -493,18 +544,19 @@ class Daemon:
         if self.tailer is not None:
             await self.loop.run_in_executor(self.ingest_pool, self.tailer.stop)
         pending = list(self.fixes)
+        not_done: set[Any] = set()
         if pending:
             timeout = self.engine.settings.engine.drain_timeout
             _done, not_done = await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=timeout)
             if not_done:
+                # They keep their 'running' rows; the next start's recover() settles them (verify, or undo).
                 log.warning("drain_timeout", running=len(not_done))
         self.ingest_pool.shutdown(wait=True)
         self.fix_pool.shutdown(wait=False, cancel_futures=True)
-        # Anything still marked running is settled now rather than at next start.
-        with contextlib.suppress(Exception):
-            self.engine.recover()
-        self.store.audit("daemon_stopped", "daemon", {"pid": os.getpid()}, self.clock.now())
-        self.store.close()
+        self.store.audit("daemon_stopped", "daemon", {"pid": os.getpid(), "unfinished": len(not_done)},
+                         self.clock.now())  # fmt: skip
+        if not not_done:
+            self.store.close()  # never pulled from under a fix thread that is still running
         log.info("daemon_stopped")
 
 

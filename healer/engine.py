@@ -9,15 +9,14 @@ next log line's decision.
 
 The decision chain, in order, each outcome recorded with its reason: notify
 only, kill switch, draining, dry run, threshold, fix in progress, pending
-approval, cooldown, escalated, max attempts, failed before, budget, circuit
-breaker, approval. Whatever passes them all acts.
+approval, escalated (failed before, within failure_memory), max attempts,
+cooldown, budget, circuit breaker, approval. Whatever passes them all acts.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,18 +99,18 @@ class Engine:
         self.notice = notice
         self.metrics = metrics
         self.draining = False
-        self._lock = threading.Lock()
         self.reconfigure(settings, patterns)
 
     # -- configuration ------------------------------------------------------
     def reconfigure(self, settings: Settings, patterns: Sequence[Pattern]) -> None:
-        """Swap settings and patterns in one step; in-flight work keeps the old ones."""
-        matcher = Matcher(patterns)
-        by_id = {p.id: p for p in patterns}
-        with self._lock:
-            self.settings = settings
-            self.matcher = matcher
-            self.by_id = by_id
+        """Swap settings and patterns; in-flight work keeps the objects it already read.
+
+        Each assignment is atomic; a fix reads ``settings`` and ``by_id`` once
+        at its start, and every action re-validates against its allowlist.
+        """
+        self.matcher = Matcher(patterns)
+        self.by_id = {p.id: p for p in patterns}
+        self.settings = settings
 
     # -- ingestion ------------------------------------------------------------
     def ingest_chunk(self, chunk: Chunk) -> IngestResult:
@@ -182,12 +181,12 @@ class Engine:
                 singles.append((fp, hit.pattern, ev, hit))
         with self.store.tx() as db:
             for fp, (pattern, evs, hit) in groups.items():
-                rec = self.store.record_group(db, pattern.id, fp, pattern.severity, evs)
+                rec = self.store.record_group(db, pattern.id, fp, pattern.severity, evs, hit.groups)
                 self._after_record(
                     db, rec.incident, rec.new_incident or rec.reopened, pattern, hit, evs[-1], len(evs), now, result
                 )
             for fp, pattern, ev, hit in singles:
-                rec1 = self.store.record_event(db, EventRow(ev, pattern.id, fp, pattern.severity, hit.groups["match"]))
+                rec1 = self.store.record_event(db, EventRow(ev, pattern.id, fp, pattern.severity, hit.groups))
                 if rec1.duplicate:
                     continue
                 self._after_record(
@@ -225,7 +224,21 @@ class Engine:
         undo = self._verify_window_breach(db, inc, now)
         if undo is not None:
             result.jobs.append(undo)
-        verdict, reason, detail = self.decide(db, inc, pattern, now, "auto")
+        self._decide_and_record(db, inc, pattern, hit.groups, ev.service, now, "auto", result, n)
+
+    def _decide_and_record(
+        self,
+        db: sqlite3.Connection,
+        inc: Incident,
+        pattern: Pattern,
+        groups: Mapping[str, str],
+        service: str,
+        now: float,
+        trigger: str,
+        result: IngestResult,
+        n: int = 1,
+    ) -> Decision:
+        verdict, reason, detail = self.decide(db, inc, pattern, now, trigger)
         decision, new = self.store.record_decision(
             db,
             inc.id,
@@ -235,11 +248,14 @@ class Engine:
             now,
             detail,
             expires_at=now + self.settings.engine.approval_ttl if verdict is Verdict.ASK else None,
+            trigger=trigger,
+            collapse=trigger == "auto",
         )
         if n > 1:  # one decision covers every match of this fingerprint in the batch
             db.execute("UPDATE decisions SET count = count + ? WHERE id = ?", (n - 1, decision.id))
         result.decisions.append(decision)
-        self._decision_effects(db, decision, new, inc, pattern, hit.groups, ev.service, "auto", result)
+        self._decision_effects(db, decision, new, inc, pattern, groups, service, trigger, result)
+        return decision
 
     def _decision_effects(
         self,
@@ -310,15 +326,23 @@ class Engine:
         if self.store.pending_approval(db, inc.id, now):
             return Verdict.SKIP, Reason.APPROVAL, "waiting for approval"
         row = self.store.incident_row(db, inc.id)
+        attempts = inc.attempts
         if inc.status is IncidentStatus.ESCALATED:
-            return Verdict.SKIP, Reason.MAX_ATTEMPTS, "escalated; a human has it"
-        if row["escalated_at"] is not None and now - row["escalated_at"] < e.failure_memory:
-            return Verdict.ESCALATE, Reason.FAILED_BEFORE, "this fix failed here before; not retried automatically"
-        if inc.attempts >= pattern.max_attempts:
-            return Verdict.ESCALATE, Reason.MAX_ATTEMPTS, f"{inc.attempts} attempts made"
+            since = now - (row["escalated_at"] or now)
+            if since < e.failure_memory:
+                return (
+                    Verdict.SKIP,
+                    Reason.FAILED_BEFORE,
+                    (f"escalated {since:.0f}s ago; not retried automatically for {e.failure_memory:.0f}s"),
+                )
+            # The failure is old news: healer may try again, from a fresh count.
+            self.store.reopen_escalated(db, inc.id)
+            attempts = 0
+        if attempts >= pattern.max_attempts:
+            return Verdict.ESCALATE, Reason.MAX_ATTEMPTS, f"{attempts} attempts made"
         if trigger == "auto" and row["last_fix_at"] is not None and now - row["last_fix_at"] < pattern.cooldown:
             return Verdict.SKIP, Reason.COOLDOWN, f"last fix {now - row['last_fix_at']:.0f}s ago"
-        if self.store.attempts_since(db, now - 3600) >= e.fix_budget_per_hour:
+        if self.store.acts_since(db, now - 3600) >= e.fix_budget_per_hour:
             return Verdict.SKIP, Reason.BUDGET, f"{e.fix_budget_per_hour} fixes in the last hour"
         if self.breaker_open(now):
             return Verdict.NOTIFY, Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures"
@@ -339,14 +363,16 @@ class Engine:
 
     def run_fix(self, job: FixJob) -> FixAttempt | None:
         """Run a chain: check, apply, verify each step; on failure undo in reverse."""
+        settings = self.settings  # one snapshot for the whole chain, even across a reload
         pattern = self.by_id.get(job.pattern_id)
         if pattern is None:
             log.warning("fix_pattern_gone", pattern=job.pattern_id)
             return None
-        if self.settings.kill_switch:
-            # The kill switch wins even over a decision made a moment ago.
+        # The kill switch and dry run win even over a decision made (or approved) a moment ago.
+        blocked = "kill_switch" if settings.kill_switch else "dry_run" if settings.dry_run else ""
+        if blocked:
             self.store.audit(
-                "fix_blocked", "engine", {"incident": job.incident_id, "reason": "kill_switch"}, self.clock.now()
+                "fix_blocked", "engine", {"incident": job.incident_id, "reason": blocked}, self.clock.now()
             )
             return None
         now = self.clock.now()
@@ -380,11 +406,10 @@ class Engine:
                 attempt_id=0,
                 pattern_id=pattern.id,
                 params=params,
-                settings=self.settings.actions.get(step.action),
+                settings=settings.actions.get(step.action),
                 runner=self.runner,
-                state_dir=self.settings.state_dir,
+                state_dir=settings.state_dir,
                 clock=self.clock,
-                dry_run=self.settings.dry_run,
                 groups=dict(job.groups),
                 audit=audit,
                 checkpoint=make_checkpoint(i, step.action, params),
@@ -432,9 +457,12 @@ class Engine:
                 results.append(StepResult(plan[len(results)][0].name, Outcome.FAILED, detail))
             outcome = self._rollback(plan, stack, results, default=Outcome.FAILED)
         end = self.clock.now()
-        verify_until = end + self.settings.engine.verify_window if outcome is Outcome.VERIFYING else None
+        verify_until = end + settings.engine.verify_window if outcome is Outcome.VERIFYING else None
         if outcome is Outcome.VERIFYING:
             detail = "applied and verified; watching for recurrence"
+            reverts = [e["state"]["revert_at"] for e in stack if isinstance(e["state"].get("revert_at"), int | float)]
+            if reverts:
+                self.store.set_revert_at(aid, min(reverts))
         self.store.finish_attempt(aid, outcome, end, detail, results, verify_until)
         log.info("fix_finished", attempt=aid, outcome=outcome.value, detail=detail)
         if outcome is not Outcome.VERIFYING:
@@ -530,10 +558,14 @@ class Engine:
             return None
         if row["verify_until"] is not None and row["verify_until"] < now:
             return None
-        self.store.set_outcome(db, int(row["id"]), Outcome.FAILED, "incident recurred within the verify window", now)
-        return UndoJob(int(row["id"]), "incident recurred within the verify window")
+        # UNDOING keeps the target locked until the rollback has run, so no new fix overlaps it.
+        why = "incident recurred within the verify window"
+        if not self.store.set_outcome(db, int(row["id"]), Outcome.UNDOING, why, now, expect=Outcome.VERIFYING):
+            return None
+        return UndoJob(int(row["id"]), why)
 
     def undo_attempt(self, attempt_id: int, reason: str) -> Outcome:
+        """Roll back a fix that did not hold; its locks are released only afterwards."""
         row = self.store.attempt_row(attempt_id)
         if row is None:
             return Outcome.FAILED
@@ -545,6 +577,7 @@ class Engine:
         now = self.clock.now()
         with self.store.tx() as db:
             self.store.set_outcome(db, attempt_id, outcome, f"{reason}; {outcome.value}", now)
+            self.store.audit_in(db, "fix_undone", "engine", {"attempt": attempt_id, "outcome": outcome.value}, now)
         if pattern is not None:
             self._after_failure(int(row["incident_id"]), pattern, attempt_id, outcome, reason, now)
         if self.metrics is not None:
@@ -586,15 +619,53 @@ class Engine:
         )
         for r in rows:
             with self.store.tx() as db:
-                self.store.set_outcome(db, int(r["id"]), Outcome.SUCCEEDED, "quiet through the verify window", now)
-                self.store.set_incident_status(db, int(r["incident_id"]), IncidentStatus.FIXED, now)
-            done.append(int(r["id"]))
+                # Only from VERIFYING: a recurrence may have flipped it to UNDOING meanwhile.
+                ok = self.store.set_outcome(
+                    db, int(r["id"]), Outcome.SUCCEEDED, "quiet through the verify window", now,
+                    expect=Outcome.VERIFYING,
+                )  # fmt: skip
+                if ok:
+                    self.store.set_incident_status(db, int(r["incident_id"]), IncidentStatus.FIXED, now)
+                    done.append(int(r["id"]))
+        return done
+
+    def due_reverts(self) -> list[int]:
+        """Undo fixes whose ``revert_at`` has come (model fallback: the primary comes back)."""
+        now = self.clock.now()
+        done = []
+        rows = self.store.query(
+            "SELECT id FROM fix_attempts WHERE revert_at <= ? AND reverted_at IS NULL AND outcome IN (?, ?)",
+            (now, Outcome.VERIFYING.value, Outcome.SUCCEEDED.value),
+        )
+        for r in rows:
+            aid = int(r["id"])
+            row = self.store.attempt_row(aid)
+            assert row is not None
+            stack = json.loads(row["undo_state"] or "[]")
+            plan = self._plan_from_stack(stack, int(row["incident_id"]), self._pattern_of(int(row["incident_id"])))
+            results: list[StepResult] = []
+            undone = self._rollback(plan, stack, results, default=Outcome.FAILED)
+            with self.store.tx() as db:
+                db.execute("UPDATE fix_attempts SET reverted_at = ? WHERE id = ?", (now, aid))
+                self.store.audit_in(db, "fix_reverted", "engine", {"attempt": aid, "result": undone.value}, now)
+            log.info("fix_reverted", attempt=aid, result=undone.value)
+            done.append(aid)
         return done
 
     def recover(self) -> list[tuple[int, Outcome]]:
-        """After a crash: settle attempts left 'running' by verifying or undoing them."""
+        """After a crash: settle attempts left 'running' (verify, or undo) or 'undoing' (undo).
+
+        A chain whose every step applied and still verifies goes back to
+        VERIFYING for a full window rather than straight to succeeded.
+        """
         out = []
-        for row in self.store.query("SELECT * FROM fix_attempts WHERE outcome = ?", (Outcome.RUNNING.value,)):
+        rows = self.store.query(
+            "SELECT * FROM fix_attempts WHERE outcome IN (?, ?)", (Outcome.RUNNING.value, Outcome.UNDOING.value)
+        )
+        for row in rows:
+            if row["outcome"] == Outcome.UNDOING.value:
+                out.append((int(row["id"]), self.undo_attempt(int(row["id"]), "undo interrupted by a restart")))
+                continue
             aid = int(row["id"])
             stack = json.loads(row["undo_state"] or "[]")
             pattern_id = self._pattern_of(int(row["incident_id"]))
@@ -611,15 +682,23 @@ class Engine:
                     all_ok = False
             now = self.clock.now()
             if all_ok:
-                outcome, detail = Outcome.SUCCEEDED, "recovered after restart: every step verified"
+                outcome, detail = Outcome.VERIFYING, "recovered after restart: every step verified; watching"
             else:
                 results: list[StepResult] = []
                 outcome = self._rollback(plan, stack, results, default=Outcome.FAILED)
                 detail = f"recovered after restart: interrupted, {outcome.value}"
             with self.store.tx() as db:
                 self.store.set_outcome(db, aid, outcome, detail, now)
+                if outcome is Outcome.VERIFYING:
+                    db.execute(
+                        "UPDATE fix_attempts SET verify_until = ? WHERE id = ?",
+                        (now + self.settings.engine.verify_window, aid),
+                    )
                 self.store.audit_in(db, "fix_recovered", "engine", {"attempt": aid, "outcome": outcome.value}, now)
             log.warning("fix_recovered", attempt=aid, outcome=outcome.value)
+            pattern = self.by_id.get(pattern_id)
+            if outcome is not Outcome.VERIFYING and pattern is not None:
+                self._after_failure(int(row["incident_id"]), pattern, aid, outcome, detail, now)
             out.append((aid, outcome))
         self.store.release_stale_locks()
         return out
@@ -635,55 +714,42 @@ class Engine:
                 pattern = self.by_id.get(inc.pattern_id)
                 if pattern is None or not pattern.fixable:
                     continue
-                verdict, reason, detail = self.decide(db, inc, pattern, now, "manual")
-                decision, new = self.store.record_decision(
-                    db,
-                    inc.id,
-                    pattern.id,
-                    verdict,
-                    reason,
-                    now,
-                    detail,
-                    trigger="manual",
-                    collapse=False,
-                    expires_at=now + self.settings.engine.approval_ttl if verdict is Verdict.ASK else None,
-                )
-                result.decisions.append(decision)
-                groups = self._last_groups(db, inc, pattern)
-                self._decision_effects(db, decision, new, inc, pattern, groups, inc.service, "manual", result)
+                groups = json.loads(self.store.incident_row(db, inc.id)["groups"] or "{}")
+                self._decide_and_record(db, inc, pattern, groups, inc.service, now, "manual", result)
         self._emit(result.notices)
         return result
-
-    def _last_groups(self, db: sqlite3.Connection, inc: Incident, pattern: Pattern) -> dict[str, str]:
-        return pattern.search(inc.message) or {}
 
     def settle_approval(self, decision_id: int, approve: bool, actor: str) -> tuple[str, FixJob | None]:
         """Approve or reject once. Returns (status, job to run or None)."""
         now = self.clock.now()
+        if approve and self.settings.kill_switch:
+            # Checked before the approval is consumed, so it can be pressed again once the switch is off.
+            self.store.audit(
+                "approval", actor, {"decision": decision_id, "approve": True, "result": "kill_switch"}, now
+            )
+            return "kill_switch", None
         status, row = self.store.take_approval(decision_id, approve, actor, now)
         self.store.audit("approval", actor, {"decision": decision_id, "approve": approve, "result": status}, now)
         if status != "ok" or row is None or not approve:
             return status, None
-        if self.settings.kill_switch:
-            return "kill_switch", None
         ctx = json.loads(row["context"] or "{}")
-        decision, _ = self._record_manual(int(row["incident_id"]), row["pattern_id"], Reason.APPROVED, actor, now)
-        return "ok", FixJob(
-            decision,
-            int(row["incident_id"]),
-            row["pattern_id"],
-            ctx.get("groups", {}),
-            ctx.get("service", ""),
-            "approved",
-        )
-
-    def _record_manual(
-        self, inc_id: int, pattern_id: str, reason: Reason, actor: str, now: float
-    ) -> tuple[Decision, bool]:
+        pattern = self.by_id.get(row["pattern_id"])
+        inc = self.store.incident(int(row["incident_id"]))
+        if pattern is None or inc is None:
+            return "missing", None
+        # The guardrails still apply to an approved fix: budget, breaker, escalation, a fix already running.
+        result = IngestResult()
         with self.store.tx() as db:
-            return self.store.record_decision(
-                db, inc_id, pattern_id, Verdict.ACT, reason, now, f"by {actor}", trigger="approved", collapse=False
+            decision = self._decide_and_record(
+                db, inc, pattern, ctx.get("groups", {}), ctx.get("service", ""), now, "approved", result
             )
+            db.execute("UPDATE decisions SET decided_by = ? WHERE id = ?", (actor, decision.id))
+        self._emit(result.notices)
+        if decision.verdict is not Verdict.ACT:
+            return decision.reason.value, None
+        job = result.jobs[0]
+        assert isinstance(job, FixJob)
+        return "ok", job
 
     # -- notices ------------------------------------------------------------------
     def _emit(self, notices: Iterable[Notice]) -> None:

@@ -78,12 +78,12 @@ class IncidentStatus(StrEnum):
 class Outcome(StrEnum):
     RUNNING = "running"
     VERIFYING = "verifying"  # applied and verified; waiting out the quiet window
+    UNDOING = "undoing"  # failed after applying; rollback queued, target still locked
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
     ROLLBACK_FAILED = "rollback_failed"
     REFUSED = "refused"
-    DRY_RUN = "dry_run"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ MIGRATIONS: dict[int, str] = {
         severity TEXT NOT NULL, status TEXT NOT NULL, service TEXT NOT NULL, message TEXT NOT NULL,
         count INTEGER NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0, last_fix_at REAL, escalated_at REAL, resolved_at REAL,
-        last_notified REAL, link TEXT NOT NULL DEFAULT '');
+        last_notified REAL, link TEXT NOT NULL DEFAULT '', groups TEXT NOT NULL DEFAULT '{}');
     CREATE INDEX incidents_last_seen ON incidents(last_seen);
     CREATE TABLE incident_sources (
         incident_id INTEGER NOT NULL, source TEXT NOT NULL, count INTEGER NOT NULL,
@@ -72,7 +72,8 @@ MIGRATIONS: dict[int, str] = {
         id INTEGER PRIMARY KEY, incident_id INTEGER NOT NULL, decision_id INTEGER NOT NULL,
         actions TEXT NOT NULL, outcome TEXT NOT NULL, started REAL NOT NULL, finished REAL,
         verify_until REAL, detail TEXT NOT NULL DEFAULT '', steps TEXT NOT NULL DEFAULT '[]',
-        undo_state TEXT NOT NULL DEFAULT '[]', trigger TEXT NOT NULL DEFAULT 'auto');
+        undo_state TEXT NOT NULL DEFAULT '[]', trigger TEXT NOT NULL DEFAULT 'auto',
+        revert_at REAL, reverted_at REAL);
     CREATE INDEX fix_attempts_incident ON fix_attempts(incident_id);
     CREATE TABLE locks (target TEXT PRIMARY KEY, attempt_id INTEGER NOT NULL, acquired REAL NOT NULL);
     CREATE TABLE audit (
@@ -84,6 +85,8 @@ MIGRATIONS: dict[int, str] = {
 }
 
 FAILED_OUTCOMES = (Outcome.FAILED.value, Outcome.ROLLED_BACK.value, Outcome.ROLLBACK_FAILED.value)
+# Attempts that still own their target: applying, watching, or being undone.
+ACTIVE_OUTCOMES = (Outcome.RUNNING.value, Outcome.VERIFYING.value, Outcome.UNDOING.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,7 @@ class EventRow:
     pattern_id: str
     fingerprint: str
     severity: Severity
-    match: str
+    groups: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +160,14 @@ class Store:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
+                self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                # A failed COMMIT (disk full, I/O error) must not leave the
+                # connection inside a transaction, or every later BEGIN fails.
+                if self.db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self.db.execute("ROLLBACK")
                 raise
-            self.db.execute("COMMIT")
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -199,114 +206,34 @@ class Store:
 
     # -- events and incidents ---------------------------------------------
     def record_event(self, db: sqlite3.Connection, row: EventRow) -> Recorded:
-        ev = row.event
-        if ev.source_id:
-            dup = db.execute(
-                "SELECT id, incident_id FROM events WHERE source=? AND source_id=? AND pattern_id=?",
-                (ev.source, ev.source_id, row.pattern_id),
-            ).fetchone()
-            if dup is not None:
-                inc = self._incident(db, int(dup["incident_id"]))
-                return Recorded(int(dup["id"]), inc, False, False, True)
-        cur = db.execute("SELECT * FROM incidents WHERE fingerprint = ?", (row.fingerprint,)).fetchone()
-        new = cur is None
-        reopened = False
-        if cur is None:
-            inc_id = db.execute(
-                "INSERT INTO incidents (fingerprint, pattern_id, severity, status, service, message, count,"
-                " first_seen, last_seen, link) VALUES (?,?,?,?,?,?,1,?,?,?)",
-                (
-                    row.fingerprint,
-                    row.pattern_id,
-                    row.severity.value,
-                    IncidentStatus.OPEN.value,
-                    ev.service,
-                    ev.message[:2000],
-                    ev.ts,
-                    ev.ts,
-                    ev.link,
-                ),
-            ).lastrowid
-            assert inc_id is not None
-        else:
-            inc_id = int(cur["id"])
-            status = cur["status"]
-            if status in (IncidentStatus.RESOLVED.value, IncidentStatus.FIXED.value):
-                status = IncidentStatus.OPEN.value
-                reopened = True
-            db.execute(
-                "UPDATE incidents SET count = count + 1, last_seen = max(last_seen, ?), status = ?,"
-                " message = ?, link = CASE WHEN ? != '' THEN ? ELSE link END WHERE id = ?",
-                (ev.ts, status, ev.message[:2000], ev.link, ev.link, inc_id),
-            )
-        db.execute(
-            "INSERT INTO incident_sources VALUES (?,?,1) ON CONFLICT(incident_id, source)"
-            " DO UPDATE SET count = count + 1",
-            (inc_id, ev.source),
-        )
-        ev_id = db.execute(
-            "INSERT INTO events (ts, source, service, origin, message, pattern_id, incident_id, source_id,"
-            " fields, link) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                ev.ts,
-                ev.source,
-                ev.service,
-                ev.origin,
-                ev.message[:8192],
-                row.pattern_id,
-                inc_id,
-                ev.source_id,
-                _json(dict(ev.fields)),
-                ev.link,
-            ),
-        ).lastrowid
-        assert ev_id is not None
-        return Recorded(ev_id, self._incident(db, inc_id), new, reopened, False)
+        """One event, e.g. a webhook alert; a re-delivery (same source id) is reported as duplicate."""
+        return self.record_group(db, row.pattern_id, row.fingerprint, row.severity, [row.event], row.groups)
 
     def record_group(
-        self, db: sqlite3.Connection, pattern_id: str, fingerprint: str, severity: Severity, events: Sequence[Event]
+        self,
+        db: sqlite3.Connection,
+        pattern_id: str,
+        fingerprint: str,
+        severity: Severity,
+        events: Sequence[Event],
+        groups: Mapping[str, str] | None = None,
     ) -> Recorded:
-        """Record many events of one fingerprint with a handful of statements.
+        """Record events of one fingerprint with a handful of statements.
 
         A chunk from a storm may hold 10,000 lines of one incident; one
-        incident update and one ``executemany`` keep that cheap.
+        incident update and one ``executemany`` keep that cheap. Events whose
+        sender id was seen before (a webhook re-delivery) are dropped here.
         """
-        last = events[-1]
-        n = len(events)
-        cur = db.execute("SELECT id, status FROM incidents WHERE fingerprint = ?", (fingerprint,)).fetchone()
-        new = cur is None
-        reopened = False
-        if cur is None:
-            inc_id = db.execute(
-                "INSERT INTO incidents (fingerprint, pattern_id, severity, status, service, message, count,"
-                " first_seen, last_seen, link) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    fingerprint,
-                    pattern_id,
-                    severity.value,
-                    IncidentStatus.OPEN.value,
-                    last.service,
-                    last.message[:2000],
-                    n,
-                    events[0].ts,
-                    last.ts,
-                    last.link,
-                ),
-            ).lastrowid
-            assert inc_id is not None
-        else:
-            inc_id = int(cur["id"])
-            status = cur["status"]
-            if status in (IncidentStatus.RESOLVED.value, IncidentStatus.FIXED.value):
-                status = IncidentStatus.OPEN.value
-                reopened = True
-            db.execute(
-                "UPDATE incidents SET count = count + ?, last_seen = max(last_seen, ?), status = ?, message = ?"
-                " WHERE id = ?",
-                (n, last.ts, status, last.message[:2000], inc_id),
-            )
+        fresh = [ev for ev in events if not ev.source_id or not self._seen(db, ev, pattern_id)]
+        if not fresh:
+            dup = db.execute(
+                "SELECT id, incident_id FROM events WHERE source=? AND source_id=? AND pattern_id=?",
+                (events[-1].source, events[-1].source_id, pattern_id),
+            ).fetchone()
+            return Recorded(int(dup["id"]), self._incident(db, int(dup["incident_id"])), False, False, True)
+        inc_id, new, reopened = self._upsert_incident(db, pattern_id, fingerprint, severity, fresh, groups or {})
         by_source: dict[str, int] = {}
-        for ev in events:
+        for ev in fresh:
             by_source[ev.source] = by_source.get(ev.source, 0) + 1
         for source, c in by_source.items():
             db.execute(
@@ -315,11 +242,71 @@ class Store:
                 (inc_id, source, c),
             )
         db.executemany(
-            "INSERT INTO events (ts, source, service, origin, message, pattern_id, incident_id) VALUES (?,?,?,?,?,?,?)",
-            [(ev.ts, ev.source, ev.service, ev.origin, ev.message[:8192], pattern_id, inc_id) for ev in events],
-        )
+            "INSERT INTO events (ts, source, service, origin, message, pattern_id, incident_id, source_id, fields,"
+            " link) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (ev.ts, ev.source, ev.service, ev.origin, ev.message[:8192], pattern_id, inc_id, ev.source_id,
+                 _json(dict(ev.fields)) if ev.fields else "{}", ev.link)
+                for ev in fresh
+            ],
+        )  # fmt: skip
         ev_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
         return Recorded(int(ev_id), self._incident(db, inc_id), new, reopened, False)
+
+    @staticmethod
+    def _seen(db: sqlite3.Connection, ev: Event, pattern_id: str) -> bool:
+        return (
+            db.execute(
+                "SELECT 1 FROM events WHERE source=? AND source_id=? AND pattern_id=?",
+                (ev.source, ev.source_id, pattern_id),
+            ).fetchone()
+            is not None
+        )
+
+    def _upsert_incident(
+        self,
+        db: sqlite3.Connection,
+        pattern_id: str,
+        fingerprint: str,
+        severity: Severity,
+        events: Sequence[Event],
+        groups: Mapping[str, str],
+    ) -> tuple[int, bool, bool]:
+        """Create or update the incident; returns (id, new, reopened).
+
+        A fixed or resolved incident that comes back is reopened with a fresh
+        attempt count: a fault healer fixes every week is not "failing".
+        """
+        first, last, n = events[0], events[-1], len(events)
+        groups_json = _json(dict(groups))
+        cur = db.execute("SELECT id, status FROM incidents WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        if cur is None:
+            inc_id = db.execute(
+                "INSERT INTO incidents (fingerprint, pattern_id, severity, status, service, message, count,"
+                " first_seen, last_seen, link, groups) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (fingerprint, pattern_id, severity.value, IncidentStatus.OPEN.value, last.service,
+                 last.message[:2000], n, first.ts, last.ts, last.link, groups_json),
+            ).lastrowid  # fmt: skip
+            assert inc_id is not None
+            return int(inc_id), True, False
+        inc_id = int(cur["id"])
+        reopened = cur["status"] in (IncidentStatus.RESOLVED.value, IncidentStatus.FIXED.value)
+        db.execute(
+            "UPDATE incidents SET count = count + ?, last_seen = max(last_seen, ?), message = ?, groups = ?,"
+            " link = CASE WHEN ? != '' THEN ? ELSE link END,"
+            " status = CASE WHEN ? THEN ? ELSE status END, attempts = CASE WHEN ? THEN 0 ELSE attempts END"
+            " WHERE id = ?",
+            (n, last.ts, last.message[:2000], groups_json, last.link, last.link, reopened,
+             IncidentStatus.OPEN.value, reopened, inc_id),
+        )  # fmt: skip
+        return inc_id, False, reopened
+
+    def reopen_escalated(self, db: sqlite3.Connection, inc_id: int) -> None:
+        """After failure_memory, an escalated incident gets automatic fixes again."""
+        db.execute(
+            "UPDATE incidents SET status = ?, attempts = 0, escalated_at = NULL WHERE id = ?",
+            (IncidentStatus.OPEN.value, inc_id),
+        )
 
     def incident_row(self, db: sqlite3.Connection, inc_id: int) -> sqlite3.Row:
         row: sqlite3.Row = db.execute("SELECT * FROM incidents WHERE id = ?", (inc_id,)).fetchone()
@@ -500,15 +487,37 @@ class Store:
                 " WHERE id = ?",
                 (outcome.value, now, detail[:4000], _steps_json(steps), verify_until, attempt_id),
             )
-            if outcome is not Outcome.VERIFYING:
+            if outcome not in ACTIVE_OUTCOMES:
                 db.execute("DELETE FROM locks WHERE attempt_id = ?", (attempt_id,))
 
-    def set_outcome(self, db: sqlite3.Connection, attempt_id: int, outcome: Outcome, detail: str, now: float) -> None:
-        db.execute(
-            "UPDATE fix_attempts SET outcome = ?, detail = ?, finished = ? WHERE id = ?",
-            (outcome.value, detail[:4000], now, attempt_id),
-        )
-        db.execute("DELETE FROM locks WHERE attempt_id = ?", (attempt_id,))
+    def set_outcome(
+        self,
+        db: sqlite3.Connection,
+        attempt_id: int,
+        outcome: Outcome,
+        detail: str,
+        now: float,
+        *,
+        expect: Outcome | None = None,
+    ) -> bool:
+        """Set the outcome (only from ``expect`` if given); locks go when the attempt is settled.
+
+        UNDOING keeps the target locks, so no new fix can start on the target
+        while the old one is being rolled back.
+        """
+        sql = "UPDATE fix_attempts SET outcome = ?, detail = ?, finished = ? WHERE id = ?"
+        args: list[Any] = [outcome.value, detail[:4000], now, attempt_id]
+        if expect is not None:
+            sql += " AND outcome = ?"
+            args.append(expect.value)
+        changed = db.execute(sql, args).rowcount == 1
+        if changed and outcome not in ACTIVE_OUTCOMES:
+            db.execute("DELETE FROM locks WHERE attempt_id = ?", (attempt_id,))
+        return changed
+
+    def set_revert_at(self, attempt_id: int, revert_at: float) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE fix_attempts SET revert_at = ? WHERE id = ?", (revert_at, attempt_id))
 
     def attempt_row(self, attempt_id: int) -> sqlite3.Row | None:
         rows = self.query("SELECT * FROM fix_attempts WHERE id = ?", (attempt_id,))
@@ -531,8 +540,8 @@ class Store:
 
     def active_attempt(self, db: sqlite3.Connection, incident_id: int) -> sqlite3.Row | None:
         row: sqlite3.Row | None = db.execute(
-            "SELECT * FROM fix_attempts WHERE incident_id = ? AND outcome IN (?, ?) ORDER BY id DESC LIMIT 1",
-            (incident_id, Outcome.RUNNING.value, Outcome.VERIFYING.value),
+            "SELECT * FROM fix_attempts WHERE incident_id = ? AND outcome IN (?, ?, ?) ORDER BY id DESC LIMIT 1",
+            (incident_id, *ACTIVE_OUTCOMES),
         ).fetchone()
         return row
 
@@ -543,21 +552,18 @@ class Store:
         ).fetchone()
         return int(r[0])
 
-    def attempts_since(self, db: sqlite3.Connection, since: float) -> int:
+    def acts_since(self, db: sqlite3.Connection, since: float) -> int:
+        """Fixes decided (not only started) since ``since``: the budget must hold within one batch too."""
         r = db.execute(
-            "SELECT count(*) FROM fix_attempts WHERE started >= ? AND outcome != ?", (since, Outcome.REFUSED.value)
+            "SELECT count(*) FROM decisions WHERE ts >= ? AND verdict = ?", (since, Verdict.ACT.value)
         ).fetchone()
         return int(r[0])
-
-    def failed_before(self, db: sqlite3.Connection, fingerprint_incident: int, since: float) -> bool:
-        r = db.execute("SELECT escalated_at FROM incidents WHERE id = ?", (fingerprint_incident,)).fetchone()
-        return r is not None and r[0] is not None and r[0] >= since
 
     def release_stale_locks(self) -> int:
         with self.tx() as db:
             return db.execute(
-                "DELETE FROM locks WHERE attempt_id NOT IN (SELECT id FROM fix_attempts WHERE outcome IN (?, ?))",
-                (Outcome.RUNNING.value, Outcome.VERIFYING.value),
+                "DELETE FROM locks WHERE attempt_id NOT IN (SELECT id FROM fix_attempts WHERE outcome IN (?, ?, ?))",
+                ACTIVE_OUTCOMES,
             ).rowcount
 
     # -- audit and state -----------------------------------------------------
@@ -592,6 +598,14 @@ class Store:
                     "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)", (excess,)
                 ).rowcount
             db.execute("DELETE FROM audit WHERE ts < ?", (now - max(retention_days, 30) * 86400,))
+            # Settled history beyond retention goes too, so hostile lines that each make
+            # a new incident cannot grow the store without bound.
+            old = now - max(retention_days, 30) * 86400
+            settled = (IncidentStatus.FIXED.value, IncidentStatus.RESOLVED.value)
+            stale = "SELECT id FROM incidents WHERE last_seen < ? AND status IN (?, ?)"
+            for table in ("decisions", "fix_attempts", "incident_sources"):
+                db.execute(f"DELETE FROM {table} WHERE incident_id IN ({stale})", (old, *settled))  # noqa: S608
+            db.execute("DELETE FROM incidents WHERE last_seen < ? AND status IN (?, ?)", (old, *settled))
             return n
 
 

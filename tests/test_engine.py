@@ -88,16 +88,26 @@ def test_threshold_then_act_then_verify_window_success(tmp_path: Path) -> None:
     assert engine.store.incidents()[0].status is IncidentStatus.FIXED
 
 
-def test_recurrence_inside_verify_window_fails_the_fix(tmp_path: Path) -> None:
-    engine, clock = build(tmp_path, [pat(cooldown=300)])
+@pytest.mark.parametrize("cooldown", [0, 300])
+def test_recurrence_inside_verify_window_fails_the_fix(tmp_path: Path, cooldown: int) -> None:
+    engine, clock = build(tmp_path, [pat(cooldown=cooldown)])
     run_jobs(engine, feed(engine, "BOOM a"))
     clock.advance(2)
     res = feed(engine, "BOOM a")
+    # Only the undo: no new fix may start on the target while the old one is rolled back.
     assert [type(j) for j in res.jobs] == [UndoJob]
+    assert reasons(engine)[-1][:2] == ("skip", "in_progress")
+    assert engine.store.query("SELECT count(*) FROM locks")[0][0] == 1
     run_jobs(engine, res)
     a = engine.store.attempts()[0]
     assert a.outcome is Outcome.FAILED and "recurred" in a.detail
-    assert reasons(engine)[-1][:2] == ("skip", "cooldown")
+    assert engine.store.query("SELECT count(*) FROM locks")[0][0] == 0
+    assert engine.finalize_due() == []  # a failed fix is never turned into a success later
+    clock.advance(1)
+    expected = "cooldown" if cooldown else "ok"
+    assert reasons(engine)[-1][1] == "in_progress"
+    feed(engine, "BOOM a")
+    assert reasons(engine)[-1][1] == expected
 
 
 def test_failing_fix_escalates_after_max_attempts_and_trips_breaker(tmp_path: Path) -> None:
@@ -248,3 +258,96 @@ def test_chain_pip_install_then_failing_restart_is_rolled_back(tmp_path: Path, v
     ]  # fmt: skip
     probe = subprocess.run([str(venv_python), "-c", "import healer_demo_pkg"], capture_output=True)
     assert probe.returncode != 0, "the package should have been uninstalled again"
+
+
+def test_a_fault_fixed_every_week_is_not_escalated(tmp_path: Path) -> None:
+    engine, clock = build(tmp_path, [pat(max_attempts=2)])
+    for week in range(4):
+        [a] = run_jobs(engine, feed(engine, "BOOM a"))
+        assert a is not None and a.outcome is Outcome.VERIFYING, (week, reasons(engine))
+        clock.advance(20)
+        engine.finalize_due()
+        assert engine.store.incidents()[0].status is IncidentStatus.FIXED
+        clock.advance(7 * 86400)
+    assert not any(r[0] == "escalate" for r in reasons(engine))
+
+
+def test_budget_holds_within_one_batch_and_one_fix_request(tmp_path: Path) -> None:
+    engine, _ = build(tmp_path, [pat(group_by=["what"])], engine={"fix_budget_per_hour": 2})
+    res = feed(engine, "BOOM a", "BOOM b", "BOOM c", "BOOM d", "BOOM e")
+    assert len(res.jobs) == 2
+    assert sum(1 for r in reasons(engine) if r[1] == "budget") == 3
+    assert engine.fix_open("cli").jobs == []
+
+
+def test_escalation_expires_after_failure_memory(tmp_path: Path) -> None:
+    engine, clock = build(
+        tmp_path,
+        [pat(remediation=[{"action": "command", "params": {"command": "fail"}}], max_attempts=1)],
+        engine={"failure_memory": 3600},
+    )
+    run_jobs(engine, feed(engine, "BOOM a"))
+    assert engine.store.incidents()[0].status is IncidentStatus.ESCALATED
+    clock.advance(60)
+    assert feed(engine, "BOOM a").jobs == []
+    assert reasons(engine)[-1][1] == "failed_before"
+    clock.advance(3600)
+    assert len(feed(engine, "BOOM a").jobs) == 1  # the failure is old news: one fresh try
+
+
+def test_kill_switch_does_not_consume_an_approval(tmp_path: Path) -> None:
+    import dataclasses
+
+    engine, _ = build(tmp_path, [pat(approval="ask")])
+    d = feed(engine, "BOOM a").decisions[0]
+    on = dataclasses.replace(engine.settings, kill_switch=True)
+    engine.reconfigure(on, list(engine.by_id.values()))
+    assert engine.settle_approval(d.id, True, "telegram:1") == ("kill_switch", None)
+    engine.reconfigure(dataclasses.replace(on, kill_switch=False), list(engine.by_id.values()))
+    status, job = engine.settle_approval(d.id, True, "telegram:1")
+    assert status == "ok" and job is not None
+
+
+def test_approved_fix_still_obeys_the_budget(tmp_path: Path) -> None:
+    engine, _ = build(tmp_path, [pat(approval="ask", group_by=["what"])], engine={"fix_budget_per_hour": 1})
+    d1, d2 = (feed(engine, f"BOOM {w}").decisions[0] for w in ("a", "b"))
+    assert engine.settle_approval(d1.id, True, "u")[0] == "ok"
+    assert engine.settle_approval(d2.id, True, "u") == ("budget", None)
+
+
+def test_failed_commit_does_not_wedge_the_store(tmp_path: Path) -> None:
+    import sqlite3
+
+    engine, _ = build(tmp_path, [pat()])
+    db = engine.store.db
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+    db.execute("CREATE TABLE c (pid INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises(sqlite3.IntegrityError):
+        with engine.store.tx() as c:
+            c.execute("INSERT INTO c VALUES (99)")  # COMMIT fails on the deferred constraint
+    assert not db.in_transaction
+    feed(engine, "BOOM a")  # the next transaction works
+    assert engine.store.incidents()[0].count == 1
+
+
+def test_set_config_reverts_after_its_time(tmp_path: Path) -> None:
+    env = tmp_path / "app.env"
+    env.write_text("MODEL=primary\nOTHER=1\n")
+    engine, clock = build(
+        tmp_path,
+        [pat("rate", regex="429 Too Many Requests", examples=["429 Too Many Requests"],
+             remediation=[{"action": "set_config", "params": {"file": "app", "key": "MODEL", "value": "fallback"}}])],
+        actions={"command": {"commands": {"ok": ["true"]}},
+                 "set_config": {"revert_after": "1h",
+                                "files": {"app": {"path": str(env), "keys": {"MODEL": ["fallback"]}}}}},
+    )  # fmt: skip
+    [a] = run_jobs(engine, feed(engine, "HTTPError: 429 Too Many Requests"))
+    assert a.outcome is Outcome.VERIFYING and "MODEL=fallback" in env.read_text()
+    clock.advance(1800)
+    assert engine.due_reverts() == []
+    clock.advance(1900)
+    assert engine.due_reverts() == [a.id]
+    assert env.read_text() == "MODEL=primary\nOTHER=1\n"
+    assert engine.due_reverts() == []
+    assert engine.store.audit_rows("fix_reverted")

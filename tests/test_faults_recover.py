@@ -68,7 +68,7 @@ def test_command_killed_mid_run_is_not_recovered_as_succeeded(tmp_path: Path) ->
     assert json.loads(audit[0]["detail"]) == {"attempt": aid, "outcome": outcome.value}
 
 
-def test_completed_step_still_recovers_as_succeeded(tmp_path: Path) -> None:
+def test_completed_step_recovers_into_a_fresh_verify_window(tmp_path: Path) -> None:
     """Killed after apply returned (e.g. during the verify window bookkeeping): verify decides."""
     clock = FakeClock()
     engine = make_engine(tmp_path, [PATTERN], ACTIONS, clock=clock, runner=OkRunner())
@@ -84,4 +84,5 @@ def test_completed_step_still_recovers_as_succeeded(tmp_path: Path) -> None:
     engine.store.finish_attempt = orig  # type: ignore[method-assign]
     engine2 = make_engine(tmp_path, [PATTERN], ACTIONS, clock=clock, runner=OkRunner(), store=engine.store)
     [(_aid, outcome)] = engine2.recover()
-    assert outcome is Outcome.SUCCEEDED
+    # Every step verified: it is watched for a full window again, not declared succeeded on the spot.
+    assert outcome is Outcome.VERIFYING

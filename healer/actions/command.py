@@ -1,9 +1,9 @@
 """``command``: run an allowlisted argv. The harmless end-to-end action.
 
 The pattern names a command by its key in ``actions.command.commands``; the
-argv itself comes only from the config. Placeholders in the argv may use the
-built-in variables (service, pattern, incident), never captured groups, so
-nothing from a log line reaches the process.
+argv itself comes only from the config. Placeholders in the argv may use only
+``{pattern}`` and ``{incident}``: never captured groups, and not ``{service}``
+either, since a webhook's labels can name the service.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from healer.actions.base import (
-    BUILTIN_VARS,
     JSON,
     Action,
     ActionContext,
@@ -24,6 +23,8 @@ from healer.actions.base import (
     str_list,
 )
 from healer.errors import ActionError, ActionRefused, ParamError
+
+ARGV_VARS = frozenset({"pattern", "incident"})
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,11 @@ class CommandAction(Action):
             parts["verify"] = str_list(spec.get("verify", []), f"{here}.verify")
             for part_name, part in parts.items():
                 for arg in part:
-                    bad = placeholders(arg) - BUILTIN_VARS
+                    bad = placeholders(arg) - ARGV_VARS
                     if bad:
                         raise ParamError(
                             f"{here}.{part_name}: placeholder(s) {sorted(bad)} not allowed; "
-                            f"only {sorted(BUILTIN_VARS)} (log text never reaches a command)"
+                            f"only {sorted(ARGV_VARS)} (log and webhook text never reaches a command)"
                         )
             timeout = spec.get("timeout", 60)
             if not isinstance(timeout, int | float) or timeout <= 0:
@@ -94,7 +95,6 @@ class CommandAction(Action):
 
     def _vars(self, ctx: ActionContext) -> dict[str, str]:
         return {
-            "service": ctx.params.get("service", ""),
             "pattern": ctx.pattern_id,
             "incident": str(ctx.incident_id),
         }

@@ -613,9 +613,6 @@ def _fix_summary(attempts: Sequence[FixAttempt | BaseException | None], n_jobs: 
             if a.outcome in (Outcome.SUCCEEDED, Outcome.VERIFYING):
                 ok += 1
                 word = "succeeded" if a.outcome is Outcome.SUCCEEDED else "succeeded (verifying)"
-            elif a.outcome in (Outcome.DRY_RUN,):
-                other += 1
-                word = "dry run"
             else:
                 failed += 1
                 word = a.outcome.value
