@@ -279,7 +279,9 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None, *, doten
         env = dotenv_environ(path, env)
     raw = read_yaml(path)
     if raw is None:
-        raw = {}
+        # Also what a reload sees mid-save when an editor truncates before writing:
+        # falling back to defaults then would drop the allowlists and the chat ids.
+        raise ConfigError(str(path), "", "the file is empty", "copy config.example.yaml and edit it")
     if not isinstance(raw, dict):
         raise ConfigError(str(path), "", "the top level must be a mapping of keys", "see config.example.yaml")
     apply_env_overrides(raw, env)

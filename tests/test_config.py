@@ -98,3 +98,10 @@ def test_durations() -> None:
     assert parse_duration("7d") == 7 * 86400
     with pytest.raises(ValueError):
         parse_duration("soon")
+
+
+def test_empty_file_is_an_error_not_all_defaults(tmp_path: Path) -> None:
+    """A reload that lands between an editor's truncate and write must keep the last good config."""
+    for text in ("", "\n", "# only a comment\n"):
+        with pytest.raises(ConfigError, match="the file is empty"):
+            load_settings(write(tmp_path, text), environ={}, dotenv=False)

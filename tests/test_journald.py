@@ -218,6 +218,33 @@ async def test_follows_appends_and_restarts_killed_journalctl(tmp_path: Path) ->
 
 
 @needs_tools
+async def test_sink_failure_restarts_the_stream_from_the_cursor(tmp_path: Path) -> None:
+    """A sink that raises once (a locked store) must not leave the follower hung on journalctl."""
+    jf = tmp_path / "t.journal"
+    w = JournalWriter(jf)
+    w.write([("one", "app.service", 3)])
+    c = Collector()
+    failed: list[int] = []
+
+    async def flaky(events, cursor):  # type: ignore[no-untyped-def]
+        if not failed:
+            failed.append(1)
+            raise RuntimeError("database is locked")
+        await c.sink(events, cursor)
+
+    src = JournaldSource(["app.service"], "app", flaky, None, files=[str(jf)], from_start=True, native=False,
+                         backoff_initial=0.1)  # fmt: skip
+    await src.start()
+    try:
+        await c.wait_for(lambda: [e.message for e in c.events] == ["one"])
+        w.write([("two", "app.service", 3)])
+        await c.wait_for(lambda: [e.message for e in c.events] == ["one", "two"])
+    finally:
+        await src.stop()
+    assert src.restarts >= 1
+
+
+@needs_tools
 async def test_broken_journalctl_warns_once_and_keeps_retrying(tmp_path: Path) -> None:
     c = Collector()
     missing = tmp_path / "gone.journal"

@@ -287,10 +287,15 @@ class JournaldSource:
         assert proc.stdout is not None and proc.stderr is not None
         stderr_task = asyncio.create_task(_tail(proc.stderr))
         got_any = False
+        pump_ok = False
         try:
             got_any = await self._pump(proc.stdout)
+            pump_ok = True
         finally:
-            if proc.returncode is None and self._stopping:
+            # If the pump raised (the sink failed, e.g. a locked store) a --follow
+            # journalctl never exits by itself: end it, so the outer loop restarts
+            # from the last committed cursor instead of hanging here.
+            if proc.returncode is None and (self._stopping or not pump_ok):
                 await self._terminate()
             await proc.wait()
             err_tail = await stderr_task
