@@ -341,7 +341,10 @@ class Engine:
         if attempts >= pattern.max_attempts:
             return Verdict.ESCALATE, Reason.MAX_ATTEMPTS, f"{attempts} attempts made"
         if trigger == "auto" and row["last_fix_at"] is not None and now - row["last_fix_at"] < pattern.cooldown:
-            return Verdict.SKIP, Reason.COOLDOWN, f"last fix {now - row['last_fix_at']:.0f}s ago"
+            ago = now - row["last_fix_at"]
+            # A clock stepped back makes the last fix look future: still cooling down, said plainly.
+            when = f"{ago:.0f}s ago" if ago >= 0 else "in the future (the clock went back)"
+            return Verdict.SKIP, Reason.COOLDOWN, f"last fix {when}"
         if self.store.acts_since(db, now - 3600) >= e.fix_budget_per_hour:
             return Verdict.SKIP, Reason.BUDGET, f"{e.fix_budget_per_hour} fixes in the last hour"
         if self.breaker_open(now):
