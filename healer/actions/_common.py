@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from healer.actions.base import ActionContext
-from healer.errors import ParamError
+from healer.errors import ActionRefused, ParamError
 from healer.proc import ProcResult
+
+T = TypeVar("T")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -34,6 +36,15 @@ def parse_duration(raw: Any, where: str) -> float:
         if m:
             return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     raise ParamError(f"{where}: expected a duration like 30, '10m', '12h' or '7d', got {raw!r}")
+
+
+def pick(allowlist: Mapping[str, T], wanted: str, where: str) -> tuple[str, T]:
+    """The allowlisted entry a (hostile) param names; with one entry, naming it is optional."""
+    if not wanted and len(allowlist) == 1:
+        wanted = next(iter(allowlist))
+    if wanted not in allowlist:
+        raise ActionRefused(f"{wanted!r} is not in {where}")
+    return wanted, allowlist[wanted]
 
 
 def parse_size(raw: Any, where: str) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 import yaml
 
-from healer.actions._common import mapping, text
+from healer.actions._common import mapping, pick, text
 from healer.actions.base import JSON, Action, ActionContext, VerifyResult, register
 from healer.atomic import FileMeta, atomic_write, backup_file, file_meta, restore_backup, sha256
 from healer.errors import ActionError, ActionRefused, ParamError
@@ -129,12 +129,7 @@ class RestoreFileAction(Action):
         settings: RestoreSettings | None = ctx.settings
         if settings is None:
             raise ActionRefused("restore_file has no settings (actions.restore_file.files)")
-        fname = ctx.params.get("file", "")
-        if not fname and len(settings.files) == 1:
-            fname = next(iter(settings.files))
-        if fname not in settings.files:
-            raise ActionRefused(f"file {fname!r} is not in actions.restore_file.files")
-        return fname, settings.files[fname]
+        return pick(settings.files, ctx.params.get("file", ""), "actions.restore_file.files")
 
     def target(self, ctx: ActionContext) -> str:
         try:

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 import yaml
 
-from healer.actions._common import mapping, parse_duration, text
+from healer.actions._common import mapping, parse_duration, pick, text
 from healer.actions.base import JSON, Action, ActionContext, VerifyResult, register
 from healer.atomic import FileMeta, atomic_write, backup_file, file_meta, restore_backup, sha256
 from healer.errors import ActionError, ActionRefused, ParamError
@@ -197,12 +197,7 @@ class SetConfigAction(Action):
         settings: SetConfigSettings | None = ctx.settings
         if settings is None:
             raise ActionRefused("set_config has no settings (actions.set_config.files)")
-        fname = ctx.params.get("file", "")
-        if not fname and len(settings.files) == 1:
-            fname = next(iter(settings.files))
-        if fname not in settings.files:
-            raise ActionRefused(f"file {fname!r} is not in actions.set_config.files")
-        spec = settings.files[fname]
+        fname, spec = pick(settings.files, ctx.params.get("file", ""), "actions.set_config.files")
         key = ctx.params.get("key", "")
         if key not in spec.keys:
             raise ActionRefused(f"key {key!r} is not allowlisted for file {fname!r}")
@@ -214,12 +209,12 @@ class SetConfigAction(Action):
 
     def target(self, ctx: ActionContext) -> str:
         settings: SetConfigSettings | None = ctx.settings
-        fname = ctx.params.get("file", "")
-        if settings is not None and not fname and len(settings.files) == 1:
-            fname = next(iter(settings.files))
-        if settings is not None and fname in settings.files:
-            return f"file:{settings.files[fname].path}"
-        return f"set_config:{fname}"
+        try:
+            if settings is not None:
+                return f"file:{pick(settings.files, ctx.params.get('file', ''), '')[1].path}"
+        except ActionRefused:
+            pass
+        return f"set_config:{ctx.params.get('file', '')}"
 
     def check(self, ctx: ActionContext) -> None:
         _, spec, _, _ = self._resolve(ctx)
