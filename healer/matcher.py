@@ -19,6 +19,8 @@ import re2
 
 from healer.patterns import Pattern, re2_options
 
+_UNANCHORED: Any = re2._Anchor.UNANCHORED
+
 
 @dataclass(frozen=True, slots=True)
 class LineHit:
@@ -37,6 +39,10 @@ class Matcher:
             return
         opts = re2_options()
         opts.never_capture = True
+        # Leftmost-longest finds the same leftmost match *start* as leftmost-first
+        # (only the end may differ), and the start is all the scan uses; RE2's DFA
+        # runs it ~10 % faster. max_mem keeps the DFA from falling back to the NFA.
+        opts.longest_match = True
         opts.max_mem = 256 << 20
         # (?m) so ^ and $ mean line start/end inside the buffer, as they do per line.
         alternation = "|".join(f"(?:{p.regex})" for p in self.patterns)
@@ -53,13 +59,15 @@ class Matcher:
             return
         pos = 0
         end = len(data)
-        search = scan.search
+        # The raw RE2 object: no generator or Match object per hit.
+        match = scan._regexp.Match
+        unanchored = _UNANCHORED
         while pos < end:
-            m = search(data, pos)
-            if m is None:
+            ms = match(unanchored, data, pos, end)[0][0]
+            if ms < 0:
                 return
-            ls = data.rfind(b"\n", 0, m.start()) + 1
-            le = data.find(b"\n", m.start())
+            ls = data.rfind(b"\n", 0, ms) + 1
+            le = data.find(b"\n", ms)
             if le < 0:
                 le = end
             raw = data[ls:le]
