@@ -544,6 +544,12 @@ def test_numbered_stream_survives_many_rotations_and_restarts(tmp_path: Path, re
     finally:
         t.stop()
         w.close()
+    bad = [
+        (c.start, c.offset, c.rotated, c.data)
+        for c in rec.chunks
+        if any(not ln.startswith(b"line ") or len(ln.split()) != 2 for ln in c.data.splitlines())
+    ]
+    assert not bad, bad
     got = [int(x.split()[1]) for x in rec.lines()]
     dups = [k for k, v in collections.Counter(got).items() if v > 1]
     assert sorted(got) == list(range(n)), f"lost {sorted(set(range(n)) - set(got))} dup {dups}"

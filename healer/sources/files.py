@@ -132,6 +132,25 @@ def _read_head(fd: int) -> bytes | None:
     return None
 
 
+def _head_of(first: bytes) -> bytes | None:
+    """``_read_head`` on bytes already read from offset 0."""
+    nl = first.find(b"\n", 0, HEAD_BYTES)
+    if nl >= 0:
+        return first[: nl + 1]
+    if len(first) >= HEAD_BYTES:
+        return first[:HEAD_BYTES]
+    return None
+
+
+def _unchanged(r: _Reader) -> bool:
+    """Whether the start of the file is still what we read there (append-only so far)."""
+    if r.head is not None:
+        return os.pread(r.fd, len(r.head), 0) == r.head
+    if r.pos == 0 and r.buf:
+        return os.pread(r.fd, len(r.buf), 0) == r.buf
+    return True
+
+
 def _split_lines(
     buf: bytes, skipping: bool, data: bytes, scan: int, pos: int, max_line: int
 ) -> tuple[bytes, int, int, bytes, bool]:
@@ -210,6 +229,7 @@ class _Reader:
     rotated: bool = False
     announce: bool = False
     linger_until: float = 0.0  # monotonic deadline while retired; 0 = drain to EOF and close now
+    suspect: bool = False  # a read raced a truncation; re-check before reading again
 
     def reset(self) -> None:
         self.pos = self.scan = 0
@@ -702,22 +722,28 @@ class FileTailer:
             chunk, commit = f.pending
             if not self._deliver(f, chunk, commit):
                 return False
-        self._check_identity(f)
-        while f.retired:
-            r = f.retired[0]
-            final = not self._lingers(f, r)
-            if not self._read(f, r, final=final):
+        for _ in range(3):  # more than one round only when a read raced a truncation
+            self._check_identity(f)
+            while f.retired:
+                r = f.retired[0]
+                final = not self._lingers(f, r)
+                if not self._read(f, r, final=final):
+                    return False
+                if not final:
+                    return True  # the writer may still append to it; the new file waits
+                f.retired.pop(0)
+                self._remember_drained(r)
+                os.close(r.fd)
+            r2 = f.cur
+            if r2 is None:
+                return True
+            r2.suspect = False
+            if not self._read(f, r2, final=False):
                 return False
-            if not final:
-                return True  # the writer may still append to it; the new file waits
-            f.retired.pop(0)
-            self._remember_drained(r)
-            os.close(r.fd)
-        r2 = f.cur
-        if r2 is None:
+            if not r2.suspect:
+                break
+        else:
             return True
-        if not self._read(f, r2, final=False):
-            return False
         if r2.announce:
             # Persist a new position with no lines (rotation to an empty file, catch-up skip).
             empty = self._chunk(f, r2, b"", r2.pos, r2.pos, 0)
@@ -758,15 +784,10 @@ class FileTailer:
                     self._rescan_wanted = True
             return
         size = os.fstat(r.fd).st_size
-        truncated = size < r.scan
-        if not truncated:
-            # A truncate-and-rewrite can regrow past our position before we look, with
-            # the same size and (coarse clock) the same mtime, so compare the head
-            # every time: one pread of at most HEAD_BYTES.
-            if r.head is not None:
-                truncated = os.pread(r.fd, len(r.head), 0) != r.head
-            elif r.pos == 0 and r.buf and not r.skipping:
-                truncated = os.pread(r.fd, len(r.buf), 0) != r.buf
+        # A truncate-and-rewrite can regrow past our position before we look, with
+        # the same size and (coarse clock) the same mtime, so compare the head every
+        # time: one pread of at most HEAD_BYTES.
+        truncated = size < r.scan or not _unchanged(r)
         if truncated:
             log.info("tail_truncated", path=f.path, position=r.pos, size=size)
             copy = self._find_copy(f.path, head_hash(r.head), r.pos, exclude=(r.dev, r.ino))
@@ -806,6 +827,12 @@ class FileTailer:
         while True:
             n = self._chunk_bytes if limit is None else min(self._chunk_bytes, limit - r.scan)
             data = os.pread(r.fd, n, r.scan) if n > 0 else b""
+            if data and not final and r.scan > 0 and not _unchanged(r):
+                # Truncated and rewritten between our identity check and this read:
+                # these bytes belong to the new content at a stale offset.  Drop them;
+                # the caller re-checks and restarts from 0.
+                r.suspect = True
+                return True
             if not data:
                 if final and r.buf:
                     out = r.buf + b"\n"
@@ -826,7 +853,10 @@ class FileTailer:
                 r.buf, r.skipping, r.scan = new_buf, new_skip, new_scan
                 continue
             if r.head is None:
-                r.head = _read_head(r.fd)
+                # From the bytes we split, not a second read that could see newer content.
+                r.head = _head_of(r.buf if r.skipping else r.buf + data) if r.pos == 0 else None
+                if r.head is None:
+                    r.head = _read_head(r.fd)
             chunk = self._chunk(f, r, out, r.pos, new_pos, cut)
 
             def commit(
