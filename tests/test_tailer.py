@@ -223,6 +223,17 @@ def test_restart_resumes_exactly(tmp_path: Path, rec: Recorder) -> None:
     assert not any(c.rotated for c in rec.chunks)
 
 
+def test_stop_then_start_same_instance_resumes(tmp_path: Path, rec: Recorder) -> None:
+    log = tmp_path / "app.log"
+    append(log, numbered(0, 3))
+    t = tailer(tmp_path, rec)
+    t.poll()
+    t.stop()
+    append(log, numbered(3, 5))
+    t.poll()
+    assert rec.lines() == [b"line %d" % i for i in range(5)]
+
+
 def test_rename_rotation_while_stopped(tmp_path: Path, rec: Recorder) -> None:
     log = tmp_path / "app.log"
     append(log, numbered(0, 5))

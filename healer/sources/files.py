@@ -29,7 +29,11 @@ Rotation detection (each poll, per followed file: one ``stat`` + one ``fstat``)
       ``ROTATE_LINGER`` passed, and only then read the new file from 0;
     * the file shrank below what we read, or its first line changed
       (copytruncate): we look for the copy among siblings (same first line,
-      large enough), drain it from our position, then re-read the file from 0;
+      large enough), drain it from our position, then re-read the file from 0.
+      The head is compared on every check *and* after every read of the live
+      file, so a truncate-and-regrow that races a read is never mistaken for
+      appended data (a copy whose first line equals the old one is the one case
+      this cannot see);
     * at start-up a stored :class:`Offset` whose inode no longer sits at the path
       is looked up by inode in the same directory (``app.log.1``, dated names...)
       and drained from the stored position before the new file is read from 0.
@@ -397,12 +401,18 @@ class FileTailer:
         with self._lock:
             self._watches.clear()
             for f in self._followers.values():
+                # Remember where we are, so a later start() of this instance resumes exactly
+                # like a restart with persisted offsets would (an un-accepted chunk is re-offered).
+                first = f.retired[0] if f.retired else f.cur
+                if first is not None:
+                    self._stored[f.path] = Offset(f.path, first.ino, first.dev, first.pos, head_hash(first.head))
                 for r in [*f.retired, *([f.cur] if f.cur else [])]:
                     with contextlib.suppress(OSError):
                         os.close(r.fd)
                 f.retired.clear()
                 f.cur = None
             self._followers.clear()
+            self._initial_done = False
 
     def poll(self) -> None:
         """Process everything pending now, synchronously, on the calling thread.
