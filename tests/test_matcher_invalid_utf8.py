@@ -3,14 +3,11 @@
 Matcher.scan (the tailer's path) runs RE2 in UTF-8 mode over the raw bytes, so
 a line holding e.g. Latin-1 bytes is skipped, while Matcher.match_line on the
 same line (decoded with U+FFFD replacements) matches. A real error line from a
-program that logs Latin-1 would be missed by the daemon. Not fixed here:
-healer/matcher.py has uncommitted work by another engineer; strict xfail so
-the fix flips it.
+program that logs Latin-1 would be missed by the daemon. Fixed by cleaning
+the buffer to U+FFFD before the scan (healer.matcher.utf8_clean).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from healer.matcher import Matcher
 from healer.paths import bundled_patterns_dir
@@ -20,7 +17,6 @@ from healer.patterns import load_patterns
 CRASH = b"TypeError: x\nTypeError: " + b"\xd0" * 53 + b"f() takes : f() takes 0ven\nTypeError: objeype"
 
 
-@pytest.mark.xfail(strict=True, reason="scan skips lines with invalid UTF-8 that match_line matches")
 def test_scan_agrees_with_match_line_on_invalid_utf8() -> None:
     m = Matcher(load_patterns([bundled_patterns_dir()], {}).patterns)
     bad = CRASH.split(b"\n")[1]
