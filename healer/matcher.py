@@ -41,7 +41,7 @@ def utf8_clean(data: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class LineHit:
-    start: int  # byte offset of the line in the buffer
+    start: int  # byte offset of the line in the buffer as scanned (after utf8_clean)
     line: str
     pattern: Pattern
     groups: dict[str, str]
