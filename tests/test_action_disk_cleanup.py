@@ -31,6 +31,9 @@ def settings(root: Path, **extra: object):
         "rules": [{"glob": "*.log.[0-9]*", "older_than": "7d"}, {"glob": "*.gz", "older_than": "7d"}],
         "max_delete_bytes": "1G",
         "min_free_percent": 1,
+        # This sandbox's PID 1 refuses inspection even to root; the open-file check still sees
+        # every process of the test itself, which is where the test's open files are.
+        "require_open_check": False,
         **extra,
     }
     return DiskCleanupAction.parse_settings(raw, "actions.disk_cleanup")
@@ -148,3 +151,21 @@ def test_real_full_disk_is_freed(tmpfs: Path, tmp_path: Path) -> None:
     result = action.verify(ctx, state)
     assert result.ok, result.detail
     assert (tmpfs / "live.log").exists()
+
+
+def test_refuses_when_it_cannot_see_every_open_file(tmp_path: Path) -> None:
+    """'Never deletes an open file' holds only if every process could be inspected; otherwise refuse."""
+    from healer.actions.disk_cleanup import open_paths
+    from healer.errors import ActionRefused
+
+    root = tmp_path / "logs"
+    victim = old(root / "app.log.1")
+    ctx = make_ctx(settings(root, require_open_check=True), {}, tmp_path)
+    _, denied = open_paths()
+    if denied:  # e.g. this sandbox's PID 1, or any host where healer is not root
+        with pytest.raises(ActionRefused, match="could not be inspected"):
+            DiskCleanupAction().apply(ctx)
+        assert victim.exists()
+    else:
+        DiskCleanupAction().apply(ctx)
+        assert not victim.exists()

@@ -55,6 +55,7 @@ class DiskSettings:
     min_free_bytes: int | None
     journal_vacuum_size: int | None
     journalctl: str
+    require_open_check: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,17 @@ def open_paths() -> tuple[set[str], int]:
     for proc in psutil.process_iter():
         try:
             paths.update(f.path for f in proc.open_files())
-        except (psutil.AccessDenied, psutil.ZombieProcess):
+        except psutil.AccessDenied:
             denied += 1
-        except psutil.NoSuchProcess:
-            continue
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue  # gone, or a zombie: it holds no files open
     return paths, denied
+
+
+def _flag(raw: Any, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ParamError(f"{where}: expected true or false")
+    return raw
 
 
 def _inside(path: str, root: str) -> bool:
@@ -105,6 +112,7 @@ class DiskCleanupAction(Action):
                 "min_free_bytes",
                 "journal_vacuum_size",
                 "journalctl",
+                "require_open_check",
             ],
         )
         dirs_raw = top.get("dirs")
@@ -148,6 +156,7 @@ class DiskCleanupAction(Action):
             None if min_bytes is None else parse_size(min_bytes, f"{where}.min_free_bytes"),
             None if vac is None else parse_size(vac, f"{where}.journal_vacuum_size"),
             text(top.get("journalctl"), f"{where}.journalctl", default="journalctl"),
+            _flag(top.get("require_open_check", True), f"{where}.require_open_check"),
         )
 
     def _roots(self, ctx: ActionContext) -> tuple[DiskSettings, list[Path]]:
@@ -238,6 +247,12 @@ class DiskCleanupAction(Action):
         settings, roots = self._roots(ctx)
         candidates = sorted(self._scan(settings, roots, ctx.clock.now()), key=lambda c: c.mtime)
         busy, denied = open_paths()
+        if denied and settings.require_open_check:
+            # "Never deletes a file that is open" only holds if every process could be looked at.
+            raise ActionRefused(
+                f"cannot tell which files are open: {denied} processes could not be inspected; run healer"
+                " with CAP_SYS_PTRACE (or as root), or set actions.disk_cleanup.require_open_check: false"
+            )
         plan: list[Candidate] = []
         skipped = {"open": 0, "cap": 0}
         total = 0
