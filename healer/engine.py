@@ -425,6 +425,7 @@ class Engine:
             targets = [f"invalid:{exc}"]
         aid = self.store.start_attempt(job.incident_id, job.decision.id, names, targets, now, job.trigger)
         if aid is None:
+            self.store.mark_busy(job.decision.id, targets)
             self.store.audit("fix_busy", "engine", {"incident": job.incident_id, "targets": targets}, now)
             return None
         attempt_box.append(aid)

@@ -468,6 +468,14 @@ class Store:
             db.execute("UPDATE incidents SET attempts = attempts + 1, last_fix_at = ? WHERE id = ?", (now, incident_id))
             return int(aid)
 
+    def mark_busy(self, decision_id: int, targets: Sequence[str]) -> None:
+        """An ACT whose target was locked never ran: it must not use up the hourly budget."""
+        with self.tx() as db:
+            db.execute(
+                "UPDATE decisions SET state = 'busy', detail = ? WHERE id = ?",
+                (f"not started: target busy ({', '.join(targets)})", decision_id),
+            )
+
     def checkpoint(self, attempt_id: int, undo_state: Sequence[Mapping[str, Any]]) -> None:
         with self.tx() as db:
             db.execute("UPDATE fix_attempts SET undo_state = ? WHERE id = ?", (_json(list(undo_state)), attempt_id))
@@ -555,7 +563,8 @@ class Store:
     def acts_since(self, db: sqlite3.Connection, since: float) -> int:
         """Fixes decided (not only started) since ``since``: the budget must hold within one batch too."""
         r = db.execute(
-            "SELECT count(*) FROM decisions WHERE ts >= ? AND verdict = ?", (since, Verdict.ACT.value)
+            "SELECT count(*) FROM decisions WHERE ts >= ? AND verdict = ? AND state != 'busy'",
+            (since, Verdict.ACT.value),
         ).fetchone()
         return int(r[0])
 

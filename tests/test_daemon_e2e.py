@@ -142,3 +142,22 @@ def test_no_line_lost_or_twice_across_stops_and_rotations(tmp_path: Path) -> Non
     nums = _numbers(d)
     assert sorted(nums) == list(range(n)), f"lost={set(range(n)) - set(nums)} dup={len(nums) - len(set(nums))}"
     assert d.query("PRAGMA integrity_check")[0][0] == "ok"
+
+
+def test_reading_a_pattern_file_is_not_a_change(tmp_path: Path) -> None:
+    """Only writes reload; a reader (cat, a backup job, healer check) must cost nothing."""
+    cfg = base_config(tmp_path)
+    cfg["log_level"] = "debug"
+    d = Daemon(tmp_path, cfg).start()
+    try:
+        for _ in range(5):
+            (tmp_path / "patterns" / "test.yaml").read_bytes()
+            d.config_path.read_bytes()
+        time.sleep(0.6)  # longer than the reload debounce
+        log = d.log_text()
+        assert "config_unchanged" not in log and "config_reloaded" not in log
+        # A real write still reloads.
+        (tmp_path / "patterns" / "test.yaml").write_text((tmp_path / "patterns" / "test.yaml").read_text() + "\n")
+        assert wait_for(lambda: "config_unchanged" in d.log_text() or "config_reloaded" in d.log_text(), 5)
+    finally:
+        d.stop()

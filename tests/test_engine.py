@@ -351,3 +351,14 @@ def test_set_config_reverts_after_its_time(tmp_path: Path) -> None:
     assert env.read_text() == "MODEL=primary\nOTHER=1\n"
     assert engine.due_reverts() == []
     assert engine.store.audit_rows("fix_reverted")
+
+
+def test_a_fix_that_never_started_does_not_use_the_budget(tmp_path: Path) -> None:
+    engine, _ = build(tmp_path, [pat(group_by=["what"])], engine={"fix_budget_per_hour": 2})
+    res = feed(engine, "BOOM a", "BOOM b")  # both fixes share the target command:ok
+    jobs = [j for j in res.jobs if isinstance(j, FixJob)]
+    assert len(jobs) == 2
+    engine.store.start_attempt(99, 0, ["command"], ["command:ok"], 0.0)  # someone holds the target
+    assert [engine.run_job(j) for j in jobs] == [None, None]
+    assert engine.store.query("SELECT count(*) FROM decisions WHERE state = 'busy'")[0][0] == 2
+    assert len(feed(engine, "BOOM c").jobs) == 1  # budget still has room
