@@ -5,7 +5,22 @@ can be tested and fuzzed without a server; ``auth`` checks credentials in
 constant time; ``server`` wires both into an aiohttp app on the daemon's loop.
 """
 
-from healer.webhooks.server import WebhookServer
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from healer.webhooks.settings import WebhookSettings
 
+if TYPE_CHECKING:
+    from healer.webhooks.server import WebhookServer
+
 __all__ = ["WebhookServer", "WebhookSettings"]
+
+
+def __getattr__(name: str) -> Any:
+    # The server pulls in aiohttp (~0.4 s); loading the config (every CLI call) needs only the settings.
+    if name == "WebhookServer":
+        from healer.webhooks.server import WebhookServer
+
+        return WebhookServer
+    raise AttributeError(name)
