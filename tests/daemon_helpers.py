@@ -86,10 +86,11 @@ class Daemon:
     def start(self, env: dict[str, str] | None = None) -> Daemon:
         full_env = {**os.environ, **(env or {})}
         self._log = open(self.log_path, "ab")  # noqa: SIM115
+        since = self.log_path.stat().st_size  # a restart must wait for *this* run's daemon_ready
         self.proc = subprocess.Popen(
             [*HEALER, "run", "-c", str(self.config_path)], stdout=self._log, stderr=subprocess.STDOUT, env=full_env
         )
-        wait_for(lambda: "daemon_ready" in self.log_text() or self.proc.poll() is not None, 15)  # type: ignore[union-attr]
+        wait_for(lambda: b"daemon_ready" in self.log_path.read_bytes()[since:] or self.proc.poll() is not None, 15)  # type: ignore[union-attr]
         assert self.proc.poll() is None, self.log_text()
         return self
 

@@ -101,47 +101,51 @@ def test_no_line_lost_or_twice_across_stops_and_rotations(tmp_path: Path) -> Non
     """SIGTERM, SIGKILL, rename rotation and copytruncate in a numbered stream."""
     cfg = base_config(tmp_path)
     d = Daemon(tmp_path, cfg).start()
-    log = tmp_path / "logs" / "app.log"
-    n = 0
+    try:
+        log = tmp_path / "logs" / "app.log"
+        n = 0
 
-    def write(k: int) -> None:
-        nonlocal n
-        append(log, *(f"INFO x LINE {n + i}" for i in range(k)))
-        n += k
+        def write(k: int) -> None:
+            nonlocal n
+            append(log, *(f"INFO x LINE {n + i}" for i in range(k)))
+            n += k
 
-    write(200)
-    assert wait_for(lambda: len(_numbers(d)) == n, 20)
-    d.stop(signal.SIGTERM)
-    write(100)  # written while healer is down
-    d.start()
-    write(100)
-    assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
-    write(150)
-    d.stop(signal.SIGKILL)
-    write(50)
-    os.rename(log, log.with_suffix(".log.1"))  # rename rotation while down
-    write(50)
-    d.start()
-    assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
-    write(100)
-    os.rename(log, log.with_suffix(".log.2"))  # rename rotation while running
-    write(100)
-    assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
-    # copytruncate while running: the writer pauses, as logrotate's copy+truncate must be atomic to lose nothing.
-    assert wait_for(lambda: len(_numbers(d)) == n, 20)
-    (tmp_path / "logs" / "app.log.3").write_bytes(log.read_bytes())
-    with open(log, "r+") as fh:
-        fh.truncate(0)
-    write(120)
-    assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
-    d.stop(signal.SIGKILL)
-    d.start()
-    write(30)
-    assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
-    d.stop()
-    nums = _numbers(d)
-    assert sorted(nums) == list(range(n)), f"lost={set(range(n)) - set(nums)} dup={len(nums) - len(set(nums))}"
-    assert d.query("PRAGMA integrity_check")[0][0] == "ok"
+        write(200)
+        assert wait_for(lambda: len(_numbers(d)) == n, 20)
+        d.stop(signal.SIGTERM)
+        write(100)  # written while healer is down
+        d.start()
+        write(100)
+        assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
+        write(150)
+        d.stop(signal.SIGKILL)
+        write(50)
+        os.rename(log, log.with_suffix(".log.1"))  # rename rotation while down
+        write(50)
+        d.start()
+        assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
+        write(100)
+        os.rename(log, log.with_suffix(".log.2"))  # rename rotation while running
+        write(100)
+        assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
+        # copytruncate while running: the writer pauses, as logrotate's copy+truncate must be atomic to lose nothing.
+        assert wait_for(lambda: len(_numbers(d)) == n, 20)
+        (tmp_path / "logs" / "app.log.3").write_bytes(log.read_bytes())
+        with open(log, "r+") as fh:
+            fh.truncate(0)
+        write(120)
+        assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
+        d.stop(signal.SIGKILL)
+        d.start()
+        write(30)
+        assert wait_for(lambda: len(_numbers(d)) == n, 20), (len(_numbers(d)), n)
+        d.stop()
+        nums = _numbers(d)
+        assert sorted(nums) == list(range(n)), f"lost={set(range(n)) - set(nums)} dup={len(nums) - len(set(nums))}"
+        assert d.query("PRAGMA integrity_check")[0][0] == "ok"
+    finally:
+        if d.alive():
+            d.stop(signal.SIGKILL)
 
 
 def test_reading_a_pattern_file_is_not_a_change(tmp_path: Path) -> None:
