@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from healer import __version__
@@ -21,6 +21,28 @@ from healer.runtime import Ruleset, load_ruleset
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_CONFIG = 2
+
+
+BLOCK_BYTES = 8 << 20
+
+
+def line_blocks(path: str, size: int = BLOCK_BYTES) -> Iterator[bytes]:
+    """A log file in large blocks of whole lines (a last line without newline gets one).
+
+    Big blocks keep the per-call cost of the matcher and of each store
+    transaction small next to the scanning itself.
+    """
+    with open(path, "rb") as fh:
+        rest = b""
+        while block := fh.read(size):
+            cut = block.rfind(b"\n") + 1
+            if not cut:
+                rest += block
+                continue
+            yield rest + block[:cut] if rest else block if cut == len(block) else block[:cut]
+            rest = block[cut:]
+        if rest:
+            yield rest + b"\n"
 
 
 def _rules(args: argparse.Namespace) -> Ruleset:
@@ -98,24 +120,13 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
         counts: Counter[str] = Counter()
         samples: dict[str, list[str]] = {}
         lines = 0
-        with open(args.log, "rb") as fh:
-            rest = b""
-            while True:
-                block = fh.read(1 << 20)
-                if not block:
-                    data, rest = rest + (b"\n" if rest else b""), b""
-                else:
-                    data = rest + block
-                    cut = data.rfind(b"\n") + 1
-                    data, rest = data[:cut], data[cut:]
-                lines += data.count(b"\n")
-                for hit in matcher.scan(data):
-                    counts[hit.pattern.id] += 1
-                    samples.setdefault(hit.pattern.id, [])
-                    if len(samples[hit.pattern.id]) < args.samples:
-                        samples[hit.pattern.id].append(hit.line)
-                if not block:
-                    break
+        for data in line_blocks(args.log):
+            lines += data.count(b"\n")
+            for hit in matcher.scan(data):
+                counts[hit.pattern.id] += 1
+                samples.setdefault(hit.pattern.id, [])
+                if len(samples[hit.pattern.id]) < args.samples:
+                    samples[hit.pattern.id].append(hit.line)
         print(f"\nLines: {lines}; matched lines per pattern:")
         for p in res.patterns:
             print(f"  {counts[p.id]:>8}  {p.id}")
@@ -128,7 +139,6 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from healer.clock import FakeClock
     from healer.engine import Engine
-    from healer.models import Verdict
     from healer.store import Store
 
     rules = _rules(args)
@@ -142,32 +152,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     store = Store(state / "healer.db")
     clock = FakeClock(time.time())
     engine = Engine(settings, rules.patterns, store, clock=clock)
-    decisions = Counter[tuple[str, str]]()
     matches = 0
     lines = 0
-    new_decisions = []
     t0 = time.perf_counter()
-    with open(args.log, "rb") as fh:
-        rest = b""
-        while True:
-            block = fh.read(1 << 20)
-            data = rest + block
-            if block:
-                cut = data.rfind(b"\n") + 1
-                data, rest = data[:cut], data[cut:]
-            elif data and not data.endswith(b"\n"):
-                data += b"\n"
-            if data:
-                # Same count as data.count(b"\n"), ~3x faster: replace() finds newlines with memchr.
-                lines += len(data) - len(data.replace(b"\n", b""))
-                res = engine.ingest_buffer(data, args.service, args.log)
-                matches += res.matched
-                for d in res.decisions:
-                    decisions[(d.verdict.value, d.reason.value)] += 1
-                    if d.verdict is not Verdict.SKIP or d.reason.value == "dry_run":
-                        new_decisions.append(d)
-            if not block:
-                break
+    for data in line_blocks(args.log):
+        # Same count as data.count(b"\n"), ~3x faster: replace() finds newlines with memchr.
+        lines += len(data) - len(data.replace(b"\n", b""))
+        matches += engine.ingest_buffer(data, args.service, args.log).matched
     elapsed = time.perf_counter() - t0
     incidents = store.incidents(limit=100_000)
     if args.json:

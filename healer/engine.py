@@ -238,7 +238,7 @@ class Engine:
         result: IngestResult,
         n: int = 1,
     ) -> Decision:
-        verdict, reason, detail = self.decide(db, inc, pattern, now, trigger)
+        verdict, reason, detail = self.decide(db, inc, pattern, now, trigger, groups)
         decision, new = self.store.record_decision(
             db,
             inc.id,
@@ -304,7 +304,13 @@ class Engine:
 
     # -- the decision chain ---------------------------------------------------
     def decide(
-        self, db: sqlite3.Connection, inc: Incident, pattern: Pattern, now: float, trigger: str
+        self,
+        db: sqlite3.Connection,
+        inc: Incident,
+        pattern: Pattern,
+        now: float,
+        trigger: str,
+        groups: Mapping[str, str] | None = None,
     ) -> tuple[Verdict, Reason, str]:
         s = self.settings
         e = s.engine
@@ -315,7 +321,7 @@ class Engine:
         if self.draining:
             return Verdict.SKIP, Reason.DRAINING, "shutting down"
         if s.dry_run:
-            return Verdict.SKIP, Reason.DRY_RUN, "would run " + _describe(pattern, {}, inc.service, inc.id)
+            return Verdict.SKIP, Reason.DRY_RUN, "would run " + _describe(pattern, groups or {}, inc.service, inc.id)
         if trigger == "auto" and pattern.threshold_count > 1:
             n = self.store.count_in_window(db, inc.id, now - pattern.threshold_window, pattern.threshold_count)
             if n < pattern.threshold_count:
@@ -351,7 +357,7 @@ class Engine:
             return Verdict.NOTIFY, Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures"
         if pattern.approval is Approval.ASK and trigger != "approved":
             return Verdict.ASK, Reason.APPROVAL, ""
-        return Verdict.ACT, Reason.OK, _describe(pattern, {}, inc.service, inc.id)
+        return Verdict.ACT, Reason.OK, _describe(pattern, groups or {}, inc.service, inc.id)
 
     def breaker_open(self, now: float) -> bool:
         until = self.store.get_state("breaker_open_until")
