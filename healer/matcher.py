@@ -32,6 +32,8 @@ def utf8_clean(data: bytes) -> bytes:
     Offsets in a cleaned buffer shift after the first bad byte; hits carry
     their line, so nothing downstream depends on them.
     """
+    if data.isascii():  # most logs: settled with no allocation
+        return data
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:

@@ -8,7 +8,6 @@ last line of defence; the actions validate values before they get this far.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import threading
@@ -137,7 +136,3 @@ class Runner:
             timed_out=result.timed_out,
         )
         return result
-
-    async def run_async(self, argv: Sequence[str], **kwargs: object) -> ProcResult:
-        """Blocking work stays off the event loop."""
-        return await asyncio.to_thread(self.run, argv, **kwargs)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from healer.health import HostHealth
-from healer.models import IncidentStatus, Outcome
+from healer.models import Outcome
 from healer.patterns import Pattern
 from healer.store import Store
 
@@ -232,5 +232,3 @@ _SEV_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 def _sev_sorted(d: Mapping[str, int]) -> Sequence[tuple[str, int]]:
     return sorted(d.items(), key=lambda kv: _SEV_ORDER.get(kv[0], 9))
 
-
-OPEN = IncidentStatus.OPEN.value

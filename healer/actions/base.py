@@ -55,7 +55,6 @@ class ActionContext:
     runner: Runner = field(default_factory=Runner)
     state_dir: Path = Path(".")
     clock: Clock = field(default_factory=SystemClock)
-    dry_run: bool = False
     groups: Mapping[str, str] = field(default_factory=dict)
     audit: Callable[[str, Mapping[str, object]], None] = _noop_audit
     checkpoint: Callable[[Mapping[str, object]], None] = _noop_checkpoint
