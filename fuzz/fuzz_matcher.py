@@ -12,9 +12,9 @@ import atheris
 from _common import ROOT, seed_args
 
 with atheris.instrument_imports():
-    from healer.matcher import Matcher, utf8_clean
-    from healer.paths import bundled_patterns_dir
-    from healer.patterns import load_patterns
+    from healer.core.paths import bundled_patterns_dir
+    from healer.rules.matcher import Matcher, utf8_clean
+    from healer.rules.patterns import load_patterns
 
 LOADED = load_patterns([bundled_patterns_dir()], {})
 assert LOADED.patterns and not LOADED.errors, LOADED.errors
@@ -27,7 +27,7 @@ def _key(index: int, hits: list) -> list[tuple[int, str, str, tuple[tuple[str, s
 
 def TestOneInput(data: bytes) -> None:
     # Lines are compared by index: scan's offsets are into the buffer after invalid
-    # UTF-8 became U+FFFD (healer.matcher.utf8_clean), which may be longer.
+    # UTF-8 became U+FFFD (healer.rules.matcher.utf8_clean), which may be longer.
     clean = utf8_clean(data)
     got = [
         (clean.count(b"\n", 0, h.start), h.line, h.pattern.id, tuple(sorted(h.groups.items())))

@@ -15,9 +15,9 @@ import structlog
 from _common import ROOT, seed_args
 
 with atheris.instrument_imports():
-    from healer.errors import WebhookError
-    from healer.models import Event
-    from healer.webhooks import alertmanager, glitchtip, sentry
+    from healer.core.errors import WebhookError
+    from healer.core.records import Event
+    from healer.sources.webhooks import alertmanager, glitchtip, sentry
 
 # Parsers warn about odd-but-valid input (unknown versions); at 7k execs/s that is just noise.
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))

@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from healer import __version__
-from healer.config import parse_duration, resolve_config_path
-from healer.errors import HealerError
-from healer.logsetup import configure as configure_logging
-from healer.runtime import Ruleset, load_ruleset
+from healer.app.ruleset import Ruleset, load_ruleset
+from healer.core.errors import HealerError
+from healer.core.logsetup import configure as configure_logging
+from healer.settings.config import parse_duration, resolve_config_path
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -50,13 +50,13 @@ def _rules(args: argparse.Namespace) -> Ruleset:
 
 
 def _store(rules: Ruleset):  # type: ignore[no-untyped-def]
-    from healer.store import Store
+    from healer.store.db import Store
 
     return Store(rules.settings.state_dir / "healer.db")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from healer.daemon import run
+    from healer.service.daemon import run
 
     return run(resolve_config_path(args.config))
 
@@ -68,7 +68,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except HealerError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from healer.patterns import check_examples
+    from healer.rules.patterns import check_examples
 
     failures = check_examples(rules.patterns)
     for err in rules.pattern_errors:
@@ -88,9 +88,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_test_pattern(args: argparse.Namespace) -> int:
     """fail2ban-regex for healer: run examples, or count matches over a real log."""
-    from healer.actions import REGISTRY
-    from healer.matcher import Matcher
-    from healer.patterns import check_examples, load_patterns
+    from healer.remedy.builtin import REGISTRY
+    from healer.rules.matcher import Matcher
+    from healer.rules.patterns import check_examples, load_patterns
 
     dirs = [Path(p) for p in args.paths]
     if not dirs:
@@ -99,7 +99,7 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
             dirs = list(rules.settings.patterns_dirs)
             settings = rules.settings.actions
         except HealerError:
-            from healer.paths import bundled_patterns_dir
+            from healer.core.paths import bundled_patterns_dir
 
             dirs, settings = [bundled_patterns_dir()], {}
     else:
@@ -137,9 +137,9 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from healer.clock import FakeClock
-    from healer.engine import Engine
-    from healer.store import Store
+    from healer.core.clock import FakeClock
+    from healer.engine.engine import Engine
+    from healer.store.db import Store
 
     rules = _rules(args)
     settings = dataclasses.replace(rules.settings, dry_run=True)
@@ -203,9 +203,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from healer.engine import Engine
-    from healer.health import collect
-    from healer.reports import health_report
+    from healer.app.health import collect
+    from healer.app.reports import health_report
+    from healer.engine.engine import Engine
 
     rules = _rules(args)
     store = _store(rules)
@@ -216,7 +216,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_errors(args: argparse.Namespace) -> int:
-    from healer.reports import errors_report
+    from healer.app.reports import errors_report
 
     rules = _rules(args)
     store = _store(rules)
@@ -226,7 +226,7 @@ def cmd_errors(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from healer.reports import history_report
+    from healer.app.reports import history_report
 
     rules = _rules(args)
     print(history_report(_store(rules), limit=args.limit))
@@ -234,7 +234,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from healer.reports import explain_report
+    from healer.app.reports import explain_report
 
     rules = _rules(args)
     print(explain_report(_store(rules), args.incident))
@@ -242,7 +242,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
-    from healer.engine import Engine
+    from healer.engine.engine import Engine
 
     rules = _rules(args)
     store = _store(rules)
@@ -272,7 +272,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from healer.engine import Engine
+    from healer.engine.engine import Engine
 
     rules = _rules(args)
     engine = Engine(rules.settings, rules.patterns, _store(rules))

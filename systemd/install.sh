@@ -232,7 +232,7 @@ rule="$(mktemp)"
 if [ -f "$CONFIG_DIR/config.yaml" ] && "$VENV/bin/python" - "$CONFIG_DIR/config.yaml" >"$rule" 2>/dev/null <<'PY'
 import sys
 import yaml
-from healer.privileges import polkit_rule
+from healer.service.privileges import polkit_rule
 cfg = yaml.safe_load(open(sys.argv[1])) or {}
 units = (((cfg.get("actions") or {}).get("restart") or {}).get("units")) or []
 if not units:

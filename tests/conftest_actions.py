@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from healer.actions.base import ActionContext
-from healer.clock import SystemClock
-from healer.proc import Runner
+from healer.core.clock import SystemClock
+from healer.remedy.base import ActionContext
+from healer.remedy.proc import Runner
 
 
 class Recorder:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest_actions import Recorder, make_ctx
 
-from healer.actions.disk_cleanup import DiskCleanupAction
-from healer.errors import ActionRefused, ParamError
-from healer.proc import Runner
+from healer.core.errors import ActionRefused, ParamError
+from healer.remedy.builtin.disk_cleanup import DiskCleanupAction
+from healer.remedy.proc import Runner
 
 OLD = time.time() - 30 * 86400
 
@@ -155,8 +155,8 @@ def test_real_full_disk_is_freed(tmpfs: Path, tmp_path: Path) -> None:
 
 def test_refuses_when_it_cannot_see_every_open_file(tmp_path: Path) -> None:
     """'Never deletes an open file' holds only if every process could be inspected; otherwise refuse."""
-    from healer.actions.disk_cleanup import open_paths
-    from healer.errors import ActionRefused
+    from healer.core.errors import ActionRefused
+    from healer.remedy.builtin.disk_cleanup import open_paths
 
     root = tmp_path / "logs"
     victim = old(root / "app.log.1")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest_actions import make_ctx
 
-from healer.actions.git_sync import GitSyncAction
-from healer.errors import ActionError, ActionRefused, ParamError
+from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.remedy.builtin.git_sync import GitSyncAction
 
 IDENT = {
     "GIT_AUTHOR_NAME": "Dev",
@@ -157,12 +157,8 @@ def test_refusals(repos: Repos, tmp_path: Path) -> None:
 
 def test_settings_errors() -> None:
     with pytest.raises(ParamError, match=r"^actions.git_sync.repos.a.strategy"):
-        GitSyncAction.parse_settings(
-            {"repos": {"a": {"path": "/a", "strategy": "force"}}}, "actions.git_sync"
-        )
+        GitSyncAction.parse_settings({"repos": {"a": {"path": "/a", "strategy": "force"}}}, "actions.git_sync")
     with pytest.raises(ParamError, match="remote"):
-        GitSyncAction.parse_settings(
-            {"repos": {"a": {"path": "/a", "remote": "--upload-pack=x"}}}, "actions.git_sync"
-        )
+        GitSyncAction.parse_settings({"repos": {"a": {"path": "/a", "remote": "--upload-pack=x"}}}, "actions.git_sync")
     with pytest.raises(ParamError, match="absolute"):
         GitSyncAction.parse_settings({"repos": {"a": {"path": "rel"}}}, "actions.git_sync")

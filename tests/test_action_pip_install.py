@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest_actions import make_ctx
 
-from healer.actions.pip_install import PipInstallAction, canonical
-from healer.errors import ActionRefused, ParamError
-from healer.proc import Runner
+from healer.core.errors import ActionRefused, ParamError
+from healer.remedy.builtin.pip_install import PipInstallAction, canonical
+from healer.remedy.proc import Runner
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (pkg / "__init__.py").write_text("VALUE = 42\n")
     (pkg / "sub.py").write_text("X = 1\n")
     (src / "setup.py").write_text(
-        "from setuptools import setup\n"
-        "setup(name='healer-demo-pkg', version='1.0', packages=['healer_demo_pkg'])\n"
+        "from setuptools import setup\nsetup(name='healer-demo-pkg', version='1.0', packages=['healer_demo_pkg'])\n"
     )
     out = tmp_path_factory.mktemp("wheelhouse")
     subprocess.run(
@@ -68,9 +67,7 @@ def make_settings(python: Path, wheelhouse: Path, **extra: object):
     return PipInstallAction.parse_settings(raw, "actions.pip_install")
 
 
-def test_missing_module_installed_verified_and_undone(
-    venv_python: Path, wheelhouse: Path, tmp_path: Path
-) -> None:
+def test_missing_module_installed_verified_and_undone(venv_python: Path, wheelhouse: Path, tmp_path: Path) -> None:
     runner = Runner()
     settings = make_settings(
         venv_python,

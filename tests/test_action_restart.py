@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from conftest_actions import make_ctx
 
-from healer.actions.restart import RestartAction
-from healer.clock import FakeClock
-from healer.errors import ActionError, ActionRefused, ParamError
-from healer.proc import ProcResult, Runner
+from healer.core.clock import FakeClock
+from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.remedy.builtin.restart import RestartAction
+from healer.remedy.proc import ProcResult, Runner
 
 BIN = Path(sys.executable).parent
 SUPERVISORD = BIN / "supervisord"

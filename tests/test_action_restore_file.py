@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest_actions import make_ctx
 
-from healer.actions.restore_file import RestoreFileAction
-from healer.errors import ActionRefused, ParamError
+from healer.core.errors import ActionRefused, ParamError
+from healer.remedy.builtin.restore_file import RestoreFileAction
 
 TEMPLATE = b"# copy me\nMODEL=local\nPORT=8080\n"
 

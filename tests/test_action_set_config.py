@@ -1,4 +1,4 @@
-"""set_config and healer.atomic against real files."""
+"""set_config and healer.remedy.atomic against real files."""
 
 from __future__ import annotations
 
@@ -11,18 +11,16 @@ import pytest
 import yaml
 from conftest_actions import Recorder, make_ctx
 
-from healer.actions.set_config import SetConfigAction, env_get, env_set
-from healer.atomic import atomic_write, backup_file
-from healer.clock import FakeClock
-from healer.errors import ActionRefused, ParamError
+from healer.core.clock import FakeClock
+from healer.core.errors import ActionRefused, ParamError
+from healer.remedy.atomic import atomic_write, backup_file
+from healer.remedy.builtin.set_config import SetConfigAction, env_get, env_set
 
 ENV = b'# model settings\nexport API_URL=https://api.example/v1  # prod\nMODEL="gpt-big"\n\nOTHER=1\n'
 
 
 def settings_for(env_path: Path, yaml_path: Path | None = None, revert_after: object = None):
-    files: dict = {
-        "app": {"path": str(env_path), "format": "env", "keys": {"MODEL": ["local-fallback", "gpt-big"]}}
-    }
+    files: dict = {"app": {"path": str(env_path), "format": "env", "keys": {"MODEL": ["local-fallback", "gpt-big"]}}}
     if yaml_path is not None:
         files["cfg"] = {"path": str(yaml_path), "keys": {"llm.model": ["local-fallback"], "workers": [2, 4]}}
     raw: dict = {"files": files}
@@ -71,9 +69,7 @@ def test_env_key_changes_backup_and_exact_undo(env_file: Path, tmp_path: Path) -
 
 
 def test_already_set_is_a_noop(env_file: Path, tmp_path: Path) -> None:
-    ctx = make_ctx(
-        settings_for(env_file), {"file": "app", "key": "MODEL", "value": "gpt-big"}, tmp_path / "s"
-    )
+    ctx = make_ctx(settings_for(env_file), {"file": "app", "key": "MODEL", "value": "gpt-big"}, tmp_path / "s")
     state = SetConfigAction().apply(ctx)
     assert state["changed"] is False
     assert env_file.read_bytes() == ENV
@@ -137,9 +133,7 @@ def test_env_helpers_append_and_last_assignment_wins() -> None:
 
 
 def test_undo_keeps_a_foreign_edit(env_file: Path, tmp_path: Path) -> None:
-    ctx = make_ctx(
-        settings_for(env_file), {"file": "app", "key": "MODEL", "value": "local-fallback"}, tmp_path / "s"
-    )
+    ctx = make_ctx(settings_for(env_file), {"file": "app", "key": "MODEL", "value": "local-fallback"}, tmp_path / "s")
     state = SetConfigAction().apply(ctx)
     env_file.write_bytes(b"MODEL=hand-edited\n")
     SetConfigAction().undo(ctx, state)

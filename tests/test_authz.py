@@ -16,11 +16,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from healer.config import validate
-from healer.models import Event
-from healer.webhooks.auth import sentry_signature
-from healer.webhooks.server import WebhookServer
-from healer.webhooks.settings import WebhookSettings
+from healer.core.records import Event
+from healer.settings.config import validate
+from healer.settings.webhooks import WebhookSettings
+from healer.sources.webhooks.auth import sentry_signature
+from healer.sources.webhooks.server import WebhookServer
 
 DATA = Path(__file__).parent / "data" / "webhooks"
 SECRET = "s3cret-sentry"

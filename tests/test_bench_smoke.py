@@ -15,9 +15,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def run(script: str, *args: str, timeout: float = 90) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 

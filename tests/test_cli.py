@@ -13,8 +13,8 @@ import pytest
 import yaml
 from daemon_helpers import TEST_PATTERNS, base_config, write_config
 
-from healer.errors import StoreError
-from healer.store import SCHEMA_VERSION, Store
+from healer.core.errors import StoreError
+from healer.store.db import SCHEMA_VERSION, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

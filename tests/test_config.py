@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from healer.config import apply_env_overrides, load_settings, parse_duration
-from healer.errors import ConfigError
+from healer.core.errors import ConfigError
+from healer.settings.config import apply_env_overrides, load_settings, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from healer.clock import FakeClock
-from healer.engine import Engine, FixJob, UndoJob
-from healer.models import Event, IncidentStatus, Outcome
-from healer.proc import Runner
-from healer.runtime import load_ruleset
-from healer.store import Store
+from healer.app.ruleset import load_ruleset
+from healer.core.clock import FakeClock
+from healer.core.records import Event, IncidentStatus, Outcome
+from healer.engine.engine import Engine, FixJob, UndoJob
+from healer.remedy.proc import Runner
+from healer.store.db import Store
 
 
 def build(tmp: Path, patterns: list[dict[str, Any]], **cfg: Any) -> tuple[Engine, FakeClock]:

@@ -23,12 +23,12 @@ import aiohttp
 import pytest
 from daemon_helpers import Daemon, append, base_config, wait_for
 
-from healer.clock import FakeClock
-from healer.engine import FixJob
-from healer.models import Event
-from healer.webhooks import server as webhook_server
-from healer.webhooks.server import WebhookServer
-from healer.webhooks.settings import WebhookSettings
+from healer.core.clock import FakeClock
+from healer.core.records import Event
+from healer.engine.engine import FixJob
+from healer.settings.webhooks import WebhookSettings
+from healer.sources.webhooks import server as webhook_server
+from healer.sources.webhooks.server import WebhookServer
 
 DATA = Path(__file__).parent / "data" / "webhooks"
 

@@ -16,7 +16,7 @@ import pytest
 import structlog
 from torture._engine import make_engine
 
-from healer.clock import FakeClock
+from healer.core.clock import FakeClock
 from healer.sources.files import FileSpec, FileTailer
 
 PATTERN = {"id": "fault-err", "regex": r"FAULT-ERR n=(?P<n>\d+)", "approval": "never", "group_by": []}

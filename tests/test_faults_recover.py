@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from torture._engine import make_engine
 
-from healer.clock import FakeClock
-from healer.engine import FixJob
-from healer.models import Outcome
-from healer.proc import ProcResult, Runner
+from healer.core.clock import FakeClock
+from healer.core.records import Outcome
+from healer.engine.engine import FixJob
+from healer.remedy.proc import ProcResult, Runner
 
 PATTERN = {
     "id": "slow-fix",

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from torture._engine import make_engine
 
-from healer.errors import ConfigError, PatternError
-from healer.paths import bundled_patterns_dir
-from healer.patterns import load_file, load_patterns
-from healer.reports import errors_report, explain_report
+from healer.app.reports import errors_report, explain_report
+from healer.core.errors import ConfigError, PatternError
+from healer.core.paths import bundled_patterns_dir
+from healer.rules.patterns import load_file, load_patterns
 from healer.sources.files import FileSpec, FileTailer
 
 DATA = Path(__file__).parent / "data" / "hostile"
@@ -41,7 +41,7 @@ def test_hostile_pattern_file_is_refused_clearly(path: Path) -> None:
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
 def test_hostile_config_file_is_refused_clearly(path: Path, tmp_path: Path) -> None:
-    from healer.config import load_settings
+    from healer.settings.config import load_settings
 
     PWNED.unlink(missing_ok=True)
     cfg = tmp_path / "config.yaml"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from healer.models import Event, Severity
+from healer.core.records import Event, Severity
 from healer.sources import journald
 from healer.sources.journald import JournaldSource, entry_to_event
 

@@ -4,14 +4,14 @@ Matcher.scan (the tailer's path) runs RE2 in UTF-8 mode over the raw bytes, so
 a line holding e.g. Latin-1 bytes is skipped, while Matcher.match_line on the
 same line (decoded with U+FFFD replacements) matches. A real error line from a
 program that logs Latin-1 would be missed by the daemon. Fixed by cleaning
-the buffer to U+FFFD before the scan (healer.matcher.utf8_clean).
+the buffer to U+FFFD before the scan (healer.rules.matcher.utf8_clean).
 """
 
 from __future__ import annotations
 
-from healer.matcher import Matcher
-from healer.paths import bundled_patterns_dir
-from healer.patterns import load_patterns
+from healer.core.paths import bundled_patterns_dir
+from healer.rules.matcher import Matcher
+from healer.rules.patterns import load_patterns
 
 # The fuzzer's input, minimised by hand: the middle line is the one scan misses.
 CRASH = b"TypeError: x\nTypeError: " + b"\xd0" * 53 + b"f() takes : f() takes 0ven\nTypeError: objeype"

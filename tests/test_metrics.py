@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from healer.metrics import Metrics, measure_loop_lag, serve
+from healer.service.metrics import Metrics, measure_loop_lag, serve
 
 COUNTERS = {
     "healer_lines_read": ["source"],

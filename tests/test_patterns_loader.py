@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from healer.config import load_settings
-from healer.paths import bundled_patterns_dir
-from healer.patterns import check_examples, load_file, load_patterns
+from healer.core.paths import bundled_patterns_dir
+from healer.rules.patterns import check_examples, load_file, load_patterns
+from healer.settings.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,8 @@ def test_bundled_patterns_cover_every_family() -> None:
             "unknown action 'nuke'",
         ),
         (
-            "patterns:\n  - id: a\n    regex: 'x (?P<m>y)'\n    remediation: [{action: pip_install, params: {module: '{mod}'}}]\n",
+            "patterns:\n  - id: a\n    regex: 'x (?P<m>y)'\n"
+            "    remediation: [{action: pip_install, params: {module: '{mod}'}}]\n",
             2,
             "no such named group",
         ),
@@ -98,7 +99,7 @@ def test_regex_is_linear_on_hostile_line() -> None:
     """A classic catastrophic-backtracking shape is instant under RE2."""
     import time
 
-    from healer.patterns import build_pattern
+    from healer.rules.patterns import build_pattern
 
     p = build_pattern({"id": "bomb", "regex": "(a+)+$", "examples": ["a"]}, "x", 1, None)
     line = "a" * 1_000_000 + "!"

@@ -8,10 +8,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from healer.config import validate
-from healer.errors import ConfigError, HealerError, ParamError, PatternError
-from healer.fingerprint import normalise
-from healer.patterns import PATTERN_KEYS, build_pattern, load_file
+from healer.core.errors import ConfigError, HealerError, ParamError, PatternError
+from healer.rules.fingerprint import normalise
+from healer.rules.patterns import PATTERN_KEYS, build_pattern, load_file
+from healer.settings.config import validate
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True), st.text(max_size=20))
 values = st.recursive(

@@ -9,7 +9,7 @@ import pytest
 import structlog.testing
 from notify_socket import NotifySocket
 
-from healer.sdnotify import Notifier
+from healer.service.sdnotify import Notifier
 
 
 @pytest.fixture(params=["path", "abstract"])

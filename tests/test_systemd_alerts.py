@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from healer.metrics import Metrics
+from healer.service.metrics import Metrics
 
 RULES = Path(__file__).resolve().parent.parent / "systemd" / "healer-alerts.yml"
 EXPECTED = {"HealerDown", "HealerFixesFailing", "HealerCircuitOpen", "HealerConfigReloadFailed"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from healer.privileges import normalize_unit, polkit_rule, sudoers_rule, validate_unit
+from healer.service.privileges import normalize_unit, polkit_rule, sudoers_rule, validate_unit
 
 SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
 NODE = shutil.which("node")

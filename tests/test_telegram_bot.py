@@ -6,9 +6,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from healer.config import Settings, TelegramSettings
-from healer.models import Decision, FixAttempt, Incident, IncidentStatus, Outcome, Reason, Severity, Verdict
-from healer.notices import Notice, NoticeKind
+from healer.core.notices import Notice, NoticeKind
+from healer.core.records import Decision, FixAttempt, Incident, IncidentStatus, Outcome, Reason, Severity, Verdict
+from healer.settings.config import Settings, TelegramSettings
 from healer.telegram.bot import OUTBOX_MAX, TelegramBot, _fix_summary, approval_keyboard
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from healer.models import Decision, Incident, IncidentStatus, Reason, Severity, Verdict
-from healer.notices import Notice, NoticeKind
+from healer.core.notices import Notice, NoticeKind
+from healer.core.records import Decision, Incident, IncidentStatus, Reason, Severity, Verdict
 from healer.telegram.render import esc, notice_html, truncate
 from healer.telegram.router import Router
 

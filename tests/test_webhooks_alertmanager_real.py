@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from healer.models import Event
-from healer.webhooks.server import WebhookServer
-from healer.webhooks.settings import WebhookSettings
+from healer.core.records import Event
+from healer.settings.webhooks import WebhookSettings
+from healer.sources.webhooks.server import WebhookServer
 
 AM_BIN = shutil.which("prometheus-alertmanager") or (
     "/usr/bin/prometheus-alertmanager" if os.access("/usr/bin/prometheus-alertmanager", os.X_OK) else None
@@ -202,18 +202,10 @@ async def test_real_alertmanager_wrong_token_is_refused(
     server: tuple[WebhookServer, Received], am_factory: Callable[[str, str], Alertmanager]
 ) -> None:
     srv, got = server
-    am = await asyncio.to_thread(
-        am_factory, f"http://127.0.0.1:{srv.port}/webhooks/alertmanager", "wrong-token"
-    )
-    await asyncio.to_thread(
-        am.post_alert, {"alertname": "DiskFull", "severity": "warning"}, datetime.now(UTC)
-    )
+    am = await asyncio.to_thread(am_factory, f"http://127.0.0.1:{srv.port}/webhooks/alertmanager", "wrong-token")
+    await asyncio.to_thread(am.post_alert, {"alertname": "DiskFull", "severity": "warning"}, datetime.now(UTC))
     await got.wait_for(lambda: any(info["status"] == 401 for _, info in got.audits))
     kind, info = got.audits[0]
-    assert (
-        kind == "webhook_refused"
-        and info["source"] == "alertmanager"
-        and info["reason"] == "bad bearer token"
-    )
+    assert kind == "webhook_refused" and info["source"] == "alertmanager" and info["reason"] == "bad bearer token"
     await asyncio.sleep(1.5)  # a further group flush must not sneak an event through either
     assert got.events == []

@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healer.errors import WebhookError
-from healer.models import Event
-from healer.webhooks import alertmanager, glitchtip, sentry
+from healer.core.errors import WebhookError
+from healer.core.records import Event
+from healer.sources.webhooks import alertmanager, glitchtip, sentry
 
 PARSERS = (sentry.parse, glitchtip.parse, alertmanager.parse)
 KEYS = st.sampled_from(

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from healer.errors import ConfigError, WebhookError
-from healer.models import Severity
-from healer.webhooks import alertmanager, auth, glitchtip, sentry
-from healer.webhooks.common import json_depth, loads_bounded
-from healer.webhooks.settings import WebhookSettings
+from healer.core.errors import ConfigError, WebhookError
+from healer.core.records import Severity
+from healer.settings.webhooks import WebhookSettings
+from healer.sources.webhooks import alertmanager, auth, glitchtip, sentry
+from healer.sources.webhooks.common import json_depth, loads_bounded
 
 DATA = Path(__file__).parent / "data" / "webhooks"
 NOW = 1_800_000_000.0
@@ -203,9 +203,7 @@ def test_alertmanager_severity_map(label: str, sev: Severity | None) -> None:
     assert ev.severity is sev and ev.service == "web" and ev.message == "A"
 
 
-@pytest.mark.parametrize(
-    "doc", [{"version": "4"}, {"alerts": {}}, {"alerts": [1]}, {"alerts": [{"labels": {}}]}]
-)
+@pytest.mark.parametrize("doc", [{"version": "4"}, {"alerts": {}}, {"alerts": [1]}, {"alerts": [{"labels": {}}]}])
 def test_alertmanager_malformed(doc: object) -> None:
     with pytest.raises(WebhookError) as ei:
         alertmanager.parse(json.dumps(doc).encode(), {}, NOW)

@@ -13,10 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from healer.models import Event
-from healer.webhooks.auth import sentry_signature
-from healer.webhooks.server import WebhookServer
-from healer.webhooks.settings import WebhookSettings
+from healer.core.records import Event
+from healer.settings.webhooks import WebhookSettings
+from healer.sources.webhooks.auth import sentry_signature
+from healer.sources.webhooks.server import WebhookServer
 
 DATA = Path(__file__).parent / "data" / "webhooks"
 SECRET = "sentry-client-secret"
@@ -117,9 +117,7 @@ def sentry_headers(raw: bytes, resource: str, ts: float | None = None) -> dict[s
         ("sentry-metric_alert-resolved.json", "metric_alert", True),
     ],
 )
-async def test_sentry_signed_bodies_are_accepted(
-    h: Harness, name: str, resource: str, resolved: bool
-) -> None:
+async def test_sentry_signed_bodies_are_accepted(h: Harness, name: str, resource: str, resolved: bool) -> None:
     raw = fixture(name)
     status, text = await h.post("/webhooks/sentry", raw, sentry_headers(raw, resource))
     assert status == 200, text
@@ -242,9 +240,7 @@ async def test_garbage_is_refused_and_server_survives(h: Harness) -> None:
         for _ in range(40):
             yield b"x" * 65536
 
-    async with h.session.post(
-        h.base + tok, data=chunks(), headers={"Content-Type": "application/json"}
-    ) as resp:
+    async with h.session.post(h.base + tok, data=chunks(), headers={"Content-Type": "application/json"}) as resp:
         assert resp.status == 413
     # After all that, a valid webhook still works and /healthz answers.
     assert (await h.post(tok, fixture("glitchtip.json")))[0] == 200

@@ -50,19 +50,19 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from healer.config import TelegramSettings
-from healer.health import collect
-from healer.models import FixAttempt, Outcome, Severity
-from healer.notices import Notice, NoticeKind
-from healer.reports import errors_report, explain_report, health_report, history_report
+from healer.app.health import collect
+from healer.app.reports import errors_report, explain_report, health_report, history_report
+from healer.core.notices import Notice, NoticeKind
+from healer.core.records import FixAttempt, Outcome, Severity
+from healer.settings.config import TelegramSettings
 from healer.telegram.commands import BOT_COMMANDS, HELP_TEXT, Command, parse
 from healer.telegram.render import bold, esc, truncate
 from healer.telegram.router import Router
 
 if TYPE_CHECKING:
-    from healer.daemon import Daemon
-    from healer.engine import IngestResult
-    from healer.store import Store
+    from healer.engine.engine import IngestResult
+    from healer.service.daemon import Daemon
+    from healer.store.db import Store
 
 log = structlog.get_logger("healer.telegram")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import re
 
-from healer.notices import Notice, NoticeKind
+from healer.core.notices import Notice, NoticeKind
 
 # Telegram's limit is 4096 characters after entity parsing; stay well clear.
 MAX_CHARS = 3900

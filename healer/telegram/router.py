@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from healer.notices import Notice, NoticeKind
+from healer.core.notices import Notice, NoticeKind
 from healer.telegram.render import bold, esc, notice_html, truncate
 
 ALWAYS_NOW = frozenset(

@@ -6,12 +6,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from healer.clock import Clock, FakeClock
-from healer.config import validate
-from healer.engine import Engine
-from healer.patterns import Pattern, build_pattern
-from healer.proc import Runner
-from healer.store import Store
+from healer.core.clock import Clock, FakeClock
+from healer.engine.engine import Engine
+from healer.remedy.proc import Runner
+from healer.rules.patterns import Pattern, build_pattern
+from healer.settings.config import validate
+from healer.store.db import Store
 
 
 def make_settings(tmp: Path, actions: Mapping[str, Any] | None = None, **over: Any) -> Any:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from healer.actions.set_config import env_set
+from healer.remedy.builtin.set_config import env_set
 from torture._daemon import DaemonProc, integrity, ro_query, write_yaml
 
 pytestmark = pytest.mark.torture

@@ -1,0 +1,40 @@
+"""What healer tells a human, independent of how it is delivered.
+
+The engine emits Notices; the Telegram bot routes them by severity (at once,
+digest, or not at all) and the log always gets them. Keeping delivery out of
+the engine means the daemon heals the same with or without a bot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from healer.core.records import Decision, FixAttempt, Incident, Severity
+
+
+class NoticeKind(StrEnum):
+    INCIDENT = "incident"  # a new (or reopened) incident
+    INCIDENT_UPDATE = "incident_update"  # the same incident goes on (deduplicated by the router)
+    APPROVAL = "approval"  # a fix waits for Approve / Reject
+    FIX_STARTED = "fix_started"
+    FIX_RESULT = "fix_result"
+    ESCALATION = "escalation"
+    BREAKER = "breaker"
+    HEALTH = "health"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    kind: NoticeKind
+    severity: Severity
+    text: str
+    incident: Incident | None = None
+    decision: Decision | None = None
+    attempt: FixAttempt | None = None
+    link: str = ""
+
+
+NoticeSink = Callable[[Notice], None]

@@ -1,0 +1,274 @@
+"""``pip_install``: install the allowlisted package behind a ``No module named 'x'`` error.
+
+The module name comes straight from a log line, and ``pip install`` runs
+arbitrary code from whatever it downloads, so this is the most dangerous
+action healer has. The defences, all before any process starts:
+
+* the text must be a plain ASCII dotted identifier: no option (``--index-url``),
+  no URL or VCS spec (``git+https://``), no path (``../x``), no shell text,
+  no look-alike Unicode (a Cyrillic "ie" standing in for the Latin "e" of "requests");
+* only the top-level module maps to a package (``yaml.constructor`` ->
+  ``yaml`` -> ``PyYAML``), and that package must be on ``allowed``, compared
+  by its PEP 503 normalised name, so ``reqeusts`` is refused, not installed;
+* index, find-links and pins come only from the config.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, placeholders, register
+from healer.remedy.common import audit_proc, mapping, positive_number, text
+
+log = structlog.get_logger("healer.remedy.builtin.pip_install")
+
+PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", re.ASCII)
+MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", re.ASCII)
+_SPEC = r"(?:===?|~=|>=|<=|!=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+PIN = re.compile(rf"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*({_SPEC}(?:\s*,\s*{_SPEC})*)$", re.ASCII)
+# The verify step imports by name passed as argv, so no log text is ever Python source.
+IMPORT_CHECK = "import importlib, sys; importlib.import_module(sys.argv[1])"
+
+
+def canonical(name: str) -> str:
+    """PEP 503: ``PyYAML``, ``pyyaml`` and ``py_yaml`` are one project to pip and to the allowlist."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def screen(value: str, what: str) -> None:
+    """Refuse text that is anything but a bare name; the reason names the trick that was tried."""
+    if not value:
+        raise ActionRefused(f"{what} is empty")
+    if not value.isascii():
+        raise ActionRefused(f"{what} {value!r} has non-ASCII characters (look-alike letters?)")
+    if value.startswith("-"):
+        raise ActionRefused(f"{what} {value!r} looks like a command-line option")
+    if "://" in value or value.lower().startswith(("git+", "hg+", "svn+", "bzr+", "file:")):
+        raise ActionRefused(f"{what} {value!r} is a URL or VCS spec, not a name")
+    if "/" in value or "\\" in value or ".." in value or value.startswith("~"):
+        raise ActionRefused(f"{what} {value!r} looks like a path")
+    if not PACKAGE_NAME.match(value):
+        raise ActionRefused(f"{what} {value!r} is not a plain package/module name")
+
+
+@dataclass(frozen=True)
+class PipSettings:
+    python: str
+    allowed: Mapping[str, str]  # canonical -> name as written in the config
+    packages: Mapping[str, str]  # top-level module -> package
+    pins: Mapping[str, str]  # canonical -> full requirement "PyYAML==6.0.1"
+    constraints_file: str | None
+    index_url: str | None
+    find_links: tuple[str, ...]
+    no_index: bool
+    timeout: float
+    no_deps: bool = False
+
+    def options(self) -> list[str]:
+        opts: list[str] = []
+        if self.no_index:
+            opts.append("--no-index")
+        if self.index_url:
+            opts += ["--index-url", self.index_url]
+        for link in self.find_links:
+            opts += ["--find-links", link]
+        if self.no_deps:
+            opts.append("--no-deps")
+        if self.constraints_file:
+            opts += ["--constraint", self.constraints_file]
+        return opts
+
+
+@register
+class PipInstallAction(Action):
+    name = "pip_install"
+    needs_root = False  # the venv's owner runs it; root only if the venv is root's
+    reversible = True
+    param_keys = frozenset({"module", "package"})
+
+    @classmethod
+    def parse_settings(cls, raw: Mapping[str, Any], where: str) -> PipSettings:
+        top = mapping(
+            raw,
+            where,
+            [
+                "python",
+                "allowed",
+                "packages",
+                "constraints",
+                "index_url",
+                "find_links",
+                "no_index",
+                "timeout",
+                "no_deps",
+            ],
+        )
+        python = text(top.get("python"), f"{where}.python")
+        if not os.path.isabs(python):
+            raise ParamError(f"{where}.python: give the absolute path of the target venv's python")
+        allowed_raw = top.get("allowed")
+        if not isinstance(allowed_raw, list) or not allowed_raw or not all(isinstance(x, str) for x in allowed_raw):
+            raise ParamError(f"{where}.allowed: list the package names healer may install, e.g. [PyYAML]")
+        allowed: dict[str, str] = {}
+        for name in allowed_raw:
+            if not PACKAGE_NAME.match(name):
+                raise ParamError(f"{where}.allowed: {name!r} is not a plain package name")
+            allowed[canonical(name)] = name
+        packages: dict[str, str] = {}
+        for mod, pkg in mapping(top.get("packages"), f"{where}.packages").items():
+            if not isinstance(pkg, str) or not MODULE_PATH.match(mod) or "." in mod:
+                raise ParamError(f"{where}.packages.{mod}: map a top-level module name to a package name")
+            if canonical(pkg) not in allowed:
+                raise ParamError(f"{where}.packages.{mod}: package {pkg!r} must also be listed in allowed")
+            packages[mod] = allowed[canonical(pkg)]
+        pins: dict[str, str] = {}
+        constraints_file: str | None = None
+        cons = top.get("constraints")
+        if isinstance(cons, str):
+            if not os.path.isabs(cons):
+                raise ParamError(f"{where}.constraints: a constraints file must be an absolute path")
+            constraints_file = cons
+        elif isinstance(cons, list):
+            for pin in cons:
+                m = PIN.match(pin) if isinstance(pin, str) else None
+                if not m:
+                    raise ParamError(f"{where}.constraints: {pin!r} is not a pin like 'PyYAML==6.0.1'")
+                if canonical(m.group(1)) not in allowed:
+                    raise ParamError(f"{where}.constraints: {m.group(1)!r} is pinned but not in allowed")
+                pins[canonical(m.group(1))] = allowed[canonical(m.group(1))] + m.group(2).replace(" ", "")
+        elif cons is not None:
+            raise ParamError(f"{where}.constraints: a list of pins or the path of a constraints file")
+        index_url = top.get("index_url")
+        if index_url is not None:
+            index_url = text(index_url, f"{where}.index_url")
+            if not index_url.startswith(("https://", "http://", "file://")):
+                raise ParamError(f"{where}.index_url: expected an http(s):// or file:// URL")
+        links = top.get("find_links") or []
+        if isinstance(links, str):
+            links = [links]
+        if not isinstance(links, list) or not all(isinstance(x, str) and x for x in links):
+            raise ParamError(f"{where}.find_links: a list of directories or URLs")
+        no_index = top.get("no_index", False)
+        if not isinstance(no_index, bool):
+            raise ParamError(f"{where}.no_index: expected true or false")
+        return PipSettings(
+            python,
+            allowed,
+            packages,
+            pins,
+            constraints_file,
+            index_url,
+            tuple(links),
+            no_index,
+            positive_number(top.get("timeout"), f"{where}.timeout", 300.0),
+            bool(top.get("no_deps", False)),
+        )
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, str], settings: Any = None) -> None:
+        super().validate_params(params, settings)
+        if ("module" in params) == ("package" in params):
+            raise ParamError("pip_install: give exactly one of 'module' (e.g. '{module}') or 'package'")
+        for key, value in params.items():
+            if not placeholders(value):
+                try:
+                    screen(value, key)
+                except ActionRefused as exc:
+                    raise ParamError(f"pip_install.{key}: {exc}") from None
+
+    # ------------------------------------------------------------ resolve
+
+    def _resolve(self, ctx: ActionContext) -> tuple[PipSettings, str, str | None]:
+        """(settings, package as allowlisted, module to import or None) — or ActionRefused."""
+        settings: PipSettings | None = ctx.settings
+        if settings is None:
+            raise ActionRefused("pip_install has no settings (actions.pip_install)")
+        module = ctx.params.get("module")
+        if module is not None:
+            screen(module, "module")
+            if not MODULE_PATH.match(module):
+                raise ActionRefused(f"module {module!r} is not a dotted Python identifier")
+            top = module.split(".", 1)[0]
+            package = settings.packages.get(top, top)
+        else:
+            package = ctx.params.get("package", "")
+            screen(package, "package")
+            top = None
+        key = canonical(package)
+        if key not in settings.allowed:
+            near = difflib.get_close_matches(key, list(settings.allowed), n=1)
+            hint = f" (close to allowlisted {settings.allowed[near[0]]!r}: typosquat?)" if near else ""
+            raise ActionRefused(f"package {package!r} is not in actions.pip_install.allowed{hint}")
+        return settings, settings.allowed[key], top
+
+    def target(self, ctx: ActionContext) -> str:
+        settings: PipSettings | None = ctx.settings
+        return f"venv:{settings.python if settings else '?'}"
+
+    def check(self, ctx: ActionContext) -> None:
+        settings, _, _ = self._resolve(ctx)
+        if not os.access(settings.python, os.X_OK) or not Path(settings.python).is_file():
+            raise ActionRefused(f"{settings.python} is not an executable interpreter; check actions.pip_install.python")
+
+    def _pip(self, settings: PipSettings, *args: str) -> list[str]:
+        return [settings.python, "-m", "pip", *args]
+
+    def _installed(self, ctx: ActionContext, settings: PipSettings, package: str) -> bool:
+        res = ctx.runner.run(self._pip(settings, "show", "--disable-pip-version-check", package), timeout=60)
+        audit_proc(ctx, res, "pip_show")
+        return res.ok
+
+    def apply(self, ctx: ActionContext) -> JSON:
+        self.check(ctx)
+        settings, package, module = self._resolve(ctx)
+        spec = settings.pins.get(canonical(package), package)
+        was_installed = self._installed(ctx, settings, package)
+        state: JSON = {
+            "python": settings.python,
+            "package": package,
+            "spec": spec,
+            "module": module,
+            "was_installed": was_installed,
+        }
+        ctx.checkpoint(state)
+        argv = self._pip(settings, "install", "--disable-pip-version-check", "--no-input", *settings.options(), spec)
+        res = ctx.runner.run(argv, timeout=settings.timeout, env={"PYTHONNOUSERSITE": "1"})
+        audit_proc(ctx, res, "pip_install")
+        if not res.ok:
+            raise ActionError(f"pip install {spec} failed (rc {res.returncode}): {res.summary(300)}")
+        log.info("pip_installed", package=spec, python=settings.python, was_installed=was_installed)
+        return state
+
+    def verify(self, ctx: ActionContext, state: JSON) -> VerifyResult:
+        module = state.get("module")
+        if not module:
+            ok = self._installed(ctx, ctx.settings, state["package"])
+            return VerifyResult(ok, f"{state['package']} {'is' if ok else 'is not'} installed")
+        if not MODULE_PATH.match(module):  # state may come back from disk: check again
+            return VerifyResult(False, f"refusing to import {module!r}")
+        res = ctx.runner.run([state["python"], "-c", IMPORT_CHECK, module], timeout=60)
+        audit_proc(ctx, res, "import_check")
+        return VerifyResult(res.ok, f"import {module}: {'ok' if res.ok else res.summary(200)}")
+
+    def undo(self, ctx: ActionContext, state: JSON) -> None:
+        if state.get("was_installed", True):
+            ctx.audit("pip_undo", {"package": state.get("package"), "note": "was installed before; left alone"})
+            return
+        package = state["package"]
+        screen(package, "package")
+        res = ctx.runner.run(
+            [state["python"], "-m", "pip", "uninstall", "--disable-pip-version-check", "-y", package],
+            timeout=120,
+        )
+        audit_proc(ctx, res, "pip_uninstall")
+        if not res.ok:
+            raise ActionError(f"pip uninstall {package} failed (rc {res.returncode}): {res.summary(300)}")

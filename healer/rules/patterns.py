@@ -1,0 +1,377 @@
+"""Load and validate pattern files.
+
+Each file is validated on its own: a bad file (YAML error, bad regex, unknown
+action, a placeholder naming a group the regex does not have) is reported with
+its file and line and skipped, and the other files still load. Regexes are
+RE2, so matching runs in linear time on any line, hostile or not; RE2 has no
+backreferences or lookaround, and a pattern that needs them is refused here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import re2
+
+from healer.core.errors import ParamError, PatternError
+from healer.core.records import Approval, Severity
+from healer.remedy.base import BUILTIN_VARS, placeholders
+from healer.remedy.builtin import REGISTRY
+from healer.settings.config import parse_duration
+from healer.settings.safeyaml import YamlProblem, item_lines, load_with_node
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+SOURCES = frozenset({"file", "journald", "sentry", "glitchtip", "alertmanager", "chat", "replay"})
+GROUP_BY = frozenset({"match", "service", "host", "source"})
+PATTERN_KEYS = frozenset(
+    {
+        "id",
+        "description",
+        "severity",
+        "regex",
+        "ignore",
+        "sources",
+        "services",
+        "fields",
+        "remediation",
+        "threshold",
+        "cooldown",
+        "max_attempts",
+        "approval",
+        "examples",
+        "counter_examples",
+        "group_by",
+        "enabled",
+    }
+)
+
+
+def re2_options() -> Any:
+    opts = re2.Options()
+    opts.max_mem = 64 << 20
+    return opts
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str
+    params: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Example:
+    line: str
+    groups: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Pattern:
+    id: str
+    description: str
+    severity: Severity
+    regex: str
+    compiled: Any = field(repr=False)
+    ignore: tuple[Any, ...] = field(default=(), repr=False)
+    ignore_src: tuple[str, ...] = ()
+    sources: frozenset[str] | None = None
+    services: frozenset[str] | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+    steps: tuple[Step, ...] = ()
+    threshold_count: int = 1
+    threshold_window: float = 60.0
+    cooldown: float = 300.0
+    max_attempts: int = 3
+    approval: Approval = Approval.AUTO
+    examples: tuple[Example, ...] = ()
+    counter_examples: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ("match",)
+    file: str = ""
+    line: int = 0
+
+    @property
+    def fixable(self) -> bool:
+        return bool(self.steps) and self.approval is not Approval.NEVER
+
+    def search(self, line: str) -> dict[str, str] | None:
+        """Per-line match with ignores; named groups plus ``match`` (the matched text)."""
+        m = self.compiled.search(line)
+        if m is None:
+            return None
+        for ig in self.ignore:
+            if ig.search(line) is not None:
+                return None
+        groups = {k: v for k, v in m.groupdict().items() if v is not None}
+        groups["match"] = m.group(0)
+        return groups
+
+    def selects(self, source: str, service: str, fields: Mapping[str, str]) -> bool:
+        if self.sources is not None and source not in self.sources:
+            return False
+        if self.services is not None and service not in self.services:
+            return False
+        return all(fields.get(k) == v for k, v in self.fields.items())
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    patterns: tuple[Pattern, ...]
+    errors: tuple[PatternError, ...]
+    files: tuple[str, ...]
+
+
+def compile_re2(src: str, what: str) -> Any:
+    try:
+        return re2.compile(src, re2_options())
+    except Exception as exc:  # re2 raises its own error type, or ValueError/TypeError
+        hint = ""
+        if "(?=" in src or "(?!" in src or "(?<" in src.replace("(?P<", ""):
+            hint = "; RE2 has no lookahead/lookbehind"
+        elif re.search(r"\\[1-9]", src):
+            hint = "; RE2 has no backreferences"
+        raise ValueError(f"{what} is not a valid RE2 regex: {exc}{hint}") from None
+
+
+def _str(raw: Mapping[str, Any], key: str, default: str | None = None) -> str:
+    v = raw.get(key, default)
+    if not isinstance(v, str) or (default is None and not v):
+        raise ValueError(f"'{key}' must be a non-empty string")
+    return v
+
+
+def _duration(raw: Any, key: str) -> float:
+    if isinstance(raw, bool):
+        raise ValueError(f"'{key}' must be seconds or a duration like 5m")
+    if isinstance(raw, int | float):
+        if raw < 0:
+            raise ValueError(f"'{key}' must not be negative")
+        return float(raw)
+    if isinstance(raw, str):
+        return parse_duration(raw)
+    raise ValueError(f"'{key}' must be seconds or a duration like 5m")
+
+
+def _strings(raw: Any, key: str) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [raw]
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ValueError(f"'{key}' must be a list of strings")
+    return list(raw)
+
+
+def build_pattern(raw: Any, file: str, line: int, action_settings: Mapping[str, Any] | None) -> Pattern:
+    """One pattern mapping -> Pattern. Raises ValueError/ParamError with a plain problem."""
+    if not isinstance(raw, dict):
+        raise ValueError("each pattern must be a mapping with at least id and regex")
+    unknown = sorted(set(raw) - PATTERN_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key '{unknown[0]}'; known keys: {', '.join(sorted(PATTERN_KEYS))}")
+    pid = _str(raw, "id")
+    if not ID_RE.match(pid):
+        raise ValueError(f"id {pid!r} must be lowercase letters, digits, '-', '_' or '.'")
+    regex = _str(raw, "regex")
+    compiled = compile_re2(regex, "'regex'")
+    group_names = set(compiled.groupindex)
+    ignore_src = _strings(raw.get("ignore"), "ignore")
+    ignore = tuple(compile_re2(s, f"'ignore' entry {s!r}") for s in ignore_src)
+    try:
+        severity = Severity(raw.get("severity", "medium"))
+    except ValueError:
+        raise ValueError("'severity' must be one of critical, high, medium, low") from None
+    try:
+        approval = Approval(raw.get("approval", "auto"))
+    except ValueError:
+        raise ValueError("'approval' must be one of auto, ask, never") from None
+    sources = _strings(raw.get("sources"), "sources")
+    bad = sorted(set(sources) - SOURCES)
+    if bad:
+        raise ValueError(f"'sources' has unknown source {bad[0]!r}; known: {', '.join(sorted(SOURCES))}")
+    services = _strings(raw.get("services"), "services")
+    fields_raw = raw.get("fields") or {}
+    if not isinstance(fields_raw, dict) or not all(isinstance(v, str) for v in fields_raw.values()):
+        raise ValueError("'fields' must map field names to exact string values")
+    group_by = _strings(raw.get("group_by", ["match"]), "group_by")
+    bad = sorted(set(group_by) - GROUP_BY - group_names)
+    if bad:
+        raise ValueError(f"'group_by' names {bad[0]!r}, which is neither a named group nor one of {sorted(GROUP_BY)}")
+    steps = _steps(raw.get("remediation"), group_names, action_settings)
+    threshold = raw.get("threshold", 1)
+    if isinstance(threshold, int) and not isinstance(threshold, bool):
+        t_count, t_window = threshold, 60.0
+    elif isinstance(threshold, dict):
+        t_count = threshold.get("count", 1)
+        t_window = _duration(threshold.get("window", 60), "threshold.window")
+    else:
+        raise ValueError("'threshold' must be a count or {count: N, window: SECONDS}")
+    if not isinstance(t_count, int) or isinstance(t_count, bool) or t_count < 1:
+        raise ValueError("'threshold.count' must be a whole number >= 1")
+    max_attempts = raw.get("max_attempts", 3)
+    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+        raise ValueError("'max_attempts' must be a whole number >= 1")
+    examples = []
+    for ex in raw.get("examples") or []:
+        if isinstance(ex, str):
+            examples.append(Example(ex))
+        elif isinstance(ex, dict) and isinstance(ex.get("line"), str):
+            groups = ex.get("groups")
+            if groups is not None and not isinstance(groups, dict):
+                raise ValueError("an example's 'groups' must be a mapping")
+            examples.append(Example(ex["line"], {str(k): str(v) for k, v in (groups or {}).items()}))
+        else:
+            raise ValueError("'examples' entries must be strings or {line: ..., groups: {...}}")
+    return Pattern(
+        id=pid,
+        description=str(raw.get("description", "")),
+        severity=severity,
+        regex=regex,
+        compiled=compiled,
+        ignore=ignore,
+        ignore_src=tuple(ignore_src),
+        sources=frozenset(sources) if sources else None,
+        services=frozenset(services) if services else None,
+        fields={str(k): v for k, v in fields_raw.items()},
+        steps=steps,
+        threshold_count=t_count,
+        threshold_window=t_window,
+        cooldown=_duration(raw.get("cooldown", 300), "cooldown"),
+        max_attempts=max_attempts,
+        approval=approval,
+        examples=tuple(examples),
+        counter_examples=tuple(_strings(raw.get("counter_examples"), "counter_examples")),
+        group_by=tuple(group_by),
+        file=file,
+        line=line,
+    )
+
+
+def _steps(raw: Any, group_names: set[str], action_settings: Mapping[str, Any] | None) -> tuple[Step, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise ValueError("'remediation' must be a list of {action: NAME, params: {...}}")
+    steps = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("action"), str):
+            raise ValueError(f"remediation[{i}] must be a mapping with an 'action' name")
+        extra = set(item) - {"action", "params"}
+        if extra:
+            raise ValueError(f"remediation[{i}] has unknown key {sorted(extra)[0]!r}; use action and params")
+        name = item["action"]
+        if name not in REGISTRY:
+            raise ValueError(f"remediation[{i}]: unknown action {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        params_raw = item.get("params") or {}
+        if not isinstance(params_raw, dict):
+            raise ValueError(f"remediation[{i}].params must be a mapping")
+        params = {str(k): str(v) for k, v in params_raw.items()}
+        for k, v in params.items():
+            missing = placeholders(v) - group_names - BUILTIN_VARS
+            if missing:
+                raise ValueError(
+                    f"remediation[{i}].params.{k} uses {{{sorted(missing)[0]}}}, but the regex has no "
+                    f"such named group (groups: {sorted(group_names) or 'none'})"
+                )
+        try:
+            REGISTRY[name].validate_params(params, (action_settings or {}).get(name))
+        except ParamError as exc:
+            raise ValueError(f"remediation[{i}]: {exc}") from None
+        steps.append(Step(name, params))
+    return tuple(steps)
+
+
+def load_file(path: Path, action_settings: Mapping[str, Any] | None = None) -> list[Pattern]:
+    """All patterns of one file, or PatternError for the whole file."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PatternError(name, f"cannot read: {exc}") from None
+    try:
+        data, node = load_with_node(text)
+    except YamlProblem as exc:
+        raise PatternError(name, exc.problem, exc.line) from None
+    if data is None:
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get("patterns"), list):
+        raise PatternError(name, "expected a top-level 'patterns:' list", 1)
+    lines = item_lines(node, "patterns")
+    out = []
+    for i, raw in enumerate(data["patterns"]):
+        line = lines[i] if i < len(lines) else None
+        pid = raw.get("id", "") if isinstance(raw, dict) else ""
+        if isinstance(raw, dict) and raw.get("enabled", True) is False:
+            continue
+        try:
+            out.append(build_pattern(raw, name, line or 0, action_settings))
+        except (ValueError, ParamError) as exc:
+            raise PatternError(name, str(exc), line, str(pid)) from None
+    return out
+
+
+def pattern_files(dirs: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for d in dirs:
+        if d.is_file():
+            files.append(d)
+        elif d.is_dir():
+            files.extend(sorted(p for p in d.iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file()))
+    return files
+
+
+def load_patterns(dirs: Sequence[Path], action_settings: Mapping[str, Any] | None = None) -> LoadResult:
+    patterns: list[Pattern] = []
+    errors: list[PatternError] = []
+    seen: dict[str, str] = {}
+    files = pattern_files(dirs)
+    for d in dirs:
+        if not d.exists():
+            errors.append(PatternError(str(d), "patterns directory does not exist; fix patterns_dirs"))
+    for path in files:
+        try:
+            loaded = load_file(path, action_settings)
+        except PatternError as exc:
+            errors.append(exc)
+            continue
+        dup = next((p for p in loaded if p.id in seen), None)
+        if dup is not None:
+            errors.append(
+                PatternError(str(path), f"id {dup.id!r} is already defined in {seen[dup.id]}", dup.line, dup.id)
+            )
+            continue
+        for p in loaded:
+            seen[p.id] = str(path)
+        patterns.extend(loaded)
+    return LoadResult(tuple(patterns), tuple(errors), tuple(str(f) for f in files))
+
+
+@dataclass(frozen=True)
+class ExampleFailure:
+    pattern: Pattern
+    line: str
+    problem: str
+
+
+def check_examples(patterns: Iterable[Pattern]) -> list[ExampleFailure]:
+    """fail2ban-style: every pattern carries sample lines, and they must behave."""
+    failures = []
+    for p in patterns:
+        if not p.examples:
+            failures.append(ExampleFailure(p, "", "has no examples; add at least one real log line"))
+        for ex in p.examples:
+            got = p.search(ex.line)
+            if got is None:
+                failures.append(ExampleFailure(p, ex.line, "example does not match"))
+            elif ex.groups:
+                for k, want in ex.groups.items():
+                    if got.get(k) != want:
+                        failures.append(ExampleFailure(p, ex.line, f"group {k!r} is {got.get(k)!r}, expected {want!r}"))
+        for line in p.counter_examples:
+            if p.search(line) is not None:
+                failures.append(ExampleFailure(p, line, "counter-example matches"))
+    return failures
