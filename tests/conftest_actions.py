@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from healer.core.clock import SystemClock
+from healer.core.proc import Runner
 from healer.remedy.base import ActionContext
-from healer.remedy.proc import Runner
 
 
 class Recorder:

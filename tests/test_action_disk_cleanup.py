@@ -12,8 +12,8 @@ import pytest
 from conftest_actions import Recorder, make_ctx
 
 from healer.core.errors import ActionRefused, ParamError
+from healer.core.proc import Runner
 from healer.remedy.builtin.disk_cleanup import DiskCleanupAction
-from healer.remedy.proc import Runner
 
 OLD = time.time() - 30 * 86400
 

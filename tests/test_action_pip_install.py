@@ -10,8 +10,8 @@ import pytest
 from conftest_actions import make_ctx
 
 from healer.core.errors import ActionRefused, ParamError
+from healer.core.proc import Runner
 from healer.remedy.builtin.pip_install import PipInstallAction, canonical
-from healer.remedy.proc import Runner
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from conftest_actions import make_ctx
 
 from healer.core.clock import FakeClock
 from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.core.proc import ProcResult, Runner
 from healer.remedy.builtin.restart import RestartAction
-from healer.remedy.proc import ProcResult, Runner
 
 BIN = Path(sys.executable).parent
 SUPERVISORD = BIN / "supervisord"

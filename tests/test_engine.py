@@ -14,9 +14,11 @@ import yaml
 
 from healer.app.ruleset import load_ruleset
 from healer.core.clock import FakeClock
-from healer.core.records import Event, IncidentStatus, Outcome
-from healer.engine.engine import Engine, FixJob, UndoJob
-from healer.remedy.proc import Runner
+from healer.core.enums import IncidentStatus, Outcome
+from healer.core.jobs import FixJob, UndoJob
+from healer.core.proc import Runner
+from healer.core.records import Event
+from healer.engine.engine import Engine
 from healer.store.db import Store
 
 

@@ -24,8 +24,8 @@ import pytest
 from daemon_helpers import Daemon, append, base_config, wait_for
 
 from healer.core.clock import FakeClock
+from healer.core.jobs import FixJob
 from healer.core.records import Event
-from healer.engine.engine import FixJob
 from healer.settings.webhooks import WebhookSettings
 from healer.sources.webhooks import server as webhook_server
 from healer.sources.webhooks.server import WebhookServer

@@ -16,9 +16,9 @@ import pytest
 from torture._engine import make_engine
 
 from healer.core.clock import FakeClock
-from healer.core.records import Outcome
-from healer.engine.engine import FixJob
-from healer.remedy.proc import ProcResult, Runner
+from healer.core.enums import Outcome
+from healer.core.jobs import FixJob
+from healer.core.proc import ProcResult, Runner
 
 PATTERN = {
     "id": "slow-fix",

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from torture._engine import make_engine
 
-from healer.engine.engine import FixJob
-from healer.remedy.proc import ProcResult, Runner
+from healer.core.jobs import FixJob
+from healer.core.proc import ProcResult, Runner
 
 DATA = Path(__file__).parent / "data" / "hostile"
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from healer.core.records import Event, Severity
+from healer.core.enums import Severity
+from healer.core.records import Event
 from healer.sources import journald
 from healer.sources.journald import JournaldSource, entry_to_event
 

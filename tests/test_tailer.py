@@ -19,7 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healer.sources.files import Chunk, FileSpec, FileTailer, Offset, head_hash
+from healer.core.batch import Chunk, Offset
+from healer.sources.files import FileSpec, FileTailer, head_hash
 
 WAIT = 2.0
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from healer.core.enums import IncidentStatus, Reason, Severity, Verdict
 from healer.core.notices import Notice, NoticeKind
-from healer.core.records import Decision, Incident, IncidentStatus, Reason, Severity, Verdict
+from healer.core.records import Decision, Incident
 from healer.telegram.render import esc, notice_html, truncate
 from healer.telegram.router import Router
 

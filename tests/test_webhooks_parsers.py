@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from healer.core.enums import Severity
 from healer.core.errors import ConfigError, WebhookError
-from healer.core.records import Severity
 from healer.settings.webhooks import WebhookSettings
 from healer.sources.webhooks import alertmanager, auth, glitchtip, sentry
 from healer.sources.webhooks.common import json_depth, loads_bounded

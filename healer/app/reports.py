@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from healer.app.health import HostHealth
-from healer.core.records import Outcome
+from healer.core.enums import Outcome
 from healer.rules.patterns import Pattern
 from healer.store.db import Store
 

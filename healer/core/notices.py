@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from healer.core.records import Decision, FixAttempt, Incident, Severity
+from healer.core.enums import Severity
+from healer.core.records import Decision, FixAttempt, Incident
 
 
 class NoticeKind(StrEnum):

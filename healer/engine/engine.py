@@ -18,67 +18,29 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from healer.core.batch import Chunk
 from healer.core.clock import Clock, SystemClock
+from healer.core.enums import Approval, IncidentStatus, Outcome, Reason, Trigger, Verdict
 from healer.core.errors import ActionError, ActionRefused, HealerError
+from healer.core.jobs import FixJob, IngestResult, Job, UndoJob
 from healer.core.notices import Notice, NoticeKind, NoticeSink
-from healer.core.records import (
-    Approval,
-    Decision,
-    Event,
-    FixAttempt,
-    Incident,
-    IncidentStatus,
-    Outcome,
-    Reason,
-    StepResult,
-    Verdict,
-)
+from healer.core.proc import Runner
+from healer.core.records import Decision, Event, FixAttempt, Incident, StepResult
 from healer.remedy.base import Action, ActionContext, get_action, render
-from healer.remedy.proc import Runner
 from healer.rules.fingerprint import fingerprint
 from healer.rules.matcher import LineHit, Matcher
 from healer.rules.patterns import Pattern
 from healer.settings.config import Settings
-from healer.sources.files import Chunk
 from healer.store.db import EventRow, Store
 
 log = structlog.get_logger("healer.engine.engine")
 
 APPLIED = "_healer_applied"
 """Set in a step's checkpointed state once its ``apply`` returned (crash recovery tells the two apart)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FixJob:
-    decision: Decision
-    incident_id: int
-    pattern_id: str
-    groups: Mapping[str, str]
-    service: str
-    trigger: str = "auto"
-
-
-@dataclass(frozen=True, slots=True)
-class UndoJob:
-    attempt_id: int
-    reason: str
-
-
-Job = FixJob | UndoJob
-
-
-@dataclass
-class IngestResult:
-    jobs: list[Job] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
-    matched: int = 0
-    events: int = 0
 
 
 class Engine:
@@ -224,7 +186,7 @@ class Engine:
         undo = self._verify_window_breach(db, inc, now)
         if undo is not None:
             result.jobs.append(undo)
-        self._decide_and_record(db, inc, pattern, hit.groups, ev.service, now, "auto", result, n)
+        self._decide_and_record(db, inc, pattern, hit.groups, ev.service, now, Trigger.AUTO, result, n)
 
     def _decide_and_record(
         self,
@@ -234,7 +196,7 @@ class Engine:
         groups: Mapping[str, str],
         service: str,
         now: float,
-        trigger: str,
+        trigger: Trigger,
         result: IngestResult,
         n: int = 1,
     ) -> Decision:
@@ -249,7 +211,7 @@ class Engine:
             detail,
             expires_at=now + self.settings.engine.approval_ttl if verdict is Verdict.ASK else None,
             trigger=trigger,
-            collapse=trigger == "auto",
+            collapse=trigger is Trigger.AUTO,
         )
         if n > 1:  # one decision covers every match of this fingerprint in the batch
             db.execute("UPDATE decisions SET count = count + ? WHERE id = ?", (n - 1, decision.id))
@@ -266,7 +228,7 @@ class Engine:
         pattern: Pattern,
         groups: Mapping[str, str],
         service: str,
-        trigger: str,
+        trigger: Trigger,
         result: IngestResult,
     ) -> None:
         if decision.verdict is Verdict.ACT:
@@ -309,7 +271,7 @@ class Engine:
         inc: Incident,
         pattern: Pattern,
         now: float,
-        trigger: str,
+        trigger: Trigger,
         groups: Mapping[str, str] | None = None,
     ) -> tuple[Verdict, Reason, str]:
         s = self.settings
@@ -322,7 +284,7 @@ class Engine:
             return Verdict.SKIP, Reason.DRAINING, "shutting down"
         if s.dry_run:
             return Verdict.SKIP, Reason.DRY_RUN, "would run " + _describe(pattern, groups or {}, inc.service, inc.id)
-        if trigger == "auto" and pattern.threshold_count > 1:
+        if trigger is Trigger.AUTO and pattern.threshold_count > 1:
             n = self.store.count_in_window(db, inc.id, now - pattern.threshold_window, pattern.threshold_count)
             if n < pattern.threshold_count:
                 return Verdict.SKIP, Reason.THRESHOLD, f"{n}/{pattern.threshold_count} in {pattern.threshold_window:g}s"
@@ -346,7 +308,7 @@ class Engine:
             attempts = 0
         if attempts >= pattern.max_attempts:
             return Verdict.ESCALATE, Reason.MAX_ATTEMPTS, f"{attempts} attempts made"
-        if trigger == "auto" and row["last_fix_at"] is not None and now - row["last_fix_at"] < pattern.cooldown:
+        if trigger is Trigger.AUTO and row["last_fix_at"] is not None and now - row["last_fix_at"] < pattern.cooldown:
             ago = now - row["last_fix_at"]
             # A clock stepped back makes the last fix look future: still cooling down, said plainly.
             when = f"{ago:.0f}s ago" if ago >= 0 else "in the future (the clock went back)"
@@ -355,7 +317,7 @@ class Engine:
             return Verdict.SKIP, Reason.BUDGET, f"{e.fix_budget_per_hour} fixes in the last hour"
         if self.breaker_open(now):
             return Verdict.NOTIFY, Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures"
-        if pattern.approval is Approval.ASK and trigger != "approved":
+        if pattern.approval is Approval.ASK and trigger is not Trigger.APPROVED:
             return Verdict.ASK, Reason.APPROVAL, ""
         return Verdict.ACT, Reason.OK, _describe(pattern, groups or {}, inc.service, inc.id)
 
@@ -725,7 +687,7 @@ class Engine:
                 if pattern is None or not pattern.fixable:
                     continue
                 groups = json.loads(self.store.incident_row(db, inc.id)["groups"] or "{}")
-                self._decide_and_record(db, inc, pattern, groups, inc.service, now, "manual", result)
+                self._decide_and_record(db, inc, pattern, groups, inc.service, now, Trigger.MANUAL, result)
         self._emit(result.notices)
         return result
 
@@ -751,7 +713,7 @@ class Engine:
         result = IngestResult()
         with self.store.tx() as db:
             decision = self._decide_and_record(
-                db, inc, pattern, ctx.get("groups", {}), ctx.get("service", ""), now, "approved", result
+                db, inc, pattern, ctx.get("groups", {}), ctx.get("service", ""), now, Trigger.APPROVED, result
             )
             db.execute("UPDATE decisions SET decided_by = ? WHERE id = ?", (actor, decision.id))
         self._emit(result.notices)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from healer.core.clock import Clock, SystemClock
 from healer.core.errors import ParamError
-from healer.remedy.proc import Runner
+from healer.core.proc import Runner
 
 JSON = dict[str, Any]
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from healer.core.errors import ActionRefused, ParamError
+from healer.core.proc import ProcResult
 from healer.remedy.base import ActionContext
-from healer.remedy.proc import ProcResult
 
 T = TypeVar("T")
 

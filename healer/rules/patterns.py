@@ -17,8 +17,8 @@ from typing import Any
 
 import re2
 
+from healer.core.enums import Approval, Severity
 from healer.core.errors import ParamError, PatternError
-from healer.core.records import Approval, Severity
 from healer.remedy.base import BUILTIN_VARS, placeholders
 from healer.remedy.builtin import REGISTRY
 from healer.settings.config import parse_duration

@@ -25,14 +25,17 @@ from typing import Any
 import structlog
 
 from healer.app.ruleset import Ruleset, load_ruleset
+from healer.core.batch import Chunk, Offset
 from healer.core.clock import Clock, SystemClock
+from healer.core.enums import IncidentStatus
 from healer.core.errors import HealerError
+from healer.core.jobs import IngestResult, Job
 from healer.core.logsetup import configure as configure_logging
 from healer.core.notices import Notice
-from healer.core.records import Event, IncidentStatus
-from healer.engine.engine import Engine, IngestResult, Job
+from healer.core.records import Event
+from healer.engine.engine import Engine
 from healer.service.sdnotify import Notifier
-from healer.sources.files import Chunk, FileSpec, FileTailer, Offset
+from healer.sources.files import FileSpec, FileTailer
 from healer.store.db import Store
 
 log = structlog.get_logger("healer.service.daemon")

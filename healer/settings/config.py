@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
+from healer.core.enums import Severity
 from healer.core.errors import ConfigError, ParamError
 from healer.core.paths import bundled_patterns_dir
-from healer.core.records import Severity
 from healer.remedy.builtin import REGISTRY
 
 DEFAULT_CONFIG_PATH = "/etc/healer/config.yaml"

@@ -58,6 +58,8 @@ from typing import Any
 
 import structlog
 
+from healer.core.batch import Chunk, Offset
+
 log = structlog.get_logger("healer.sources.files")
 
 HEAD_BYTES = 256
@@ -83,35 +85,6 @@ class FileSpec:
 
     glob: str
     service: str
-
-
-@dataclass(frozen=True, slots=True)
-class Offset:
-    """What the store persists per followed path, to resume exactly after a restart.
-
-    ``inode``/``dev`` say which file the position belongs to (after a rename
-    rotation it may be the rotated file); ``head_hash`` guards against inode
-    reuse and copytruncate, which keep the inode but replace the content.
-    """
-
-    path: str
-    inode: int
-    dev: int
-    position: int
-    head_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """Zero or more complete lines from one file, plus the offset to persist after them."""
-
-    path: str
-    service: str
-    data: bytes
-    start: int
-    offset: Offset
-    cut_lines: int
-    rotated: bool
 
 
 def head_hash(head: bytes | None) -> str:

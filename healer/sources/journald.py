@@ -6,7 +6,7 @@ Two readers, chosen at start:
   journal's own library, woken through its inotify file descriptor on the
   event loop (``loop.add_reader``), so no thread and no polling.
 * otherwise ``journalctl --follow --output=json`` as a child process.
-  This is the one place healer starts a process without ``healer.remedy.proc.Runner``:
+  This is the one place healer starts a process without ``healer.core.proc.Runner``:
   ``Runner`` is for bounded commands with a timeout and captured output, while
   this is a stream that lives as long as the daemon. It still follows the same
   rules: an argv list (never a shell), an allowlisted environment, bounded
@@ -38,8 +38,9 @@ from typing import Any
 
 import structlog
 
-from healer.core.records import Event, Severity
-from healer.remedy.proc import DEFAULT_ENV_ALLOW, build_env
+from healer.core.enums import Severity
+from healer.core.proc import DEFAULT_ENV_ALLOW, build_env
+from healer.core.records import Event
 
 log = structlog.get_logger("healer.sources.journald")
 

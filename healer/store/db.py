@@ -21,19 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from healer.core.enums import IncidentStatus, Outcome, Reason, Severity, Trigger, Verdict
 from healer.core.errors import StoreError
-from healer.core.records import (
-    Decision,
-    Event,
-    FixAttempt,
-    Incident,
-    IncidentStatus,
-    Outcome,
-    Reason,
-    Severity,
-    StepResult,
-    Verdict,
-)
+from healer.core.records import Decision, Event, FixAttempt, Incident, StepResult
 
 SCHEMA_VERSION = 1
 
@@ -168,6 +158,12 @@ class Store:
                     with suppress(sqlite3.Error):
                         self.db.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for read-only queries (``store/reads.py``), under the store's lock."""
+        with self._lock:
+            yield self.db
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -375,7 +371,7 @@ class Store:
         detail: str = "",
         *,
         expires_at: float | None = None,
-        trigger: str = "auto",
+        trigger: Trigger = Trigger.AUTO,
         collapse: bool = True,
     ) -> tuple[Decision, bool]:
         """Insert a decision, or count a repeat of the incident's last one.
@@ -450,7 +446,7 @@ class Store:
         actions: Sequence[str],
         targets: Sequence[str],
         now: float,
-        trigger: str = "auto",
+        trigger: Trigger = Trigger.AUTO,
     ) -> int | None:
         """Create a running attempt and take its target locks, atomically; None if a target is busy."""
         with self.tx() as db:
@@ -587,6 +583,16 @@ class Store:
         if kind:
             return self.query("SELECT * FROM audit WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit))
         return self.query("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+
+    def count_open_incidents(self) -> int:
+        with self._lock:
+            r = self.db.execute("SELECT count(*) FROM incidents WHERE status = ?", (IncidentStatus.OPEN.value,))
+            return int(r.fetchone()[0])
+
+    def breaker_open_until(self) -> float | None:
+        """When the circuit breaker closes again, or None if it was never opened."""
+        until = self.get_state("breaker_open_until")
+        return None if until is None else float(until)
 
     def get_state(self, key: str) -> str | None:
         rows = self.query("SELECT value FROM state WHERE key = ?", (key,))

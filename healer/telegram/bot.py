@@ -52,15 +52,16 @@ from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, Cont
 
 from healer.app.health import collect
 from healer.app.reports import errors_report, explain_report, health_report, history_report
+from healer.core.enums import Outcome, Severity
 from healer.core.notices import Notice, NoticeKind
-from healer.core.records import FixAttempt, Outcome, Severity
+from healer.core.records import FixAttempt
 from healer.settings.config import TelegramSettings
 from healer.telegram.commands import BOT_COMMANDS, HELP_TEXT, Command, parse
 from healer.telegram.render import bold, esc, truncate
 from healer.telegram.router import Router
 
 if TYPE_CHECKING:
-    from healer.engine.engine import IngestResult
+    from healer.core.jobs import IngestResult
     from healer.service.daemon import Daemon
     from healer.store.db import Store
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from healer.core.clock import Clock, FakeClock
+from healer.core.proc import Runner
 from healer.engine.engine import Engine
-from healer.remedy.proc import Runner
 from healer.rules.patterns import Pattern, build_pattern
 from healer.settings.config import validate
 from healer.store.db import Store

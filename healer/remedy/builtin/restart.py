@@ -31,9 +31,9 @@ from typing import Any
 import structlog
 
 from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.core.proc import ProcResult
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register, str_list
 from healer.remedy.common import audit_proc, mapping, positive_number, text
-from healer.remedy.proc import ProcResult
 
 log = structlog.get_logger("healer.remedy.builtin.restart")
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from itertools import accumulate, count
 from typing import Any
 
+from healer.core.enums import Severity
 from healer.core.errors import WebhookError
-from healer.core.records import Severity
 
 # A whole JSON string token, escapes included (possessive: no backtracking).
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)

@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from healer.core.enums import Severity
 from healer.core.errors import WebhookError
-from healer.core.records import Event, Severity
+from healer.core.records import Event
 from healer.sources.webhooks.common import (
     clean,
     get_dict,

@@ -19,7 +19,7 @@ import structlog
 
 from healer.core.errors import ActionRefused
 
-log = structlog.get_logger("healer.remedy.proc")
+log = structlog.get_logger("healer.core.proc")
 
 # Enough for the runtime to work, nothing that changes what a tool does.
 DEFAULT_ENV_ALLOW: tuple[str, ...] = ("PATH", "LANG", "LC_ALL", "HOME", "USER", "LOGNAME", "TZ", "TMPDIR")

@@ -1,0 +1,164 @@
+"""Every state that crosses a module boundary, as an enum.
+
+The store maps these to and from its columns; nothing else compares their
+string values. A new state is added here, where mypy and every ``match``
+over it can see it, instead of as a string literal at one call site.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 is the most urgent, so P0..P3 triage maps onto it directly."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
+
+
+class Approval(StrEnum):
+    AUTO = "auto"
+    ASK = "ask"
+    NEVER = "never"
+
+
+class Verdict(StrEnum):
+    """What the decision stage concluded for one match."""
+
+    ACT = "act"  # a fix attempt starts now
+    ASK = "ask"  # waits for a human to approve
+    SKIP = "skip"  # nothing happens; the reason says why
+    NOTIFY = "notify"  # notify only (approval: never, or circuit open)
+    ESCALATE = "escalate"  # handed to a human after repeated failure
+
+
+class Reason(StrEnum):
+    """Why a decision came out as it did; recorded with every decision."""
+
+    OK = "ok"
+    KILL_SWITCH = "kill_switch"
+    DRY_RUN = "dry_run"
+    THRESHOLD = "threshold"
+    COOLDOWN = "cooldown"
+    MAX_ATTEMPTS = "max_attempts"
+    BUDGET = "budget"
+    APPROVAL = "approval"
+    CIRCUIT_OPEN = "circuit_open"
+    NOTIFY_ONLY = "notify_only"
+    NO_ACTION = "no_action"
+    FAILED_BEFORE = "failed_before"
+    IN_PROGRESS = "in_progress"
+    DRAINING = "draining"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RESOLVED = "resolved"
+    MANUAL = "manual"
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    FIXED = "fixed"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+
+class Outcome(StrEnum):
+    RUNNING = "running"
+    VERIFYING = "verifying"  # applied and verified; waiting out the quiet window
+    UNDOING = "undoing"  # failed after applying; rollback queued, target still locked
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+    REFUSED = "refused"
+
+
+class ApprovalState(StrEnum):
+    """Where a decision that asked a human stands. Only ``ask`` decisions have one."""
+
+    NONE = ""  # the decision never asked
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    BUSY = "busy"  # an ACT whose target was locked: it never ran and does not use the budget
+
+
+class Trigger(StrEnum):
+    """What started a decision: a match, an operator's "fix errors", or an approval."""
+
+    AUTO = "auto"
+    MANUAL = "manual"
+    APPROVED = "approved"
+
+
+class SettleStatus(StrEnum):
+    """How pressing Approve or Reject (or ``healer approve``) ended."""
+
+    OK = "ok"  # settled; for an approval, the decision that followed says what ran
+    DONE = "done"  # already settled by someone else
+    EXPIRED = "expired"
+    MISSING = "missing"  # no such decision, or not one that asked
+    KILL_SWITCH = "kill_switch"  # refused before the approval was consumed
+    BLOCKED = "blocked"  # approved, but a guardrail stopped the fix; the decision says which
+
+
+class SourceName(StrEnum):
+    """Where an event came from; patterns select on it with ``sources:``."""
+
+    FILE = "file"
+    JOURNALD = "journald"
+    SENTRY = "sentry"
+    GLITCHTIP = "glitchtip"
+    ALERTMANAGER = "alertmanager"
+    CHAT = "chat"  # a line pasted into Telegram: matched and explained, never acted on
+
+
+class Route(StrEnum):
+    """Where a notice goes: to the chat now, into the digest, or nowhere."""
+
+    IMMEDIATE = "immediate"
+    DIGEST = "digest"
+    NONE = "none"
+
+
+class AuditKind(StrEnum):
+    """Every kind of audit entry healer writes; tests and reports name these, never strings."""
+
+    DAEMON_STARTED = "daemon_started"
+    DAEMON_STOPPED = "daemon_stopped"
+    CONFIG_CHANGED = "config_changed"
+    CONFIG_REJECTED = "config_rejected"
+    APPROVAL = "approval"
+    FIX_REQUESTED = "fix_requested"
+    FIX_REFUSED = "fix_refused"
+    FIX_BUSY = "fix_busy"
+    FIX_UNDONE = "fix_undone"
+    FIX_REVERTED = "fix_reverted"
+    FIX_RECOVERED = "fix_recovered"
+    BREAKER_TRIPPED = "breaker_tripped"
+    INCIDENT_RESOLVED = "incident_resolved"
+    TELEGRAM_REFUSED = "telegram_refused"
+    CHAT_MATCH = "chat_match"
+    WEBHOOK_REFUSED = "webhook_refused"
+    PROC = "proc"
+    GIT = "git"
+    DELETE = "delete"
+    DISK_CLEANUP_SKIP = "disk_cleanup_skip"
+    PIP_UNDO = "pip_undo"
+    RESTART_VERIFY = "restart_verify"
+    RESTORE_FILE = "restore_file"
+    RESTORE_FILE_UNDO = "restore_file_undo"
+    RESTORE_FILE_UNDO_CONFLICT = "restore_file_undo_conflict"
+    SET_CONFIG = "set_config"
+    SET_CONFIG_UNDO = "set_config_undo"
+    SET_CONFIG_UNDO_CONFLICT = "set_config_undo_conflict"
