@@ -16,7 +16,7 @@ with atheris.instrument_imports():
     from healer.rules.matcher import Matcher, utf8_clean
     from healer.rules.patterns import load_patterns
 
-LOADED = load_patterns([bundled_patterns_dir()], {})
+LOADED = load_patterns([bundled_patterns_dir()])
 assert LOADED.patterns and not LOADED.errors, LOADED.errors
 MATCHER = Matcher(LOADED.patterns)
 

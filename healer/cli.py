@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -16,7 +15,8 @@ from healer import __version__
 from healer.app.ruleset import Ruleset, load_ruleset
 from healer.core.errors import HealerError
 from healer.core.logsetup import configure as configure_logging
-from healer.settings.config import parse_duration, resolve_config_path
+from healer.settings.load import resolve_config_path
+from healer.settings.types import parse_duration
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -88,9 +88,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_test_pattern(args: argparse.Namespace) -> int:
     """fail2ban-regex for healer: run examples, or count matches over a real log."""
-    from healer.remedy.builtin import REGISTRY
+    from healer.app.ruleset import load_pattern_dirs
     from healer.rules.matcher import Matcher
-    from healer.rules.patterns import check_examples, load_patterns
+    from healer.rules.patterns import check_examples
 
     dirs = [Path(p) for p in args.paths]
     if not dirs:
@@ -103,8 +103,8 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
 
             dirs, settings = [bundled_patterns_dir()], {}
     else:
-        settings = {n: None for n in REGISTRY}
-    res = load_patterns(dirs, settings)
+        settings = {}
+    res = load_pattern_dirs(dirs, settings)
     for err in res.errors:
         print(f"ERROR {err}")
     failures = check_examples(res.patterns)
@@ -142,7 +142,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from healer.store.db import Store
 
     rules = _rules(args)
-    settings = dataclasses.replace(rules.settings, dry_run=True)
+    settings = rules.settings.model_copy(update={"dry_run": True})
     tmp = None
     if args.state:
         state = Path(args.state)

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from healer.core.records import Event
-from healer.settings.config import validate
+from healer.settings.load import validate
 from healer.settings.webhooks import WebhookSettings
 from healer.sources.webhooks.auth import sentry_signature
 from healer.sources.webhooks.server import WebhookServer

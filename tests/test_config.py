@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from healer.app.ruleset import load_ruleset
 from healer.core.errors import ConfigError
-from healer.settings.config import apply_env_overrides, load_settings, parse_duration
+from healer.settings.load import Environment, apply_overrides, load_settings
+from healer.settings.types import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +22,7 @@ def write(tmp: Path, text: str) -> Path:
 
 def test_example_config_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HEALER_TELEGRAM_TOKEN", raising=False)
-    s = load_settings(ROOT / "config.example.yaml", environ={}, dotenv=False)
+    s = load_ruleset(ROOT / "config.example.yaml", environ={}).settings
     assert s.kill_switch is False and s.dry_run is False
     assert s.state_dir == ROOT / "state"
     assert s.sources.files[0].path == str(ROOT / "logs" / "*.log")
@@ -39,7 +41,7 @@ def test_example_config_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> Non
         ("telegram:\n  allowed_chat_ids: [abc]\n", "telegram.allowed_chat_ids", "integer chat ids"),
         ("telegram:\n  token: '123:abc'\n", "telegram.token", "never go in the YAML"),
         ("engine:\n  verify_window: -3\n", "engine.verify_window", ">= 0"),
-        ("engine:\n  verify_windw: 3\n", "engine.verify_windw", "unknown key"),
+        ("engine:\n  verify_windw: 3\n", "engine.verify_windw", "unknown key (known keys here: approval_ttl, "),
         ("bogus: 1\n", "bogus", "unknown key"),
         ("actions:\n  rm_rf: {}\n", "actions.rm_rf", "unknown action"),
         (
@@ -48,11 +50,21 @@ def test_example_config_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> Non
             "not allowed",
         ),
         ("log_level: loud\n", "log_level", "unknown level"),
+        # Accepted and never used before: a key that does nothing is an error.
+        ("engine:\n  fix_timeout: 300\n", "engine.fix_timeout", "unknown key"),
+        ("sources:\n  files:\n    - {path: a.log, servce: x}\n", "sources.files[0].servce", "unknown key"),
+        ("webhooks:\n  sentry: {secret_envv: X}\n", "webhooks.sentry.secret_envv", "unknown key"),
+        ("webhooks:\n  sentry: {secret: abc}\n", "webhooks.sentry.secret", "never go in the YAML"),
+        ("webhooks:\n  port: 70000\n", "webhooks.port", "<= 65535"),
+        ("telegram:\n  routing: {high: loud}\n", "telegram.routing", "unknown route"),
+        ("engine:\n  approval_ttl: nan\n", "engine.approval_ttl", "expected a duration"),
+        ("engine:\n  breaker_window: '-5m'\n", "engine.breaker_window", "expected a duration"),
+        ("raw: {}\n", "raw", "unknown key"),
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, key: str, words: str) -> None:
     with pytest.raises(ConfigError) as ei:
-        load_settings(write(tmp_path, text), environ={}, dotenv=False)
+        load_ruleset(write(tmp_path, text), environ={})
     msg = str(ei.value)
     assert str(tmp_path / "config.yaml") in msg
     assert key in msg
@@ -62,7 +74,7 @@ def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, key: str, words
 def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         load_settings(write(tmp_path, "a: 1\nb: [\n"), environ={}, dotenv=False)
-    assert "invalid YAML at line" in str(ei.value)
+    assert "invalid YAML at line 3" in str(ei.value)
 
 
 def test_python_tags_and_missing_file_refused(tmp_path: Path) -> None:
@@ -90,7 +102,8 @@ def test_env_overrides_every_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="kill_switch"):
         load_settings(p, environ={"HEALER__KILL_SWITCH": "maybe"}, dotenv=False)
     raw: dict[str, object] = {}
-    assert apply_env_overrides(raw, {"HEALER__A__B": "1", "OTHER": "x"}) == ["a.b"]
+    applied = apply_overrides(raw, Environment({"HEALER__A__B": "1", "OTHER": "x"}, {}))
+    assert [o.key for o in applied] == ["a.b"] and raw == {"a": {"b": 1}}
 
 
 def test_durations() -> None:

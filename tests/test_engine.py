@@ -298,14 +298,13 @@ def test_escalation_expires_after_failure_memory(tmp_path: Path) -> None:
 
 
 def test_kill_switch_does_not_consume_an_approval(tmp_path: Path) -> None:
-    import dataclasses
 
     engine, _ = build(tmp_path, [pat(approval="ask")])
     d = feed(engine, "BOOM a").decisions[0]
-    on = dataclasses.replace(engine.settings, kill_switch=True)
+    on = engine.settings.model_copy(update={"kill_switch": True})
     engine.reconfigure(on, list(engine.by_id.values()))
     assert engine.settle_approval(d.id, True, "telegram:1") == ("kill_switch", None)
-    engine.reconfigure(dataclasses.replace(on, kill_switch=False), list(engine.by_id.values()))
+    engine.reconfigure(on.model_copy(update={"kill_switch": False}), list(engine.by_id.values()))
     status, job = engine.settle_approval(d.id, True, "telegram:1")
     assert status == "ok" and job is not None
 

@@ -41,7 +41,7 @@ def test_hostile_pattern_file_is_refused_clearly(path: Path) -> None:
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
 def test_hostile_config_file_is_refused_clearly(path: Path, tmp_path: Path) -> None:
-    from healer.settings.config import load_settings
+    from healer.settings.load import load_settings
 
     PWNED.unlink(missing_ok=True)
     cfg = tmp_path / "config.yaml"

@@ -18,7 +18,7 @@ CRASH = b"TypeError: x\nTypeError: " + b"\xd0" * 53 + b"f() takes : f() takes 0v
 
 
 def test_scan_agrees_with_match_line_on_invalid_utf8() -> None:
-    m = Matcher(load_patterns([bundled_patterns_dir()], {}).patterns)
+    m = Matcher(load_patterns([bundled_patterns_dir()]).patterns)
     bad = CRASH.split(b"\n")[1]
     per_line = [h.pattern.id for h in m.match_line(bad.decode("utf-8", "replace"))]
     assert per_line, "the line matches when decoded"

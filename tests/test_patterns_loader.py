@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from healer.app.ruleset import load_pattern_dirs, typed_settings
 from healer.core.paths import bundled_patterns_dir
-from healer.rules.patterns import check_examples, load_file, load_patterns
-from healer.settings.config import load_settings
+from healer.rules.patterns import check_examples, load_file
+from healer.settings.load import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,8 +22,8 @@ GOOD = """patterns:
 
 
 def _bundled():
-    settings = load_settings(ROOT / "config.example.yaml", environ={}, dotenv=False)
-    return load_patterns([bundled_patterns_dir()], settings.actions)
+    settings = typed_settings(load_settings(ROOT / "config.example.yaml", environ={}, dotenv=False))
+    return load_pattern_dirs([bundled_patterns_dir()], settings.actions)
 
 
 def test_bundled_patterns_load_and_every_example_passes() -> None:
@@ -68,7 +69,7 @@ def test_bundled_patterns_cover_every_family() -> None:
 def test_bad_file_reported_with_line_and_others_still_load(tmp_path: Path, body: str, line: int, words: str) -> None:
     (tmp_path / "a_bad.yaml").write_text(body)
     (tmp_path / "b_good.yaml").write_text(GOOD)
-    res = load_patterns([tmp_path], {"command": None})
+    res = load_pattern_dirs([tmp_path])
     assert [p.id for p in res.patterns] == ["good"]
     assert len(res.errors) == 1
     err = str(res.errors[0])
@@ -79,7 +80,7 @@ def test_bad_file_reported_with_line_and_others_still_load(tmp_path: Path, body:
 def test_duplicate_ids_across_files(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GOOD)
     (tmp_path / "b.yaml").write_text(GOOD)
-    res = load_patterns([tmp_path], {})
+    res = load_pattern_dirs([tmp_path])
     assert len(res.patterns) == 1 and "already defined" in str(res.errors[0])
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from healer.core.errors import ConfigError, HealerError, ParamError, PatternError
 from healer.rules.fingerprint import normalise
 from healer.rules.patterns import PATTERN_KEYS, build_pattern, load_file
-from healer.settings.config import validate
+from healer.settings.load import validate
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True), st.text(max_size=20))
 values = st.recursive(

@@ -9,7 +9,7 @@ from typing import Any
 from healer.core.enums import IncidentStatus, Outcome, Reason, Severity, Verdict
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import Decision, FixAttempt, Incident
-from healer.settings.config import Settings, TelegramSettings
+from healer.settings.schema import Settings, TelegramSettings
 from healer.telegram.bot import OUTBOX_MAX, TelegramBot, _fix_summary, approval_keyboard
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from healer.settings.config import HealthSettings
+from healer.settings.schema import HealthSettings
 
 
 @dataclass(frozen=True)

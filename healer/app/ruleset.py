@@ -1,13 +1,23 @@
-"""Load config plus patterns as one unit, so a reload swaps both or neither."""
+"""Load config plus patterns as one unit, so a reload swaps both or neither.
+
+The composition root of the settings: the settings layer validates the file
+with the action sections left raw, the action registry types those sections,
+and the pattern loader checks each remediation step through the registry's
+checker. No lower layer imports the actions.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from healer.core.errors import PatternError
-from healer.rules.patterns import Pattern, load_patterns
-from healer.settings.config import Settings, load_settings
+from healer.remedy.registry import parse_action_sections, step_checker
+from healer.rules.patterns import LoadResult, Pattern, load_patterns
+from healer.settings.load import load_settings
+from healer.settings.schema import Settings
 
 
 @dataclass(frozen=True)
@@ -18,8 +28,18 @@ class Ruleset:
     pattern_files: tuple[str, ...]
 
 
-def load_ruleset(config_path: Path) -> Ruleset:
+def typed_settings(settings: Settings) -> Settings:
+    """``settings`` with ``actions`` parsed by the registry (``settings.actions[name]`` typed)."""
+    return settings.model_copy(update={"actions": parse_action_sections(settings.actions, settings.source)})
+
+
+def load_pattern_dirs(dirs: Sequence[Path], actions: Mapping[str, Any] | None = None) -> LoadResult:
+    """Pattern files with every remediation checked against the actions (and their settings, if given)."""
+    return load_patterns(dirs, step_checker(actions))
+
+
+def load_ruleset(config_path: Path, environ: Mapping[str, str] | None = None) -> Ruleset:
     """Raises ConfigError for a bad config; bad pattern files are reported, not fatal."""
-    settings = load_settings(config_path)
-    res = load_patterns(settings.patterns_dirs, settings.actions)
+    settings = typed_settings(load_settings(config_path, environ))
+    res = load_pattern_dirs(settings.patterns_dirs, settings.actions)
     return Ruleset(settings, res.patterns, res.errors, res.files)

@@ -34,7 +34,7 @@ from healer.remedy.base import Action, ActionContext, get_action, render
 from healer.rules.fingerprint import fingerprint
 from healer.rules.matcher import LineHit, Matcher
 from healer.rules.patterns import Pattern
-from healer.settings.config import Settings
+from healer.settings.schema import Settings
 from healer.store.db import EventRow, Store
 
 log = structlog.get_logger("healer.engine.engine")

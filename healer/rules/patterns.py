@@ -10,7 +10,7 @@ backreferences or lookaround, and a pattern that needs them is refused here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,23 @@ import re2
 
 from healer.core.enums import Approval, Severity
 from healer.core.errors import ParamError, PatternError
-from healer.remedy.base import BUILTIN_VARS, placeholders
-from healer.remedy.builtin import REGISTRY
-from healer.settings.config import parse_duration
-from healer.settings.safeyaml import YamlProblem, item_lines, load_with_node
+from healer.settings.safeyaml import YamlProblem, item_lines, load_with_node, read_capped
+from healer.settings.types import parse_duration
+
+# One remediation step's check, given by the caller (healer.remedy.registry.step_checker):
+# raise ValueError or ParamError for an unknown action or bad params. The rules layer
+# does not import the actions; without a checker only the step's shape is checked.
+StepCheck = Callable[[str, Mapping[str, str]], None]
+
+# Placeholders in pattern params: "{module}" takes the named group "module".
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Always available to templates, never taken from the log line.
+BUILTIN_VARS = frozenset({"service", "pattern", "incident"})
+
+
+def placeholders(template: str) -> set[str]:
+    return set(PLACEHOLDER.findall(template))
+
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 SOURCES = frozenset({"file", "journald", "sentry", "glitchtip", "alertmanager", "chat", "replay"})
@@ -143,15 +156,11 @@ def _str(raw: Mapping[str, Any], key: str, default: str | None = None) -> str:
 
 
 def _duration(raw: Any, key: str) -> float:
-    if isinstance(raw, bool):
-        raise ValueError(f"'{key}' must be seconds or a duration like 5m")
-    if isinstance(raw, int | float):
-        if raw < 0:
-            raise ValueError(f"'{key}' must not be negative")
-        return float(raw)
-    if isinstance(raw, str):
+    """The one duration grammar (healer.settings.types): "-5m", "nan", "inf", "1e3" are refused."""
+    try:
         return parse_duration(raw)
-    raise ValueError(f"'{key}' must be seconds or a duration like 5m")
+    except ValueError as exc:
+        raise ValueError(f"'{key}': {exc}") from None
 
 
 def _strings(raw: Any, key: str) -> list[str]:
@@ -164,7 +173,7 @@ def _strings(raw: Any, key: str) -> list[str]:
     return list(raw)
 
 
-def build_pattern(raw: Any, file: str, line: int, action_settings: Mapping[str, Any] | None) -> Pattern:
+def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None = None) -> Pattern:
     """One pattern mapping -> Pattern. Raises ValueError/ParamError with a plain problem."""
     if not isinstance(raw, dict):
         raise ValueError("each pattern must be a mapping with at least id and regex")
@@ -199,7 +208,7 @@ def build_pattern(raw: Any, file: str, line: int, action_settings: Mapping[str, 
     bad = sorted(set(group_by) - GROUP_BY - group_names)
     if bad:
         raise ValueError(f"'group_by' names {bad[0]!r}, which is neither a named group nor one of {sorted(GROUP_BY)}")
-    steps = _steps(raw.get("remediation"), group_names, action_settings)
+    steps = _steps(raw.get("remediation"), group_names, check_step)
     threshold = raw.get("threshold", 1)
     if isinstance(threshold, int) and not isinstance(threshold, bool):
         t_count, t_window = threshold, 60.0
@@ -214,7 +223,10 @@ def build_pattern(raw: Any, file: str, line: int, action_settings: Mapping[str, 
     if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
         raise ValueError("'max_attempts' must be a whole number >= 1")
     examples = []
-    for ex in raw.get("examples") or []:
+    examples_raw = raw.get("examples") or []
+    if not isinstance(examples_raw, list):
+        raise ValueError("'examples' must be a list of lines or {line: ..., groups: {...}}")
+    for ex in examples_raw:
         if isinstance(ex, str):
             examples.append(Example(ex))
         elif isinstance(ex, dict) and isinstance(ex.get("line"), str):
@@ -249,7 +261,7 @@ def build_pattern(raw: Any, file: str, line: int, action_settings: Mapping[str, 
     )
 
 
-def _steps(raw: Any, group_names: set[str], action_settings: Mapping[str, Any] | None) -> tuple[Step, ...]:
+def _steps(raw: Any, group_names: set[str], check_step: StepCheck | None) -> tuple[Step, ...]:
     if raw is None:
         return ()
     if isinstance(raw, dict):
@@ -264,8 +276,6 @@ def _steps(raw: Any, group_names: set[str], action_settings: Mapping[str, Any] |
         if extra:
             raise ValueError(f"remediation[{i}] has unknown key {sorted(extra)[0]!r}; use action and params")
         name = item["action"]
-        if name not in REGISTRY:
-            raise ValueError(f"remediation[{i}]: unknown action {name!r}; known: {', '.join(sorted(REGISTRY))}")
         params_raw = item.get("params") or {}
         if not isinstance(params_raw, dict):
             raise ValueError(f"remediation[{i}].params must be a mapping")
@@ -277,19 +287,22 @@ def _steps(raw: Any, group_names: set[str], action_settings: Mapping[str, Any] |
                     f"remediation[{i}].params.{k} uses {{{sorted(missing)[0]}}}, but the regex has no "
                     f"such named group (groups: {sorted(group_names) or 'none'})"
                 )
-        try:
-            REGISTRY[name].validate_params(params, (action_settings or {}).get(name))
-        except ParamError as exc:
-            raise ValueError(f"remediation[{i}]: {exc}") from None
+        if check_step is not None:
+            try:
+                check_step(name, params)
+            except (ParamError, ValueError) as exc:
+                raise ValueError(f"remediation[{i}]: {exc}") from None
         steps.append(Step(name, params))
     return tuple(steps)
 
 
-def load_file(path: Path, action_settings: Mapping[str, Any] | None = None) -> list[Pattern]:
+def load_file(path: Path, check_step: StepCheck | None = None) -> list[Pattern]:
     """All patterns of one file, or PatternError for the whole file."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path).decode("utf-8")
+    except YamlProblem as exc:  # too large: refused before it is read
+        raise PatternError(name, exc.problem) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PatternError(name, f"cannot read: {exc}") from None
     try:
@@ -308,7 +321,7 @@ def load_file(path: Path, action_settings: Mapping[str, Any] | None = None) -> l
         if isinstance(raw, dict) and raw.get("enabled", True) is False:
             continue
         try:
-            out.append(build_pattern(raw, name, line or 0, action_settings))
+            out.append(build_pattern(raw, name, line or 0, check_step))
         except (ValueError, ParamError) as exc:
             raise PatternError(name, str(exc), line, str(pid)) from None
     return out
@@ -324,7 +337,8 @@ def pattern_files(dirs: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_patterns(dirs: Sequence[Path], action_settings: Mapping[str, Any] | None = None) -> LoadResult:
+def load_patterns(dirs: Sequence[Path], check_step: StepCheck | None = None) -> LoadResult:
+    """Every pattern file under ``dirs``; pass the registry's ``step_checker`` to check remediations."""
     patterns: list[Pattern] = []
     errors: list[PatternError] = []
     seen: dict[str, str] = {}
@@ -334,7 +348,7 @@ def load_patterns(dirs: Sequence[Path], action_settings: Mapping[str, Any] | Non
             errors.append(PatternError(str(d), "patterns directory does not exist; fix patterns_dirs"))
     for path in files:
         try:
-            loaded = load_file(path, action_settings)
+            loaded = load_file(path, check_step)
         except PatternError as exc:
             errors.append(exc)
             continue

@@ -6,6 +6,9 @@ it is expanded), a size cap, and the node tree kept so errors can cite lines.
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,6 +21,28 @@ class YamlProblem(Exception):
         self.problem = problem
         self.line = line
         super().__init__(problem if line is None else f"line {line}: {problem}")
+
+
+def read_capped(path: Path, cap: int = MAX_BYTES) -> bytes:
+    """The file's bytes, refusing one over ``cap`` before holding it in memory.
+
+    ``stat`` first (a 1 GiB sparse file is refused without reading), then read at
+    most ``cap + 1`` bytes, since the file may grow between the two. Raises
+    OSError as ``open`` does, or YamlProblem when the file is too large.
+    """
+    too_big = YamlProblem(f"file is larger than {cap} bytes; a settings or pattern file never needs that much")
+    # O_NONBLOCK: a FIFO put in place of the file must not hang the loader (refused below).
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise YamlProblem("not a regular file")
+        if st.st_size > cap:
+            raise too_big
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise too_big
+    return data
 
 
 MAX_FLOW_DEPTH = 100

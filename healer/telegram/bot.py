@@ -55,7 +55,7 @@ from healer.app.reports import errors_report, explain_report, health_report, his
 from healer.core.enums import Outcome, Severity
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import FixAttempt
-from healer.settings.config import TelegramSettings
+from healer.settings.schema import TelegramSettings
 from healer.telegram.commands import BOT_COMMANDS, HELP_TEXT, Command, parse
 from healer.telegram.render import bold, esc, truncate
 from healer.telegram.router import Router

@@ -6,11 +6,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from healer.app.ruleset import typed_settings
 from healer.core.clock import Clock, FakeClock
 from healer.core.proc import Runner
 from healer.engine.engine import Engine
+from healer.remedy.registry import step_checker
 from healer.rules.patterns import Pattern, build_pattern
-from healer.settings.config import validate
+from healer.settings.load import validate
 from healer.store.db import Store
 
 
@@ -23,7 +25,7 @@ def make_settings(tmp: Path, actions: Mapping[str, Any] | None = None, **over: A
         "actions": dict(actions or {}),
     }
     raw.update(over)
-    return validate(raw, str(tmp / "config.yaml"), {})
+    return typed_settings(validate(raw, str(tmp / "config.yaml"), {}))
 
 
 def make_engine(
@@ -37,6 +39,8 @@ def make_engine(
     **over: Any,
 ) -> Engine:
     settings = make_settings(tmp, actions, **over)
-    built: list[Pattern] = [build_pattern(dict(p), "test.yaml", i, settings.actions) for i, p in enumerate(patterns)]
+    built: list[Pattern] = [
+        build_pattern(dict(p), "test.yaml", i, step_checker(settings.actions)) for i, p in enumerate(patterns)
+    ]
     st = store or Store(tmp / "state" / "healer.db")
     return Engine(settings, built, st, clock=clock or FakeClock(), runner=runner or Runner())
