@@ -46,7 +46,7 @@ def test_example_config_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> Non
         ("actions:\n  rm_rf: {}\n", "actions.rm_rf", "unknown action"),
         (
             "actions:\n  command:\n    commands:\n      x: {argv: ['echo', '{module}']}\n",
-            "actions.command",
+            "actions.command.commands.x.argv",
             "not allowed",
         ),
         ("log_level: loud\n", "log_level", "unknown level"),

@@ -57,6 +57,13 @@ def _list(raw: Any) -> Any:
     return raw
 
 
+def _abs_path(raw: Any) -> Path:
+    p = Path(_text(raw))
+    if not p.is_absolute():
+        raise ValueError(f"must be an absolute path, got {raw!r}")
+    return p
+
+
 def _rel_path(raw: Any, info: ValidationInfo) -> Path:
     """A path from the file, relative to the config's directory; ``~`` expanded."""
     p = Path(os.path.expanduser(raw if isinstance(raw, Path) else _text(raw)))
@@ -80,6 +87,8 @@ Flag = StrictBool
 """``true`` or ``false`` only: ``1`` and ``"yes"`` are refused, not guessed."""
 Number = Annotated[float, BeforeValidator(_number)]
 """A finite number (int or float, not a bool)."""
+AbsPath = Annotated[Path, BeforeValidator(_abs_path)]
+"""An absolute path (action targets: no guessing which directory is meant)."""
 RelPath = Annotated[Path, BeforeValidator(_rel_path)]
 """A path; relative ones resolve against the config file's directory."""
 
@@ -94,9 +103,12 @@ Secret = Annotated[str, BeforeValidator(_refuse_secret), Field(repr=False, exclu
 """Filled from the environment by the loader; refused when written in the file."""
 Items = Annotated[tuple[T, ...], BeforeValidator(_list)]
 """A YAML list, held as a tuple (frozen)."""
+Timeout = Annotated[Duration, Field(gt=0)]
+"""Seconds > 0: a timeout of 0 would kill every process at once."""
 Port = Annotated[int, Field(strict=True, ge=0, le=65535)]
 
 __all__ = [
+    "AbsPath",
     "ByteSize",
     "Duration",
     "Flag",
@@ -109,5 +121,6 @@ __all__ = [
     "RelPathText",
     "Secret",
     "Text",
+    "Timeout",
     "from_file",
 ]

@@ -35,6 +35,19 @@ class SettingsInvalid(ParamError):
         super().__init__(f"{key}: {problem}" + (f" ({fix})" if fix else ""))
 
 
+class Problem(ValueError):
+    """Raised by a model-level validator about one key below it: ``Problem("units", "must not be empty")``.
+
+    Pydantic locates a model validator's error at the model; this says which key it is about,
+    so the message still names the full key path.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(problem)
+
+
 def key_path(prefix: str, loc: Sequence[int | str]) -> str:
     """``("files", 0, "path")`` under ``sources`` -> ``sources.files[0].path``."""
     out = prefix
@@ -110,8 +123,10 @@ def describe(err: ErrorDetails, model: type[BaseModel], prefix: str) -> Settings
         return SettingsInvalid(key, "missing", "this key is required; see config.example.yaml")
     if kind in ("value_error", "assertion_error"):
         # Our own validators word the whole problem (and its fix); drop pydantic's prefix.
-        problem = str(ctx.get("error", err["msg"]))
-        return SettingsInvalid(key, problem)
+        cause = ctx.get("error")
+        if isinstance(cause, Problem):
+            return SettingsInvalid(key_path(key, cause.key.split(".")), cause.problem)
+        return SettingsInvalid(key, str(cause if cause is not None else err["msg"]))
     plain = {
         "bool_type": "expected true or false",
         "bool_parsing": "expected true or false",
@@ -142,7 +157,8 @@ def describe(err: ErrorDetails, model: type[BaseModel], prefix: str) -> Settings
 
 
 def first_problem(exc: ValidationError, model: type[BaseModel], prefix: str) -> SettingsInvalid:
-    errors = exc.errors()
+    # An unknown key first: a typo'd key is usually why another one is "missing".
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     problem = describe(errors[0], model, prefix)
     if len(errors) > 1:
         problem.fix = (problem.fix + "; " if problem.fix else "") + f"and {len(errors) - 1} more problem(s) after it"

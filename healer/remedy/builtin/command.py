@@ -9,8 +9,9 @@ either, since a webhook's labels can name the service.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator
 
 from healer.core.errors import ActionError, ActionRefused, ParamError
 from healer.remedy.base import (
@@ -21,23 +22,49 @@ from healer.remedy.base import (
     placeholders,
     register,
     render,
-    str_list,
 )
+from healer.settings.fields import Items, Model, Text, Timeout
+from healer.settings.validation import validate_model
 
 ARGV_VARS = frozenset({"pattern", "incident"})
 
 
-@dataclass(frozen=True)
-class CommandSpec:
-    argv: tuple[str, ...]
-    undo: tuple[str, ...] = ()
-    verify: tuple[str, ...] = ()
-    timeout: float = 60.0
+def _literal_args(argv: tuple[str, ...]) -> tuple[str, ...]:
+    for arg in argv:
+        bad = placeholders(arg) - ARGV_VARS
+        if bad:
+            raise ValueError(
+                f"placeholder(s) {sorted(bad)} not allowed; "
+                f"only {sorted(ARGV_VARS)} (log and webhook text never reaches a command)"
+            )
+    return argv
 
 
-@dataclass(frozen=True)
-class CommandSettings:
-    commands: Mapping[str, CommandSpec]
+def _nonempty(argv: tuple[str, ...]) -> tuple[str, ...]:
+    if not argv:
+        raise ValueError("must not be empty; give the argv to run, e.g. [systemctl, reload, nginx]")
+    return argv
+
+
+Argv = Annotated[Items[Text], AfterValidator(_literal_args)]
+
+
+class CommandSpec(Model):
+    argv: Annotated[Argv, AfterValidator(_nonempty)]
+    undo: Argv = ()
+    verify: Argv = ()
+    timeout: Timeout = 60.0
+
+
+def _shorthand(raw: Any) -> Any:
+    """``name: [argv...]`` is short for ``name: {argv: [...]}``."""
+    if isinstance(raw, dict):
+        return {k: {"argv": v} if isinstance(v, list) else v for k, v in raw.items()}
+    return raw
+
+
+class CommandSettings(Model):
+    commands: Annotated[Mapping[str, CommandSpec], BeforeValidator(_shorthand)] = {}
 
 
 @register
@@ -48,37 +75,7 @@ class CommandAction(Action):
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> CommandSettings:
-        cmds = raw.get("commands", {})
-        extra = set(raw) - {"commands"}
-        if extra:
-            raise ParamError(f"{where}: unknown key(s) {sorted(extra)}; only 'commands' is allowed")
-        if not isinstance(cmds, dict):
-            raise ParamError(f"{where}.commands: expected a mapping of name -> {{argv: [...]}}")
-        out: dict[str, CommandSpec] = {}
-        for key, spec in cmds.items():
-            here = f"{where}.commands.{key}"
-            if isinstance(spec, list):
-                spec = {"argv": spec}
-            if not isinstance(spec, dict):
-                raise ParamError(f"{here}: expected {{argv: [...], undo: [...], verify: [...]}}")
-            argv = str_list(spec.get("argv"), f"{here}.argv")
-            if not argv:
-                raise ParamError(f"{here}.argv: must not be empty")
-            parts = {"argv": argv, "undo": str_list(spec.get("undo", []), f"{here}.undo")}
-            parts["verify"] = str_list(spec.get("verify", []), f"{here}.verify")
-            for part_name, part in parts.items():
-                for arg in part:
-                    bad = placeholders(arg) - ARGV_VARS
-                    if bad:
-                        raise ParamError(
-                            f"{here}.{part_name}: placeholder(s) {sorted(bad)} not allowed; "
-                            f"only {sorted(ARGV_VARS)} (log and webhook text never reaches a command)"
-                        )
-            timeout = spec.get("timeout", 60)
-            if not isinstance(timeout, int | float) or timeout <= 0:
-                raise ParamError(f"{here}.timeout: expected a positive number of seconds")
-            out[str(key)] = CommandSpec(tuple(argv), tuple(parts["undo"]), tuple(parts["verify"]), float(timeout))
-        return CommandSettings(out)
+        return validate_model(CommandSettings, raw, where)
 
     @classmethod
     def validate_params(cls, params: Mapping[str, str], settings: Any = None) -> None:

@@ -28,34 +28,59 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import psutil
 import structlog
+from pydantic import AfterValidator, Field, model_validator
 
-from healer.core.errors import ActionRefused, ParamError
+from healer.core.errors import ActionRefused
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
-from healer.remedy.common import audit_proc, mapping, parse_duration, parse_size, text
+from healer.remedy.common import audit_proc
+from healer.settings.fields import AbsPath, ByteSize, Duration, Flag, Items, Model, Name, Number
+from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.disk_cleanup")
 
 
-@dataclass(frozen=True)
-class Rule:
-    glob: str
-    older_than: float
+def _file_glob(raw: str) -> str:
+    if "/" in raw:
+        raise ValueError("matches file names only; no '/'")
+    return raw
 
 
-@dataclass(frozen=True)
-class DiskSettings:
-    dirs: tuple[Path, ...]
-    rules: tuple[Rule, ...]
-    max_delete_bytes: int
-    min_free_percent: float | None
-    min_free_bytes: int | None
-    journal_vacuum_size: int | None
-    journalctl: str
-    require_open_check: bool = True
+def _cleanable(raw: Path) -> Path:
+    if raw == Path("/") or ".." in raw.parts:
+        raise ValueError(f"{str(raw)!r} must be an absolute path below / (not / itself)")
+    return raw
+
+
+def _some(items: tuple[Any, ...]) -> tuple[Any, ...]:
+    if not items:
+        raise ValueError("must not be empty")
+    return items
+
+
+class Rule(Model):
+    glob: Annotated[Name, AfterValidator(_file_glob)]
+    older_than: Duration  # required: healer never deletes fresh files
+
+
+class DiskSettings(Model):
+    dirs: Annotated[Items[Annotated[AbsPath, AfterValidator(_cleanable)]], AfterValidator(_some)]
+    rules: Annotated[Items[Rule], AfterValidator(_some)]
+    max_delete_bytes: ByteSize  # required: a cap per run, e.g. 5G
+    min_free_percent: Annotated[Number, Field(gt=0, lt=100)] | None = None
+    min_free_bytes: ByteSize | None = None
+    journal_vacuum_size: ByteSize | None = None
+    journalctl: Name = "journalctl"
+    require_open_check: Flag = True
+
+    @model_validator(mode="after")
+    def _verify_threshold(self) -> DiskSettings:
+        if self.min_free_percent is None and self.min_free_bytes is None:
+            raise Problem("min_free_percent", "set min_free_percent and/or min_free_bytes (the verify threshold)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -82,12 +107,6 @@ def open_paths() -> tuple[set[str], int]:
     return paths, denied
 
 
-def _flag(raw: Any, where: str) -> bool:
-    if not isinstance(raw, bool):
-        raise ParamError(f"{where}: expected true or false")
-    return raw
-
-
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
@@ -101,61 +120,7 @@ class DiskCleanupAction(Action):
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> DiskSettings:
-        top = mapping(
-            raw,
-            where,
-            [
-                "dirs",
-                "rules",
-                "max_delete_bytes",
-                "min_free_percent",
-                "min_free_bytes",
-                "journal_vacuum_size",
-                "journalctl",
-                "require_open_check",
-            ],
-        )
-        dirs_raw = top.get("dirs")
-        if not isinstance(dirs_raw, list) or not dirs_raw or not all(isinstance(d, str) for d in dirs_raw):
-            raise ParamError(f"{where}.dirs: list the directories healer may clean, e.g. [/var/log/myapp]")
-        dirs = []
-        for d in dirs_raw:
-            p = Path(d)
-            if not p.is_absolute() or p == Path("/") or ".." in p.parts:
-                raise ParamError(f"{where}.dirs: {d!r} must be an absolute path below / (not / itself)")
-            dirs.append(p)
-        rules_raw = top.get("rules")
-        if not isinstance(rules_raw, list) or not rules_raw:
-            raise ParamError(f"{where}.rules: list rules like {{glob: '*.log.[0-9]*', older_than: 7d}}")
-        rules = []
-        for i, r in enumerate(rules_raw):
-            here = f"{where}.rules[{i}]"
-            rm = mapping(r, here, ["glob", "older_than"])
-            glob = text(rm.get("glob"), f"{here}.glob")
-            if "/" in glob:
-                raise ParamError(f"{here}.glob: matches file names only; no '/'")
-            if "older_than" not in rm:
-                raise ParamError(f"{here}.older_than: required (e.g. 7d); healer never deletes fresh files")
-            rules.append(Rule(glob, parse_duration(rm["older_than"], f"{here}.older_than")))
-        if "max_delete_bytes" not in top:
-            raise ParamError(f"{where}.max_delete_bytes: required, e.g. 5G (a cap per run)")
-        pct = top.get("min_free_percent")
-        if pct is not None and (isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 < pct < 100):
-            raise ParamError(f"{where}.min_free_percent: expected a number between 0 and 100")
-        min_bytes = top.get("min_free_bytes")
-        if pct is None and min_bytes is None:
-            raise ParamError(f"{where}: set min_free_percent and/or min_free_bytes (the verify threshold)")
-        vac = top.get("journal_vacuum_size")
-        return DiskSettings(
-            tuple(dirs),
-            tuple(rules),
-            parse_size(top["max_delete_bytes"], f"{where}.max_delete_bytes"),
-            None if pct is None else float(pct),
-            None if min_bytes is None else parse_size(min_bytes, f"{where}.min_free_bytes"),
-            None if vac is None else parse_size(vac, f"{where}.journal_vacuum_size"),
-            text(top.get("journalctl"), f"{where}.journalctl", default="journalctl"),
-            _flag(top.get("require_open_check", True), f"{where}.require_open_check"),
-        )
+        return validate_model(DiskSettings, raw, where)
 
     def _roots(self, ctx: ActionContext) -> tuple[DiskSettings, list[Path]]:
         settings: DiskSettings | None = ctx.settings

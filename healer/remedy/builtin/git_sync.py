@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from healer.core.lazy import LazyModule
 
@@ -33,40 +32,60 @@ else:
     # GitPython costs ~0.3 s to import; only a git_sync fix needs it, not every CLI call.
     git = LazyModule("git")
 import structlog
+from pydantic import AfterValidator, BeforeValidator
 
-from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.core.errors import ActionError, ActionRefused
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
-from healer.remedy.common import mapping, positive_number, text
+from healer.settings.fields import AbsPath, Model, Name, Timeout
+from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.git_sync")
 
-STRATEGIES = ("ff-only", "merge", "rebase")
 MARKER_SCAN_LIMIT = 2 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class RepoSpec:
-    key: str
-    path: Path
-    remote: str
-    branch: str | None
-    strategy: str
-
-
-@dataclass(frozen=True)
-class GitSyncSettings:
-    repos: Mapping[str, RepoSpec]
-    timeout: float
-
-
-def _ref_name(raw: Any, where: str, default: str | None) -> str | None:
-    if raw is None:
-        return default
-    value = text(raw, where)
+def _ref_name(value: str) -> str:
     # Also rules out anything git could read as an option.
     if value.startswith("-") or ".." in value or any(c in value for c in " ~^:?*[\\"):
-        raise ParamError(f"{where}: {value!r} is not a valid remote/branch name")
+        raise ValueError(f"{value!r} is not a valid remote/branch name")
     return value
+
+
+RefName = Annotated[Name, AfterValidator(_ref_name)]
+
+
+class RepoSpec(Model):
+    key: str = ""  # the name under repos; set from the mapping key, never written in the file
+    path: AbsPath
+    remote: RefName = "origin"
+    branch: RefName | None = None
+    strategy: Literal["ff-only", "merge", "rebase"] = "ff-only"
+
+
+def _named_repos(raw: Any) -> Any:
+    """Each repo learns its key; ``path`` defaults to the key (``/srv/app: {}``)."""
+    if not isinstance(raw, dict):
+        return raw
+    out = {}
+    for key, spec in raw.items():
+        spec = {} if spec is None else spec
+        if isinstance(spec, dict):
+            if "key" in spec:
+                raise Problem(f"{key}.key", "not a setting; the repo's name is its key under repos")
+            spec = {"path": key, **spec, "key": key}
+        out[key] = spec
+    return out
+
+
+def _some(repos: Mapping[str, RepoSpec]) -> Mapping[str, RepoSpec]:
+    if not repos:
+        raise ValueError("list at least one repo: {name: {path: /srv/app}}")
+    return repos
+
+
+class GitSyncSettings(Model):
+    repos: Annotated[Mapping[str, RepoSpec], BeforeValidator(_named_repos), AfterValidator(_some)]
+    timeout: Timeout = 120.0
 
 
 @register
@@ -78,24 +97,7 @@ class GitSyncAction(Action):
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> GitSyncSettings:
-        top = mapping(raw, where, ["repos", "timeout"])
-        repos_raw = mapping(top.get("repos"), f"{where}.repos")
-        if not repos_raw:
-            raise ParamError(f"{where}.repos: list at least one repo: {{name: {{path: /srv/app}}}}")
-        repos: dict[str, RepoSpec] = {}
-        for key, spec_raw in repos_raw.items():
-            here = f"{where}.repos.{key}"
-            spec = mapping(spec_raw or {}, here, ["path", "remote", "branch", "strategy"])
-            path = Path(text(spec.get("path"), f"{here}.path", default=key))
-            if not path.is_absolute():
-                raise ParamError(f"{here}.path: must be an absolute path to the checkout")
-            strategy = spec.get("strategy", "ff-only")
-            if strategy not in STRATEGIES:
-                raise ParamError(f"{here}.strategy: expected one of {list(STRATEGIES)}, got {strategy!r}")
-            remote = _ref_name(spec.get("remote"), f"{here}.remote", "origin")
-            assert remote is not None
-            repos[key] = RepoSpec(key, path, remote, _ref_name(spec.get("branch"), f"{here}.branch", None), strategy)
-        return GitSyncSettings(repos, positive_number(top.get("timeout"), f"{where}.timeout", 120.0))
+        return validate_model(GitSyncSettings, raw, where)
 
     # ------------------------------------------------------------ lookups
 

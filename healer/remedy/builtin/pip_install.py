@@ -19,15 +19,17 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator
 
 from healer.core.errors import ActionError, ActionRefused, ParamError
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, placeholders, register
-from healer.remedy.common import audit_proc, mapping, positive_number, text
+from healer.remedy.common import audit_proc
+from healer.settings.fields import Flag, Items, Model, Name, Timeout
+from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.pip_install")
 
@@ -60,18 +62,95 @@ def screen(value: str, what: str) -> None:
         raise ActionRefused(f"{what} {value!r} is not a plain package/module name")
 
 
-@dataclass(frozen=True)
-class PipSettings:
-    python: str
-    allowed: Mapping[str, str]  # canonical -> name as written in the config
-    packages: Mapping[str, str]  # top-level module -> package
-    pins: Mapping[str, str]  # canonical -> full requirement "PyYAML==6.0.1"
-    constraints_file: str | None
-    index_url: str | None
-    find_links: tuple[str, ...]
-    no_index: bool
-    timeout: float
-    no_deps: bool = False
+def _venv_python(raw: str) -> str:
+    if not os.path.isabs(raw):
+        raise ValueError("give the absolute path of the target venv's python")
+    return raw
+
+
+def _allowed(raw: Any) -> dict[str, str]:
+    """canonical name -> the name as written in the config."""
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, str) for x in raw):
+        raise ValueError("list the package names healer may install, e.g. [PyYAML]")
+    for name in raw:
+        if not PACKAGE_NAME.match(name):
+            raise ValueError(f"{name!r} is not a plain package name")
+    return {canonical(name): name for name in raw}
+
+
+def _index_url(raw: str) -> str:
+    if not raw.startswith(("https://", "http://", "file://")):
+        raise ValueError("expected an http(s):// or file:// URL")
+    return raw
+
+
+def _links(raw: Any) -> Any:
+    return [] if raw is None else [raw] if isinstance(raw, str) else raw
+
+
+def _constraints(raw: Any) -> Any:
+    """``constraints``: a list of pins or the absolute path of a constraints file."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        if not os.path.isabs(raw):
+            raise ValueError("a constraints file must be an absolute path")
+        return raw
+    if isinstance(raw, list):
+        for pin in raw:
+            if not (isinstance(pin, str) and PIN.match(pin)):
+                raise ValueError(f"{pin!r} is not a pin like 'PyYAML==6.0.1'")
+        return tuple(raw)
+    raise ValueError("a list of pins or the path of a constraints file")
+
+
+class PipSettings(Model):
+    python: Annotated[Name, AfterValidator(_venv_python)]
+    allowed: Annotated[Mapping[str, str], BeforeValidator(_allowed)]  # canonical -> name as written
+    packages: Mapping[str, str] = {}  # top-level module -> package (as written in allowed)
+    constraints: Annotated[str | tuple[str, ...] | None, BeforeValidator(_constraints)] = None
+    index_url: Annotated[Name, AfterValidator(_index_url)] | None = None
+    find_links: Annotated[Items[Name], BeforeValidator(_links)] = ()
+    no_index: Flag = False
+    timeout: Timeout = 300.0
+    no_deps: Flag = False
+
+    @field_validator("packages", mode="after")
+    @classmethod
+    def _packages_allowed(cls, v: Mapping[str, str], info: ValidationInfo) -> dict[str, str]:
+        allowed: Mapping[str, str] = info.data.get("allowed") or {}
+        out: dict[str, str] = {}
+        for mod, pkg in v.items():
+            if not MODULE_PATH.match(mod) or "." in mod:
+                raise Problem(mod, "map a top-level module name to a package name")
+            if canonical(pkg) not in allowed:
+                raise Problem(mod, f"package {pkg!r} must also be listed in allowed")
+            out[mod] = allowed[canonical(pkg)]
+        return out
+
+    @field_validator("constraints", mode="after")
+    @classmethod
+    def _pins_allowed(cls, v: str | tuple[str, ...] | None, info: ValidationInfo) -> str | tuple[str, ...] | None:
+        allowed: Mapping[str, str] = info.data.get("allowed") or {}
+        for pin in v if isinstance(v, tuple) else ():
+            m = PIN.match(pin)  # matched by _constraints already
+            if m is not None and canonical(m.group(1)) not in allowed:
+                raise ValueError(f"{m.group(1)!r} is pinned but not in allowed")
+        return v
+
+    @property
+    def pins(self) -> dict[str, str]:
+        """canonical -> full requirement, e.g. ``pyyaml -> PyYAML==6.0.1``."""
+        out: dict[str, str] = {}
+        for pin in self.constraints if isinstance(self.constraints, tuple) else ():
+            m = PIN.match(pin)
+            assert m is not None  # checked at load
+            out[canonical(m.group(1))] = self.allowed[canonical(m.group(1))] + m.group(2).replace(" ", "")
+        return out
+
+    @property
+    def constraints_file(self) -> str | None:
+        return self.constraints if isinstance(self.constraints, str) else None
 
     def options(self) -> list[str]:
         opts: list[str] = []
@@ -97,81 +176,7 @@ class PipInstallAction(Action):
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> PipSettings:
-        top = mapping(
-            raw,
-            where,
-            [
-                "python",
-                "allowed",
-                "packages",
-                "constraints",
-                "index_url",
-                "find_links",
-                "no_index",
-                "timeout",
-                "no_deps",
-            ],
-        )
-        python = text(top.get("python"), f"{where}.python")
-        if not os.path.isabs(python):
-            raise ParamError(f"{where}.python: give the absolute path of the target venv's python")
-        allowed_raw = top.get("allowed")
-        if not isinstance(allowed_raw, list) or not allowed_raw or not all(isinstance(x, str) for x in allowed_raw):
-            raise ParamError(f"{where}.allowed: list the package names healer may install, e.g. [PyYAML]")
-        allowed: dict[str, str] = {}
-        for name in allowed_raw:
-            if not PACKAGE_NAME.match(name):
-                raise ParamError(f"{where}.allowed: {name!r} is not a plain package name")
-            allowed[canonical(name)] = name
-        packages: dict[str, str] = {}
-        for mod, pkg in mapping(top.get("packages"), f"{where}.packages").items():
-            if not isinstance(pkg, str) or not MODULE_PATH.match(mod) or "." in mod:
-                raise ParamError(f"{where}.packages.{mod}: map a top-level module name to a package name")
-            if canonical(pkg) not in allowed:
-                raise ParamError(f"{where}.packages.{mod}: package {pkg!r} must also be listed in allowed")
-            packages[mod] = allowed[canonical(pkg)]
-        pins: dict[str, str] = {}
-        constraints_file: str | None = None
-        cons = top.get("constraints")
-        if isinstance(cons, str):
-            if not os.path.isabs(cons):
-                raise ParamError(f"{where}.constraints: a constraints file must be an absolute path")
-            constraints_file = cons
-        elif isinstance(cons, list):
-            for pin in cons:
-                m = PIN.match(pin) if isinstance(pin, str) else None
-                if not m:
-                    raise ParamError(f"{where}.constraints: {pin!r} is not a pin like 'PyYAML==6.0.1'")
-                if canonical(m.group(1)) not in allowed:
-                    raise ParamError(f"{where}.constraints: {m.group(1)!r} is pinned but not in allowed")
-                pins[canonical(m.group(1))] = allowed[canonical(m.group(1))] + m.group(2).replace(" ", "")
-        elif cons is not None:
-            raise ParamError(f"{where}.constraints: a list of pins or the path of a constraints file")
-        index_url = top.get("index_url")
-        if index_url is not None:
-            index_url = text(index_url, f"{where}.index_url")
-            if not index_url.startswith(("https://", "http://", "file://")):
-                raise ParamError(f"{where}.index_url: expected an http(s):// or file:// URL")
-        links = top.get("find_links") or []
-        if isinstance(links, str):
-            links = [links]
-        if not isinstance(links, list) or not all(isinstance(x, str) and x for x in links):
-            raise ParamError(f"{where}.find_links: a list of directories or URLs")
-        no_index = top.get("no_index", False)
-        if not isinstance(no_index, bool):
-            raise ParamError(f"{where}.no_index: expected true or false")
-        return PipSettings(
-            python,
-            allowed,
-            packages,
-            pins,
-            constraints_file,
-            index_url,
-            tuple(links),
-            no_index,
-            positive_number(top.get("timeout"), f"{where}.timeout", 300.0),
-            bool(top.get("no_deps", False)),
-        )
+        return validate_model(PipSettings, raw, where)
 
     @classmethod
     def validate_params(cls, params: Mapping[str, str], settings: Any = None) -> None:

@@ -25,50 +25,108 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import structlog
+from pydantic import AfterValidator, BeforeValidator, model_validator
 
-from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.core.errors import ActionError, ActionRefused
 from healer.core.proc import ProcResult
-from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register, str_list
-from healer.remedy.common import audit_proc, mapping, positive_number, text
+from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
+from healer.remedy.common import audit_proc
+from healer.settings.fields import Items, Model, Name, Text, Timeout
+from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.restart")
 
-MANAGERS = ("systemd", "supervisor", "command")
 UNIT_NAME = re.compile(r"^[A-Za-z0-9@_.:\\-]+$", re.ASCII)
 POLL_INTERVAL = 0.2
 
 
-@dataclass(frozen=True)
-class UnitSpec:
-    key: str
-    manager: str
-    unit: str  # the name the manager knows it by
-    verify_tcp: tuple[str, int] | None
-    verify_http: str | None
-    timeout: float
-    argv: tuple[str, ...] = ()
-    status_argv: tuple[str, ...] = ()
+Manager = Literal["systemd", "supervisor", "command"]
 
 
-@dataclass(frozen=True)
-class RestartSettings:
-    units: Mapping[str, UnitSpec]
-    systemctl: str
-    supervisorctl: str
-    supervisor_conf: str | None
-
-
-def _tcp(raw: Any, where: str) -> tuple[str, int] | None:
+def _tcp(raw: Any) -> tuple[str, int] | None:
     if raw is None:
         return None
     m = re.match(r"^\[?([^\[\]]+?)\]?:(\d{1,5})$", raw) if isinstance(raw, str) else None
     if not m or not 0 < int(m.group(2)) < 65536:
-        raise ParamError(f"{where}: expected 'host:port' like '127.0.0.1:6379', got {raw!r}")
+        raise ValueError(f"expected 'host:port' like '127.0.0.1:6379', got {raw!r}")
     return m.group(1), int(m.group(2))
+
+
+def _unit_name(raw: str) -> str:
+    if not UNIT_NAME.match(raw) or raw.startswith("-"):
+        raise ValueError(f"{raw!r} is not a valid unit/program name")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("expected an http(s):// URL")
+    return raw
+
+
+def _absolute(raw: str) -> str:
+    if not raw.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return raw
+
+
+class UnitSpec(Model):
+    key: str = ""  # the name under units; set from the mapping key, never written in the file
+    manager: Manager = "systemd"
+    unit: Annotated[Name, AfterValidator(_unit_name)]  # the name the manager knows it by
+    verify_tcp: Annotated[tuple[str, int] | None, BeforeValidator(_tcp)] = None
+    verify_http: Annotated[Name, AfterValidator(_http_url)] | None = None
+    timeout: Timeout = 30.0
+    argv: Items[Text] = ()
+    status_argv: Items[Text] = ()
+
+    @model_validator(mode="after")
+    def _argv_only_for_command(self) -> UnitSpec:
+        if self.manager != "command":
+            if self.argv or self.status_argv:
+                raise Problem("argv", "only allowed with manager: command")
+            return self
+        if not self.argv:
+            raise Problem("argv", "the command manager needs an argv to run")
+        if any("{" in arg or "}" in arg for arg in self.argv + self.status_argv):
+            raise Problem("argv", "no placeholders; the argv is run exactly as written")
+        return self
+
+
+class RestartSettings(Model):
+    manager: Manager = "systemd"  # the default for units that name none
+    units: Mapping[str, UnitSpec]
+    systemctl: Name = "systemctl"
+    supervisorctl: Name = "supervisorctl"
+    supervisor_conf: Annotated[Name, AfterValidator(_absolute)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_units(cls, raw: Any) -> Any:
+        """Each unit learns its key, its name (default: the key) and the default manager."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("units"), dict):
+            return raw
+        manager = raw.get("manager", "systemd")
+        units = {}
+        for key, spec in raw["units"].items():
+            spec = {} if spec is None else spec
+            if isinstance(spec, dict):
+                if "key" in spec:
+                    raise Problem(f"units.{key}.key", "not a setting; the unit's name is its key under units")
+                spec = {"unit": key, "manager": manager, **spec, "key": key}
+            units[key] = spec
+        return {**raw, "units": units}
+
+    @model_validator(mode="after")
+    def _complete(self) -> RestartSettings:
+        if not self.units:
+            raise Problem("units", "list the units healer may restart, e.g. {redis: {}}")
+        if self.supervisor_conf is None and any(u.manager == "supervisor" for u in self.units.values()):
+            raise Problem("supervisor_conf", "needed for supervisor units (path to supervisord.conf)")
+        return self
 
 
 @register
@@ -80,67 +138,7 @@ class RestartAction(Action):
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> RestartSettings:
-        top = mapping(raw, where, ["manager", "units", "systemctl", "supervisorctl", "supervisor_conf"])
-        manager = top.get("manager", "systemd")
-        if manager not in MANAGERS:
-            raise ParamError(f"{where}.manager: expected one of {list(MANAGERS)}, got {manager!r}")
-        conf = top.get("supervisor_conf")
-        if conf is not None:
-            conf = text(conf, f"{where}.supervisor_conf")
-            if not conf.startswith("/"):
-                raise ParamError(f"{where}.supervisor_conf: must be an absolute path")
-        units_raw = mapping(top.get("units"), f"{where}.units")
-        if not units_raw:
-            raise ParamError(f"{where}.units: list the units healer may restart, e.g. {{redis: {{}}}}")
-        units: dict[str, UnitSpec] = {}
-        for key, spec_raw in units_raw.items():
-            here = f"{where}.units.{key}"
-            spec = mapping(
-                spec_raw or {},
-                here,
-                ["manager", "unit", "verify_tcp", "verify_http", "timeout", "argv", "status_argv"],
-            )
-            mgr = spec.get("manager", manager)
-            if mgr not in MANAGERS:
-                raise ParamError(f"{here}.manager: expected one of {list(MANAGERS)}, got {mgr!r}")
-            unit = text(spec.get("unit"), f"{here}.unit", default=key)
-            if not UNIT_NAME.match(unit) or unit.startswith("-"):
-                raise ParamError(f"{here}.unit: {unit!r} is not a valid unit/program name")
-            argv: list[str] = []
-            status_argv: list[str] = []
-            if mgr == "command":
-                argv = str_list(spec.get("argv"), f"{here}.argv")
-                status_argv = str_list(spec.get("status_argv", []), f"{here}.status_argv")
-                if not argv:
-                    raise ParamError(f"{here}.argv: the command manager needs an argv to run")
-                for arg in argv + status_argv:
-                    if "{" in arg or "}" in arg:
-                        raise ParamError(f"{here}.argv: no placeholders; the argv is run exactly as written")
-            elif "argv" in spec or "status_argv" in spec:
-                raise ParamError(f"{here}.argv: only allowed with manager: command")
-            if mgr == "supervisor" and conf is None:
-                raise ParamError(f"{where}.supervisor_conf: needed for supervisor units (path to supervisord.conf)")
-            http = spec.get("verify_http")
-            if http is not None:
-                http = text(http, f"{here}.verify_http")
-                if not http.startswith(("http://", "https://")):
-                    raise ParamError(f"{here}.verify_http: expected an http(s):// URL")
-            units[key] = UnitSpec(
-                key,
-                mgr,
-                unit,
-                _tcp(spec.get("verify_tcp"), f"{here}.verify_tcp"),
-                http,
-                positive_number(spec.get("timeout"), f"{here}.timeout", 30.0),
-                tuple(argv),
-                tuple(status_argv),
-            )
-        return RestartSettings(
-            units,
-            text(top.get("systemctl"), f"{where}.systemctl", default="systemctl"),
-            text(top.get("supervisorctl"), f"{where}.supervisorctl", default="supervisorctl"),
-            conf,
-        )
+        return validate_model(RestartSettings, raw, where)
 
     # ------------------------------------------------------------ lookups
 

@@ -13,21 +13,22 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import structlog
 import yaml
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.core.errors import ActionError, ActionRefused
 from healer.remedy.atomic import FileMeta, atomic_write, backup_file, file_meta, restore_backup, sha256
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
-from healer.remedy.common import mapping, pick, text
+from healer.remedy.common import pick
+from healer.settings.fields import AbsPath, Flag, Model
+from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.restore_file")
 
-FORMATS = ("env", "yaml", "json", "none")
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*\s*=.*$|^\s*(?:#.*)?$")
 
 
@@ -56,18 +57,48 @@ def broken_reason(data: bytes, fmt: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class RestoreSpec:
-    path: Path
-    template: Path
-    format: str
-    overwrite_broken: bool
-    mode: int | None
+def _mode(raw: Any) -> int | None:
+    if isinstance(raw, str):
+        try:
+            raw = int(raw, 8)
+        except ValueError:
+            raise ValueError("expected an octal string like '0640'") from None
+    if raw is not None and (isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 0o7777):
+        raise ValueError("expected an octal string like '0640'")
+    return raw
 
 
-@dataclass(frozen=True)
-class RestoreSettings:
-    files: Mapping[str, RestoreSpec]
+class RestoreSpec(Model):
+    path: AbsPath
+    template: AbsPath
+    # Default: guessed from the path's name (.env, .yaml, .json), else "none".
+    format: Literal["env", "yaml", "json", "none"] = Field(default="", validate_default=True)
+    overwrite_broken: Flag = False
+    mode: Annotated[int | None, BeforeValidator(_mode)] = None
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, v: Any, info: ValidationInfo) -> Any:
+        path = info.data.get("path")
+        return v or (_guess_format(path) if path is not None else "none")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RestoreSpec:
+        if self.path == self.template:
+            raise ValueError("path and template are the same file")
+        if self.overwrite_broken and self.format == "none":
+            raise Problem("overwrite_broken", "needs a format (env, yaml, json) to tell a broken file")
+        return self
+
+
+def _some(files: Mapping[str, RestoreSpec]) -> Mapping[str, RestoreSpec]:
+    if not files:
+        raise ValueError("list at least one file: {name: {path, template}}")
+    return files
+
+
+class RestoreSettings(Model):
+    files: Annotated[Mapping[str, RestoreSpec], AfterValidator(_some)] = {}
 
 
 def _guess_format(path: Path) -> str:
@@ -89,39 +120,7 @@ class RestoreFileAction(Action):
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> RestoreSettings:
-        top = mapping(raw, where, ["files"])
-        files_raw = mapping(top.get("files"), f"{where}.files")
-        if not files_raw:
-            raise ParamError(f"{where}.files: list at least one file: {{name: {{path, template}}}}")
-        files: dict[str, RestoreSpec] = {}
-        for fname, spec_raw in files_raw.items():
-            here = f"{where}.files.{fname}"
-            spec = mapping(spec_raw, here, ["path", "template", "format", "overwrite_broken", "mode"])
-            path = Path(text(spec.get("path"), f"{here}.path"))
-            template = Path(text(spec.get("template"), f"{here}.template"))
-            for label, p in (("path", path), ("template", template)):
-                if not p.is_absolute():
-                    raise ParamError(f"{here}.{label}: must be an absolute path, got {str(p)!r}")
-            if path == template:
-                raise ParamError(f"{here}: path and template are the same file")
-            fmt = spec.get("format") or _guess_format(path)
-            if fmt not in FORMATS:
-                raise ParamError(f"{here}.format: expected one of {list(FORMATS)}, got {fmt!r}")
-            overwrite = spec.get("overwrite_broken", False)
-            if not isinstance(overwrite, bool):
-                raise ParamError(f"{here}.overwrite_broken: expected true or false")
-            if overwrite and fmt == "none":
-                raise ParamError(f"{here}.overwrite_broken: needs a format (env, yaml, json) to tell a broken file")
-            mode = spec.get("mode")
-            if isinstance(mode, str):
-                try:
-                    mode = int(mode, 8)
-                except ValueError:
-                    raise ParamError(f"{here}.mode: expected an octal string like '0640'") from None
-            if mode is not None and (not isinstance(mode, int) or not 0 <= mode <= 0o7777):
-                raise ParamError(f"{here}.mode: expected an octal string like '0640'")
-            files[fname] = RestoreSpec(path, template, fmt, overwrite, mode)
-        return RestoreSettings(files)
+        return validate_model(RestoreSettings, raw, where)
 
     def _spec(self, ctx: ActionContext) -> tuple[str, RestoreSpec]:
         settings: RestoreSettings | None = ctx.settings

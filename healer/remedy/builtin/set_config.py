@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import structlog
 import yaml
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.core.errors import ActionError, ActionRefused
 from healer.remedy.atomic import FileMeta, atomic_write, backup_file, file_meta, restore_backup, sha256
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
-from healer.remedy.common import mapping, parse_duration, pick, text
+from healer.remedy.common import pick
+from healer.settings.fields import AbsPath, Duration, Model
+from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.set_config")
 
@@ -44,17 +46,67 @@ def scalar_text(value: Scalar) -> str:
     return str(value)
 
 
-@dataclass(frozen=True)
-class FileSpec:
-    path: Path
-    format: str
-    keys: Mapping[str, tuple[Scalar, ...]]
-    revert_after: float | None
+def _allowed_values(raw: Any) -> Any:
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("expected a non-empty list of allowed values")
+    for v in raw:
+        if isinstance(v, dict | list) or v is None:
+            raise ValueError(f"allowed values must be scalars, got {v!r}")
+    return tuple(raw)
 
 
-@dataclass(frozen=True)
-class SetConfigSettings:
+class FileSpec(Model):
+    path: AbsPath
+    # Default: yaml for .yaml/.yml, else env.
+    format: Literal["env", "yaml"] = Field(default="", validate_default=True)
+    keys: Mapping[str, Annotated[tuple[Scalar, ...], BeforeValidator(_allowed_values)]]
+    revert_after: Duration | None = None
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, v: Any, info: ValidationInfo) -> Any:
+        path = info.data.get("path")
+        return v or ("yaml" if path is not None and path.suffix in (".yaml", ".yml") else "env")
+
+    @field_validator("keys", mode="after")
+    @classmethod
+    def _keys(cls, v: Mapping[str, tuple[Scalar, ...]], info: ValidationInfo) -> Mapping[str, tuple[Scalar, ...]]:
+        if not v:
+            raise ValueError("list the keys healer may set, e.g. {MODEL: [local-fallback]}")
+        fmt = info.data.get("format", "env")
+        for key, values in v.items():
+            if not (ENV_KEY if fmt == "env" else YAML_KEY).match(key):
+                raise Problem(key, f"{key!r} is not a valid {fmt} key name")
+            for value in values:
+                if fmt == "env" and any(c in str(value) for c in "\n\r\"'\\$`\x00"):
+                    raise Problem(key, f"value {value!r} has a quote, backslash, $, ` or newline")
+        return v
+
+
+class SetConfigSettings(Model):
     files: Mapping[str, FileSpec]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_revert(cls, raw: Any) -> Any:
+        """A top-level ``revert_after`` is the default of every file that sets none."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("files"), dict):
+            return raw
+        raw = dict(raw)
+        default = raw.pop("revert_after", None)
+        if default:
+            raw["files"] = {
+                name: {"revert_after": default, **spec} if isinstance(spec, dict) else spec
+                for name, spec in raw["files"].items()
+            }
+        return raw
+
+    @field_validator("files", mode="after")
+    @classmethod
+    def _some(cls, v: Mapping[str, FileSpec]) -> Mapping[str, FileSpec]:
+        if not v:
+            raise ValueError("list at least one file: {name: {path, format, keys}}")
+        return v
 
 
 # ---------------------------------------------------------------- .env editing
@@ -147,44 +199,7 @@ class SetConfigAction(Action):
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> SetConfigSettings:
-        top = mapping(raw, where, ["files", "revert_after"])
-        default_revert = None
-        if top.get("revert_after"):
-            default_revert = parse_duration(top["revert_after"], f"{where}.revert_after")
-        files_raw = mapping(top.get("files"), f"{where}.files")
-        if not files_raw:
-            raise ParamError(f"{where}.files: list at least one file: {{name: {{path, format, keys}}}}")
-        files: dict[str, FileSpec] = {}
-        for fname, spec_raw in files_raw.items():
-            here = f"{where}.files.{fname}"
-            spec = mapping(spec_raw, here, ["path", "format", "keys", "revert_after"])
-            path = Path(text(spec.get("path"), f"{here}.path"))
-            if not path.is_absolute():
-                raise ParamError(f"{here}.path: must be an absolute path, got {str(path)!r}")
-            fmt = spec.get("format") or ("yaml" if path.suffix in (".yaml", ".yml") else "env")
-            if fmt not in ("env", "yaml"):
-                raise ParamError(f"{here}.format: expected 'env' or 'yaml', got {fmt!r}")
-            keys_raw = mapping(spec.get("keys"), f"{here}.keys")
-            if not keys_raw:
-                raise ParamError(f"{here}.keys: list the keys healer may set, e.g. {{MODEL: [local-fallback]}}")
-            keys: dict[str, tuple[Scalar, ...]] = {}
-            for key, values in keys_raw.items():
-                kwhere = f"{here}.keys.{key}"
-                if not (ENV_KEY if fmt == "env" else YAML_KEY).match(key):
-                    raise ParamError(f"{kwhere}: {key!r} is not a valid {fmt} key name")
-                if not isinstance(values, list) or not values:
-                    raise ParamError(f"{kwhere}: expected a non-empty list of allowed values")
-                for v in values:
-                    if isinstance(v, dict | list) or v is None:
-                        raise ParamError(f"{kwhere}: allowed values must be scalars, got {v!r}")
-                    if fmt == "env" and any(c in str(v) for c in "\n\r\"'\\$`\x00"):
-                        raise ParamError(f"{kwhere}: value {v!r} has a quote, backslash, $, ` or newline")
-                keys[key] = tuple(values)
-            revert = spec.get("revert_after")
-            files[fname] = FileSpec(
-                path, fmt, keys, parse_duration(revert, f"{here}.revert_after") if revert else default_revert
-            )
-        return SetConfigSettings(files)
+        return validate_model(SetConfigSettings, raw, where)
 
     # ------------------------------------------------------------ lookups
 
