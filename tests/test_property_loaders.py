@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from healer.core.errors import ConfigError, HealerError, ParamError, PatternError
+from healer.remedy.registry import parse_action_sections
 from healer.rules.fingerprint import normalise
 from healer.rules.patterns import PATTERN_KEYS, build_pattern, load_file
 from healer.settings.load import validate
@@ -88,3 +89,43 @@ def test_fingerprint_stable_under_masked_fields(n1: int, n2: int, u1, u2, ip1, i
         return f"timeout after {n} ms on request {u} from {'.'.join(map(str, ip))} retry #{n % 7}"
 
     assert normalise(msg(n1, u1, ip1)) == normalise(msg(n2, u2, ip2))
+
+
+@FAST
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["command", "restart", "pip_install", "git_sync", "disk_cleanup", "set_config", "restore_file"]
+        ),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "commands",
+                    "units",
+                    "repos",
+                    "files",
+                    "dirs",
+                    "rules",
+                    "python",
+                    "allowed",
+                    "constraints",
+                    "manager",
+                    "timeout",
+                    "max_delete_bytes",
+                    "min_free_percent",
+                    "revert_after",
+                    "key",
+                ]  # fmt: skip
+            ),
+            values,
+            max_size=4,
+        ),
+        max_size=3,
+    )
+)
+def test_action_sections_raise_only_config_error(raw: dict) -> None:
+    """Every action's pydantic settings model, through the registry as the ruleset calls it."""
+    try:
+        parse_action_sections(raw, "/tmp/hx/config.yaml")
+    except ConfigError as exc:
+        assert exc.path == "/tmp/hx/config.yaml" and exc.key.startswith("actions."), exc

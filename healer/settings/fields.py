@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping, Sized
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationInfo
 
 from healer.settings.types import ByteSize, Duration
+from healer.settings.validation import Problem
 
 
 class Model(BaseModel):
@@ -48,6 +50,38 @@ def _number(raw: Any) -> float:
 
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Sized)
+
+
+def required(hint: str) -> AfterValidator:
+    """A validator refusing an empty list or mapping, with ``hint`` saying what to list."""
+
+    def check(value: S) -> S:
+        if not value:
+            raise ValueError(f"must not be empty; {hint}")
+        return value
+
+    return AfterValidator(check)
+
+
+def name_entries(entries: Any, under: str, defaults: Callable[[str], Mapping[str, Any]]) -> Any:
+    """Give each entry of a named mapping (``units: {redis: {...}}``) its ``key`` and key-based defaults.
+
+    ``key`` is the entry's name in the mapping, so it is never a setting itself.
+    Anything that is not a mapping of mappings is left for the model to refuse.
+    Use it as the mapping field's own before-validator (errors are located at the field).
+    """
+    if not isinstance(entries, dict):
+        return entries
+    out = {}
+    for key, spec in entries.items():
+        spec = {} if spec is None else spec
+        if isinstance(spec, dict):
+            if "key" in spec:
+                raise Problem(f"{key}.key", f"not a setting; the entry's name is its key under {under}")
+            spec = {**defaults(key), **spec, "key": key}
+        out[key] = spec
+    return out
 
 
 def _list(raw: Any) -> Any:
@@ -123,4 +157,6 @@ __all__ = [
     "Text",
     "Timeout",
     "from_file",
+    "name_entries",
+    "required",
 ]

@@ -23,7 +23,7 @@ from healer.remedy.base import (
     register,
     render,
 )
-from healer.settings.fields import Items, Model, Text, Timeout
+from healer.settings.fields import Items, Model, Text, Timeout, required
 from healer.settings.validation import validate_model
 
 ARGV_VARS = frozenset({"pattern", "incident"})
@@ -40,17 +40,11 @@ def _literal_args(argv: tuple[str, ...]) -> tuple[str, ...]:
     return argv
 
 
-def _nonempty(argv: tuple[str, ...]) -> tuple[str, ...]:
-    if not argv:
-        raise ValueError("must not be empty; give the argv to run, e.g. [systemctl, reload, nginx]")
-    return argv
-
-
 Argv = Annotated[Items[Text], AfterValidator(_literal_args)]
 
 
 class CommandSpec(Model):
-    argv: Annotated[Argv, AfterValidator(_nonempty)]
+    argv: Annotated[Argv, required("give the argv to run, e.g. [systemctl, reload, nginx]")]
     undo: Argv = ()
     verify: Argv = ()
     timeout: Timeout = 60.0

@@ -37,7 +37,7 @@ from pydantic import AfterValidator, Field, model_validator
 from healer.core.errors import ActionRefused
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
 from healer.remedy.common import audit_proc
-from healer.settings.fields import AbsPath, ByteSize, Duration, Flag, Items, Model, Name, Number
+from healer.settings.fields import AbsPath, ByteSize, Duration, Flag, Items, Model, Name, Number, required
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.disk_cleanup")
@@ -55,20 +55,17 @@ def _cleanable(raw: Path) -> Path:
     return raw
 
 
-def _some(items: tuple[Any, ...]) -> tuple[Any, ...]:
-    if not items:
-        raise ValueError("must not be empty")
-    return items
-
-
 class Rule(Model):
     glob: Annotated[Name, AfterValidator(_file_glob)]
     older_than: Duration  # required: healer never deletes fresh files
 
 
 class DiskSettings(Model):
-    dirs: Annotated[Items[Annotated[AbsPath, AfterValidator(_cleanable)]], AfterValidator(_some)]
-    rules: Annotated[Items[Rule], AfterValidator(_some)]
+    dirs: Annotated[
+        Items[Annotated[AbsPath, AfterValidator(_cleanable)]],
+        required("list the directories healer may clean, e.g. [/var/log/myapp]"),
+    ]
+    rules: Annotated[Items[Rule], required("list rules like {glob: '*.log.[0-9]*', older_than: 7d}")]
     max_delete_bytes: ByteSize  # required: a cap per run, e.g. 5G
     min_free_percent: Annotated[Number, Field(gt=0, lt=100)] | None = None
     min_free_bytes: ByteSize | None = None

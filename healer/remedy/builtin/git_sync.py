@@ -36,8 +36,8 @@ from pydantic import AfterValidator, BeforeValidator
 
 from healer.core.errors import ActionError, ActionRefused
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
-from healer.settings.fields import AbsPath, Model, Name, Timeout
-from healer.settings.validation import Problem, validate_model
+from healer.settings.fields import AbsPath, Model, Name, Timeout, name_entries, required
+from healer.settings.validation import validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.git_sync")
 
@@ -62,29 +62,13 @@ class RepoSpec(Model):
     strategy: Literal["ff-only", "merge", "rebase"] = "ff-only"
 
 
-def _named_repos(raw: Any) -> Any:
-    """Each repo learns its key; ``path`` defaults to the key (``/srv/app: {}``)."""
-    if not isinstance(raw, dict):
-        return raw
-    out = {}
-    for key, spec in raw.items():
-        spec = {} if spec is None else spec
-        if isinstance(spec, dict):
-            if "key" in spec:
-                raise Problem(f"{key}.key", "not a setting; the repo's name is its key under repos")
-            spec = {"path": key, **spec, "key": key}
-        out[key] = spec
-    return out
-
-
-def _some(repos: Mapping[str, RepoSpec]) -> Mapping[str, RepoSpec]:
-    if not repos:
-        raise ValueError("list at least one repo: {name: {path: /srv/app}}")
-    return repos
-
-
 class GitSyncSettings(Model):
-    repos: Annotated[Mapping[str, RepoSpec], BeforeValidator(_named_repos), AfterValidator(_some)]
+    # Each repo learns its key; ``path`` defaults to the key (``/srv/app: {}``).
+    repos: Annotated[
+        Mapping[str, RepoSpec],
+        BeforeValidator(lambda raw: name_entries(raw, "repos", lambda key: {"path": key})),
+        required("list the repos healer may sync: {name: {path: /srv/app}}"),
+    ]
     timeout: Timeout = 120.0
 
 

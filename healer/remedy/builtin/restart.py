@@ -28,13 +28,13 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import structlog
-from pydantic import AfterValidator, BeforeValidator, model_validator
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator, model_validator
 
 from healer.core.errors import ActionError, ActionRefused
 from healer.core.proc import ProcResult
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
 from healer.remedy.common import audit_proc
-from healer.settings.fields import Items, Model, Name, Text, Timeout
+from healer.settings.fields import Items, Model, Name, Text, Timeout, name_entries, required
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.restart")
@@ -98,32 +98,20 @@ class UnitSpec(Model):
 
 class RestartSettings(Model):
     manager: Manager = "systemd"  # the default for units that name none
-    units: Mapping[str, UnitSpec]
+    units: Annotated[Mapping[str, UnitSpec], required("list the units healer may restart, e.g. {redis: {}}")]
     systemctl: Name = "systemctl"
     supervisorctl: Name = "supervisorctl"
     supervisor_conf: Annotated[Name, AfterValidator(_absolute)] | None = None
 
-    @model_validator(mode="before")
+    @field_validator("units", mode="before")
     @classmethod
-    def _named_units(cls, raw: Any) -> Any:
+    def _named_units(cls, raw: Any, info: ValidationInfo) -> Any:
         """Each unit learns its key, its name (default: the key) and the default manager."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("units"), dict):
-            return raw
-        manager = raw.get("manager", "systemd")
-        units = {}
-        for key, spec in raw["units"].items():
-            spec = {} if spec is None else spec
-            if isinstance(spec, dict):
-                if "key" in spec:
-                    raise Problem(f"units.{key}.key", "not a setting; the unit's name is its key under units")
-                spec = {"unit": key, "manager": manager, **spec, "key": key}
-            units[key] = spec
-        return {**raw, "units": units}
+        manager = info.data.get("manager", "systemd")
+        return name_entries(raw, "units", lambda key: {"unit": key, "manager": manager})
 
     @model_validator(mode="after")
     def _complete(self) -> RestartSettings:
-        if not self.units:
-            raise Problem("units", "list the units healer may restart, e.g. {redis: {}}")
         if self.supervisor_conf is None and any(u.manager == "supervisor" for u in self.units.values()):
             raise Problem("supervisor_conf", "needed for supervisor units (path to supervisord.conf)")
         return self

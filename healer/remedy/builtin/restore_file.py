@@ -18,13 +18,13 @@ from typing import Annotated, Any, Literal
 
 import structlog
 import yaml
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from healer.core.errors import ActionError, ActionRefused
 from healer.remedy.atomic import FileMeta, atomic_write, backup_file, file_meta, restore_backup, sha256
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
 from healer.remedy.common import pick
-from healer.settings.fields import AbsPath, Flag, Model
+from healer.settings.fields import AbsPath, Flag, Model, required
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.restore_file")
@@ -91,14 +91,8 @@ class RestoreSpec(Model):
         return self
 
 
-def _some(files: Mapping[str, RestoreSpec]) -> Mapping[str, RestoreSpec]:
-    if not files:
-        raise ValueError("list at least one file: {name: {path, template}}")
-    return files
-
-
 class RestoreSettings(Model):
-    files: Annotated[Mapping[str, RestoreSpec], AfterValidator(_some)] = {}
+    files: Annotated[Mapping[str, RestoreSpec], required("list the files: {name: {path, template}}")] = {}
 
 
 def _guess_format(path: Path) -> str:

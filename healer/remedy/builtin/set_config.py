@@ -27,7 +27,7 @@ from healer.core.errors import ActionError, ActionRefused
 from healer.remedy.atomic import FileMeta, atomic_write, backup_file, file_meta, restore_backup, sha256
 from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
 from healer.remedy.common import pick
-from healer.settings.fields import AbsPath, Duration, Model
+from healer.settings.fields import AbsPath, Duration, Model, required
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.set_config")
@@ -59,7 +59,10 @@ class FileSpec(Model):
     path: AbsPath
     # Default: yaml for .yaml/.yml, else env.
     format: Literal["env", "yaml"] = Field(default="", validate_default=True)
-    keys: Mapping[str, Annotated[tuple[Scalar, ...], BeforeValidator(_allowed_values)]]
+    keys: Annotated[
+        Mapping[str, Annotated[tuple[Scalar, ...], BeforeValidator(_allowed_values)]],
+        required("list the keys healer may set, e.g. {MODEL: [local-fallback]}"),
+    ]
     revert_after: Duration | None = None
 
     @field_validator("format", mode="before")
@@ -71,8 +74,6 @@ class FileSpec(Model):
     @field_validator("keys", mode="after")
     @classmethod
     def _keys(cls, v: Mapping[str, tuple[Scalar, ...]], info: ValidationInfo) -> Mapping[str, tuple[Scalar, ...]]:
-        if not v:
-            raise ValueError("list the keys healer may set, e.g. {MODEL: [local-fallback]}")
         fmt = info.data.get("format", "env")
         for key, values in v.items():
             if not (ENV_KEY if fmt == "env" else YAML_KEY).match(key):
@@ -84,7 +85,7 @@ class FileSpec(Model):
 
 
 class SetConfigSettings(Model):
-    files: Mapping[str, FileSpec]
+    files: Annotated[Mapping[str, FileSpec], required("list the files: {name: {path, format, keys}}")]
 
     @model_validator(mode="before")
     @classmethod
@@ -100,13 +101,6 @@ class SetConfigSettings(Model):
                 for name, spec in raw["files"].items()
             }
         return raw
-
-    @field_validator("files", mode="after")
-    @classmethod
-    def _some(cls, v: Mapping[str, FileSpec]) -> Mapping[str, FileSpec]:
-        if not v:
-            raise ValueError("list at least one file: {name: {path, format, keys}}")
-        return v
 
 
 # ---------------------------------------------------------------- .env editing
