@@ -50,6 +50,13 @@ def test_example_config_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> Non
             "not allowed",
         ),
         ("log_level: loud\n", "log_level", "unknown level"),
+        # Issue 19 #12: unknown keys under a command were ignored.
+        (
+            "actions:\n  command:\n    commands:\n      x: {argv: [/bin/true], undoo: [/bin/false]}\n",
+            "actions.command.commands.x.undoo",
+            "unknown key (known keys here: argv, timeout, undo, verify)",
+        ),
+        ("actions:\n  restart:\n    units:\n      redis: {timeout: 0}\n", "actions.restart.units.redis.timeout", "> 0"),
         # Accepted and never used before: a key that does nothing is an error.
         ("engine:\n  fix_timeout: 300\n", "engine.fix_timeout", "unknown key"),
         ("sources:\n  files:\n    - {path: a.log, servce: x}\n", "sources.files[0].servce", "unknown key"),
