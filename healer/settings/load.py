@@ -57,7 +57,7 @@ class Override:
 
 @dataclass(frozen=True)
 class Environment:
-    """The variables healer sees, and where each came from (``None``: the process environment)."""
+    """The variables healer sees, and where each came from (``.env`` file and line; absent: the environment)."""
 
     values: Mapping[str, str]
     origins: Mapping[str, str]

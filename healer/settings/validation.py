@@ -159,11 +159,11 @@ def describe(err: ErrorDetails, model: type[BaseModel], prefix: str) -> Settings
 def first_problem(exc: ValidationError, model: type[BaseModel], prefix: str) -> SettingsInvalid:
     # An unknown key first: a typo'd key is usually why another one is "missing".
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    problem = describe(errors[0], model, prefix)
-    if len(errors) > 1:
-        problem.fix = (problem.fix + "; " if problem.fix else "") + f"and {len(errors) - 1} more problem(s) after it"
-        problem.args = (f"{problem.key}: {problem.problem} ({problem.fix})",)
-    return problem
+    first = describe(errors[0], model, prefix)
+    if len(errors) == 1:
+        return first
+    more = f"and {len(errors) - 1} more problem(s) after it"
+    return SettingsInvalid(first.key, first.problem, f"{first.fix}; {more}" if first.fix else more)
 
 
 def validate_model(model: type[M], raw: Any, prefix: str, context: Mapping[str, Any] | None = None) -> M:
