@@ -377,3 +377,25 @@ def test_a_fix_that_never_started_does_not_use_the_budget(tmp_path: Path) -> Non
     assert [engine.run_job(j) for j in jobs] == [None, None]
     assert [engine.store.approval_state(j.decision.id) for j in jobs] == [ApprovalState.BUSY] * 2
     assert len(feed(engine, "BOOM c").jobs) == 1  # budget still has room
+
+
+def test_every_log_line_of_a_fix_names_its_incident_attempt_and_pattern(tmp_path: Path) -> None:
+    import structlog
+    from structlog.testing import LogCapture
+
+    engine, _ = build(tmp_path, [pat(remediation=[{"action": "command", "params": {"command": "fail"}}])])
+    res = feed(engine, "BOOM a")
+    cap = LogCapture()
+    old = structlog.get_config()
+    # capture_logs() would drop merge_contextvars, the processor under test; keep it in front of the capture.
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, cap])
+    try:
+        [attempt] = run_jobs(engine, res)
+    finally:
+        structlog.configure(**old)
+    events = [e["event"] for e in cap.entries]
+    # The action's own line (proc_ran) and the failure's notices carry the context too, not only the engine's.
+    assert {"fix_started", "proc_ran", "fix_finished", "notice"} <= set(events), events
+    for entry in cap.entries:
+        assert (entry.get("incident"), entry.get("attempt"), entry.get("pattern")) == (1, attempt.id, "boom"), entry
+    assert structlog.contextvars.get_contextvars() == {}  # nothing stays bound after the fix
