@@ -175,7 +175,9 @@ class Engine:
             w.store.audit(AuditKind.APPROVAL, actor, audit, now)
             return SettleResult(SettleStatus.KILL_SWITCH)
         status, taken = w.store.take_approval(decision_id, approve, actor, now)
-        w.store.audit(AuditKind.APPROVAL, actor, {"decision": decision_id, "approve": approve, "result": status}, now)
+        w.store.audit(
+            AuditKind.APPROVAL, actor, {"decision": decision_id, "approve": approve, "result": status.value}, now
+        )
         if status is not SettleStatus.OK or taken is None or not approve:
             return SettleResult(status, taken.decision if taken is not None else None)
         pattern = w.by_id.get(taken.decision.pattern_id)

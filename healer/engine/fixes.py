@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from healer.core.enums import AuditKind, IncidentStatus, Outcome
+from healer.core.enums import AuditKind, IncidentStatus, Outcome, Reason
 from healer.core.errors import HealerError
 from healer.core.jobs import FixJob
 from healer.core.notices import Notice, NoticeKind
@@ -47,10 +47,10 @@ class Fixer:
             log.warning("fix_pattern_gone", pattern=job.pattern_id)
             return None
         # The kill switch and dry run win even over a decision made (or approved) a moment ago.
-        blocked = "kill_switch" if settings.kill_switch else "dry_run" if settings.dry_run else ""
-        if blocked:
+        blocked = Reason.KILL_SWITCH if settings.kill_switch else Reason.DRY_RUN if settings.dry_run else None
+        if blocked is not None:
             w.store.audit(
-                AuditKind.FIX_BLOCKED, "engine", {"incident": job.incident_id, "reason": blocked}, w.clock.now()
+                AuditKind.FIX_BLOCKED, "engine", {"incident": job.incident_id, "reason": blocked.value}, w.clock.now()
             )
             return None
         now = w.clock.now()
