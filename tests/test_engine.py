@@ -399,3 +399,38 @@ def test_every_log_line_of_a_fix_names_its_incident_attempt_and_pattern(tmp_path
     for entry in cap.entries:
         assert (entry.get("incident"), entry.get("attempt"), entry.get("pattern")) == (1, attempt.id, "boom"), entry
     assert structlog.contextvars.get_contextvars() == {}  # nothing stays bound after the fix
+
+
+@pytest.mark.parametrize(
+    ("guardrail", "reason", "detail"),
+    [
+        ("breaker", Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures"),
+        ("in_progress", Reason.IN_PROGRESS, "attempt #1 is running"),
+    ],
+)
+def test_an_approval_blocked_by_a_guardrail_says_which(
+    tmp_path: Path, guardrail: str, reason: Reason, detail: str
+) -> None:
+    engine, clock = build(tmp_path, [pat(approval="ask")])
+    d = feed(engine, "BOOM a").decisions[0]
+    if guardrail == "breaker":
+        with engine.store.tx() as db:
+            engine.store.open_breaker(db, clock.now() + 60)
+    else:  # a fix on this incident started meanwhile (say from `healer fix` on another host's CLI)
+        assert engine.store.start_attempt(d.incident_id, d.id, ["command"], ["command:elsewhere"], clock.now()) == 1
+    settled = engine.settle_approval(d.id, True, "telegram:1")
+    assert settled.status is SettleStatus.BLOCKED and settled.job is None
+    assert settled.decision is not None and (settled.decision.reason, settled.decision.detail) == (reason, detail)
+    # The approval is spent: pressing the button again does not retry behind the guardrail's back.
+    assert engine.settle_approval(d.id, True, "telegram:1").status is SettleStatus.DONE
+
+
+def test_a_rejection_runs_nothing_and_settles_the_approval(tmp_path: Path) -> None:
+    engine, _ = build(tmp_path, [pat(approval="ask")])
+    d = feed(engine, "BOOM a").decisions[0]
+    rejected = engine.settle_approval(d.id, False, "telegram:1")
+    assert rejected.status is SettleStatus.OK and rejected.job is None
+    assert engine.store.approval_state(d.id) is ApprovalState.REJECTED
+    assert engine.settle_approval(d.id, True, "telegram:1").status is SettleStatus.DONE
+    assert engine.settle_approval(12345, True, "telegram:1").status is SettleStatus.MISSING
+    assert engine.store.attempts() == []

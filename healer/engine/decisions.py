@@ -45,7 +45,7 @@ class Decider:
     ) -> Decision:
         """``n`` matches of one fingerprint in a batch share this one decision."""
         store = self.w.store
-        subject = Subject(inc.id, service, dict(groups))
+        # The ruling's detail names the incident's service; the approval asked for the event's (as before).
         ruling = self.rule(db, Subject(inc.id, inc.service, dict(groups)), pattern, now, trigger)
         if ruling.reopen:
             store.reopen_escalated(db, inc.id)
@@ -67,7 +67,7 @@ class Decider:
         if decision.verdict is Verdict.ACT:
             result.jobs.append(FixJob(decision, inc.id, pattern.id, dict(groups), service, trigger))
         elif decision.verdict is Verdict.ASK and new:
-            chain = describe(pattern, subject)
+            chain = describe(pattern, Subject(inc.id, service, dict(groups)))
             store.set_approval_context(db, decision.id, groups, service, chain)
             result.notices.append(
                 Notice(
