@@ -23,12 +23,12 @@ class Decider:
     def __init__(self, w: Wiring) -> None:
         self.w = w
 
-    def rule(self, db: Tx, subject: Subject, pattern: Pattern, now: float, trigger: Trigger) -> Ruling:
+    def rule(self, db: Tx, inc: Incident, subject: Subject, pattern: Pattern, now: float, trigger: Trigger) -> Ruling:
         guards = guardrails.guardrails(self.w.settings, draining=self.w.draining)
         early = gate(subject, pattern, guards)
         if early is not None:
             return early
-        snap = guardrails.snapshot(self.w.store, db, subject, pattern, now, trigger)
+        snap = guardrails.snapshot(self.w.store, db, inc, subject, pattern, now, trigger)
         return decide(snap, pattern, guards, now, trigger)
 
     def decide_and_record(
@@ -46,7 +46,7 @@ class Decider:
         """``n`` matches of one fingerprint in a batch share this one decision."""
         store = self.w.store
         # The ruling's detail names the incident's service; the approval asked for the event's (as before).
-        ruling = self.rule(db, Subject(inc.id, inc.service, dict(groups)), pattern, now, trigger)
+        ruling = self.rule(db, inc, Subject(inc.id, inc.service, dict(groups)), pattern, now, trigger)
         if ruling.reopen:
             store.reopen_escalated(db, inc.id)
         ask = ruling.verdict is Verdict.ASK

@@ -9,6 +9,7 @@ pattern that has one, and nothing at all when ``gate`` already ruled.
 from __future__ import annotations
 
 from healer.core.enums import Trigger
+from healer.core.records import Incident
 from healer.engine.policy import ActiveFix, Guardrails, IncidentSnapshot, Subject
 from healer.rules.patterns import Pattern
 from healer.settings.config import Settings
@@ -34,9 +35,10 @@ def breaker_open(store: Store, now: float) -> bool:
 
 
 def snapshot(
-    store: Store, db: Tx, subject: Subject, pattern: Pattern, now: float, trigger: Trigger
+    store: Store, db: Tx, inc: Incident, subject: Subject, pattern: Pattern, now: float, trigger: Trigger
 ) -> IncidentSnapshot:
-    facts = store.incident_facts(db, subject.incident_id)
+    """``inc`` is the incident as the batch just recorded it; only its fix times are read again."""
+    last_fix_at, escalated_at = store.fix_times(db, inc.id)
     matches = 1
     if trigger is Trigger.AUTO and pattern.threshold_count > 1:
         since = now - pattern.threshold_window
@@ -44,10 +46,10 @@ def snapshot(
     active = store.active_attempt(db, subject.incident_id)
     return IncidentSnapshot(
         subject=subject,
-        status=facts.incident.status,
-        attempts=facts.incident.attempts,
-        last_fix_at=facts.last_fix_at,
-        escalated_at=facts.escalated_at,
+        status=inc.status,
+        attempts=inc.attempts,
+        last_fix_at=last_fix_at,
+        escalated_at=escalated_at,
         active=None if active is None else ActiveFix(active.id, active.outcome),
         pending_approval=store.pending_approval(db, subject.incident_id, now),
         matches_in_window=matches,

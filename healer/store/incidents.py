@@ -162,6 +162,11 @@ class Incidents(Database):
             {str(k): str(v) for k, v in json.loads(r["groups"] or "{}").items()},
         )
 
+    def fix_times(self, db: sqlite3.Connection, inc_id: int) -> tuple[float | None, float | None]:
+        """(last_fix_at, escalated_at): the two times the guardrails need beyond the incident record."""
+        r = db.execute("SELECT last_fix_at, escalated_at FROM incidents WHERE id = ?", (inc_id,)).fetchone()
+        return (None if r[0] is None else float(r[0])), (None if r[1] is None else float(r[1]))
+
     def incident_in(self, db: sqlite3.Connection, inc_id: int) -> Incident:
         """The incident, read inside the caller's transaction."""
         return self._from_row(db, db.execute("SELECT * FROM incidents WHERE id = ?", (inc_id,)).fetchone())
