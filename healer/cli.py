@@ -276,8 +276,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
     rules = _rules(args)
     engine = Engine(rules.settings, rules.patterns, _store(rules))
-    status, job = engine.settle_approval(args.decision, args.cmd == "approve", "cli")
-    print(f"decision #{args.decision}: {status}")
+    settled = engine.settle_approval(args.decision, args.cmd == "approve", "cli")
+    status, job = settled.status, settled.job
+    why = f" ({settled.decision.reason}: {settled.decision.detail})" if status == "blocked" and settled.decision else ""
+    print(f"decision #{args.decision}: {status}{why}")
     if job is not None:
         attempt = engine.run_job(job)
         if attempt is not None:

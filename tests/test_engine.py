@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
+from healer.app.reports import history_report
 from healer.app.ruleset import load_ruleset
 from healer.core.clock import FakeClock
-from healer.core.enums import IncidentStatus, Outcome
+from healer.core.enums import ApprovalState, AuditKind, IncidentStatus, Outcome, Reason, SettleStatus, Verdict
 from healer.core.jobs import FixJob, UndoJob
 from healer.core.proc import Runner
 from healer.core.records import Event
@@ -67,7 +68,7 @@ def feed(engine: Engine, *lines: str) -> Any:
 
 
 def reasons(engine: Engine) -> list[tuple[str, str, int]]:
-    return [(r["verdict"], r["reason"], r["count"]) for r in engine.store.query("SELECT * FROM decisions ORDER BY id")]
+    return [(d.verdict.value, d.reason.value, n) for d, n in engine.store.decision_counts()]
 
 
 def run_jobs(engine: Engine, res: Any) -> list[Any]:
@@ -99,11 +100,11 @@ def test_recurrence_inside_verify_window_fails_the_fix(tmp_path: Path, cooldown:
     # Only the undo: no new fix may start on the target while the old one is rolled back.
     assert [type(j) for j in res.jobs] == [UndoJob]
     assert reasons(engine)[-1][:2] == ("skip", "in_progress")
-    assert engine.store.query("SELECT count(*) FROM locks")[0][0] == 1
+    assert engine.store.held_locks() == ["command:ok"]
     run_jobs(engine, res)
     a = engine.store.attempts()[0]
     assert a.outcome is Outcome.FAILED and "recurred" in a.detail
-    assert engine.store.query("SELECT count(*) FROM locks")[0][0] == 0
+    assert engine.store.held_locks() == []
     assert engine.finalize_due() == []  # a failed fix is never turned into a success later
     clock.advance(1)
     expected = "cooldown" if cooldown else "ok"
@@ -125,7 +126,8 @@ def test_failing_fix_escalates_after_max_attempts_and_trips_breaker(tmp_path: Pa
     inc = engine.store.incidents()[0]
     assert inc.status is IncidentStatus.ESCALATED and inc.attempts == 2
     assert engine.breaker_open(clock.now())
-    assert engine.store.audit_rows("breaker_tripped")
+    [tripped] = engine.store.audit_entries(AuditKind.BREAKER_TRIPPED)
+    assert tripped.detail["until"] == clock.now() - 1 + 1800  # tripped by the second failure, 1 s ago
     for _ in range(5):
         assert feed(engine, "BOOM a").jobs == []
     assert len(engine.store.attempts()) == 2
@@ -157,16 +159,19 @@ def test_approval_once_and_expiry(tmp_path: Path) -> None:
     res = feed(engine, "BOOM a")
     assert res.jobs == [] and [n.kind.value for n in res.notices] == ["incident", "approval"]
     d = res.decisions[0]
-    status, job = engine.settle_approval(d.id, True, "telegram:1")
-    assert status == "ok" and job is not None and job.groups["what"] == "a"
+    settled = engine.settle_approval(d.id, True, "telegram:1")
+    job = settled.job
+    assert settled.status is SettleStatus.OK and job is not None and job.groups["what"] == "a"
     assert engine.run_job(job).outcome is Outcome.VERIFYING
-    assert engine.settle_approval(d.id, True, "telegram:1") == ("done", None)
+    again = engine.settle_approval(d.id, True, "telegram:1")
+    assert again.status is SettleStatus.DONE and again.job is None
     feed(engine, "BOOM b")
     d2 = engine.store.decisions()[0]
     clock.advance(61)
-    assert engine.settle_approval(d2.id, True, "telegram:1")[0] == "expired"
+    assert engine.settle_approval(d2.id, True, "telegram:1").status is SettleStatus.EXPIRED
     assert len(engine.store.attempts()) == 1
-    assert len(engine.store.audit_rows("approval")) == 3
+    results = [e.detail["result"] for e in engine.store.audit_entries(AuditKind.APPROVAL)]
+    assert results == ["expired", "done", "ok"]
 
 
 def test_storm_is_one_incident_one_decision_row(tmp_path: Path) -> None:
@@ -176,7 +181,7 @@ def test_storm_is_one_incident_one_decision_row(tmp_path: Path) -> None:
     [inc] = engine.store.incidents()
     assert inc.count == 10_000
     assert reasons(engine) == [("act", "ok", 10_000)]
-    assert engine.store.query("SELECT count(*) FROM events")[0][0] == 10_000
+    assert len(engine.store.event_messages()) == 10_000
 
 
 def test_one_fault_three_sources_one_incident_one_fix(tmp_path: Path) -> None:
@@ -205,7 +210,7 @@ def test_one_fault_three_sources_one_incident_one_fix(tmp_path: Path) -> None:
     assert [type(j) for j in jobs] == [UndoJob]  # recurrence inside the verify window, not a second fix
     [inc] = engine.store.incidents()
     assert inc.sources == ("alertmanager", "file", "sentry") and inc.count == 3
-    assert len(engine.store.query("SELECT * FROM fix_attempts")) == 1
+    assert history_report(engine.store).startswith("Fix attempts: 1 total")
     # A re-delivery of the same alert is dropped; a resolved alert closes the incident.
     engine.ingest_events([Event("alertmanager", "redis", "RedisDown", 1.0, source_id="fp1:2026-11-22T10:00:00Z")])
     assert engine.store.incidents()[0].count == 3
@@ -223,8 +228,9 @@ def test_crash_recovery_settles_running_attempts(tmp_path: Path) -> None:
     assert aid is not None
     # Killed before any step checkpointed: recovery has nothing to verify, so it is failed, and the lock is freed.
     assert engine.recover() == [(aid, Outcome.FAILED)]
-    assert engine.store.audit_rows("fix_recovered")
-    assert engine.store.query("SELECT count(*) FROM locks")[0][0] == 0
+    [recovered] = engine.store.audit_entries(AuditKind.FIX_RECOVERED)
+    assert recovered.detail == {"attempt": aid, "outcome": "failed"}
+    assert engine.store.held_locks() == []
 
 
 pip_fixtures = pytest.importorskip("test_action_pip_install")
@@ -303,17 +309,23 @@ def test_kill_switch_does_not_consume_an_approval(tmp_path: Path) -> None:
     d = feed(engine, "BOOM a").decisions[0]
     on = engine.settings.model_copy(update={"kill_switch": True})
     engine.reconfigure(on, list(engine.by_id.values()))
-    assert engine.settle_approval(d.id, True, "telegram:1") == ("kill_switch", None)
+    refused = engine.settle_approval(d.id, True, "telegram:1")
+    assert refused.status is SettleStatus.KILL_SWITCH and refused.job is None
     engine.reconfigure(on.model_copy(update={"kill_switch": False}), list(engine.by_id.values()))
-    status, job = engine.settle_approval(d.id, True, "telegram:1")
-    assert status == "ok" and job is not None
+    settled = engine.settle_approval(d.id, True, "telegram:1")
+    assert settled.status is SettleStatus.OK and settled.job is not None
 
 
 def test_approved_fix_still_obeys_the_budget(tmp_path: Path) -> None:
     engine, _ = build(tmp_path, [pat(approval="ask", group_by=["what"])], engine={"fix_budget_per_hour": 1})
     d1, d2 = (feed(engine, f"BOOM {w}").decisions[0] for w in ("a", "b"))
-    assert engine.settle_approval(d1.id, True, "u")[0] == "ok"
-    assert engine.settle_approval(d2.id, True, "u") == ("budget", None)
+    assert engine.settle_approval(d1.id, True, "u").status is SettleStatus.OK
+    blocked = engine.settle_approval(d2.id, True, "u")
+    # The front ends render this: the approval went through, the budget stopped the fix, and why.
+    assert blocked.status is SettleStatus.BLOCKED and blocked.job is None
+    assert blocked.decision is not None
+    assert (blocked.decision.verdict, blocked.decision.reason) == (Verdict.SKIP, Reason.BUDGET)
+    assert blocked.decision.detail == "1 fixes in the last hour"
 
 
 def test_failed_commit_does_not_wedge_the_store(tmp_path: Path) -> None:
@@ -351,7 +363,8 @@ def test_set_config_reverts_after_its_time(tmp_path: Path) -> None:
     assert engine.due_reverts() == [a.id]
     assert env.read_text() == "MODEL=primary\nOTHER=1\n"
     assert engine.due_reverts() == []
-    assert engine.store.audit_rows("fix_reverted")
+    [reverted] = engine.store.audit_entries(AuditKind.FIX_REVERTED)
+    assert reverted.detail == {"attempt": a.id, "result": "rolled_back"}
 
 
 def test_a_fix_that_never_started_does_not_use_the_budget(tmp_path: Path) -> None:
@@ -361,5 +374,62 @@ def test_a_fix_that_never_started_does_not_use_the_budget(tmp_path: Path) -> Non
     assert len(jobs) == 2
     engine.store.start_attempt(99, 0, ["command"], ["command:ok"], 0.0)  # someone holds the target
     assert [engine.run_job(j) for j in jobs] == [None, None]
-    assert engine.store.query("SELECT count(*) FROM decisions WHERE state = 'busy'")[0][0] == 2
+    assert [engine.store.approval_state(j.decision.id) for j in jobs] == [ApprovalState.BUSY] * 2
     assert len(feed(engine, "BOOM c").jobs) == 1  # budget still has room
+
+
+def test_every_log_line_of_a_fix_names_its_incident_attempt_and_pattern(tmp_path: Path) -> None:
+    import structlog
+    from structlog.testing import LogCapture
+
+    engine, _ = build(tmp_path, [pat(remediation=[{"action": "command", "params": {"command": "fail"}}])])
+    res = feed(engine, "BOOM a")
+    cap = LogCapture()
+    old = structlog.get_config()
+    # capture_logs() would drop merge_contextvars, the processor under test; keep it in front of the capture.
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, cap])
+    try:
+        [attempt] = run_jobs(engine, res)
+    finally:
+        structlog.configure(**old)
+    events = [e["event"] for e in cap.entries]
+    # The action's own line (proc_ran) and the failure's notices carry the context too, not only the engine's.
+    assert {"fix_started", "proc_ran", "fix_finished", "notice"} <= set(events), events
+    for entry in cap.entries:
+        assert (entry.get("incident"), entry.get("attempt"), entry.get("pattern")) == (1, attempt.id, "boom"), entry
+    assert structlog.contextvars.get_contextvars() == {}  # nothing stays bound after the fix
+
+
+@pytest.mark.parametrize(
+    ("guardrail", "reason", "detail"),
+    [
+        ("breaker", Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures"),
+        ("in_progress", Reason.IN_PROGRESS, "attempt #1 is running"),
+    ],
+)
+def test_an_approval_blocked_by_a_guardrail_says_which(
+    tmp_path: Path, guardrail: str, reason: Reason, detail: str
+) -> None:
+    engine, clock = build(tmp_path, [pat(approval="ask")])
+    d = feed(engine, "BOOM a").decisions[0]
+    if guardrail == "breaker":
+        with engine.store.tx() as db:
+            engine.store.open_breaker(db, clock.now() + 60)
+    else:  # a fix on this incident started meanwhile (say from `healer fix` on another host's CLI)
+        assert engine.store.start_attempt(d.incident_id, d.id, ["command"], ["command:elsewhere"], clock.now()) == 1
+    settled = engine.settle_approval(d.id, True, "telegram:1")
+    assert settled.status is SettleStatus.BLOCKED and settled.job is None
+    assert settled.decision is not None and (settled.decision.reason, settled.decision.detail) == (reason, detail)
+    # The approval is spent: pressing the button again does not retry behind the guardrail's back.
+    assert engine.settle_approval(d.id, True, "telegram:1").status is SettleStatus.DONE
+
+
+def test_a_rejection_runs_nothing_and_settles_the_approval(tmp_path: Path) -> None:
+    engine, _ = build(tmp_path, [pat(approval="ask")])
+    d = feed(engine, "BOOM a").decisions[0]
+    rejected = engine.settle_approval(d.id, False, "telegram:1")
+    assert rejected.status is SettleStatus.OK and rejected.job is None
+    assert engine.store.approval_state(d.id) is ApprovalState.REJECTED
+    assert engine.settle_approval(d.id, True, "telegram:1").status is SettleStatus.DONE
+    assert engine.settle_approval(12345, True, "telegram:1").status is SettleStatus.MISSING
+    assert engine.store.attempts() == []

@@ -24,6 +24,7 @@ import pytest
 from daemon_helpers import Daemon, append, base_config, wait_for
 
 from healer.core.clock import FakeClock
+from healer.core.enums import Outcome, Reason
 from healer.core.jobs import FixJob
 from healer.core.records import Event
 from healer.settings.webhooks import WebhookSettings
@@ -190,15 +191,14 @@ def test_clock_backwards_keeps_cooldown_and_no_negative_durations(tmp_path: Path
     # ...and a few minutes (of the new, earlier time) later, still inside the cooldown.
     clock.advance(300)
     assert feed(engine, "BOOM a").jobs == []
-    decisions = engine.store.query("SELECT verdict, reason, detail FROM decisions ORDER BY id")
-    cooldowns = [r for r in decisions if r["reason"] == "cooldown"]
-    assert cooldowns, [dict(r) for r in decisions]  # one row per storm: repeats are folded into it
-    # Known cosmetic wart (reported, not fixed here): the detail reads "last fix -3300s ago".
-    print("cooldown detail after the backwards step:", [r["detail"] for r in cooldowns])
+    decisions = [d for d, _ in engine.store.decision_counts()]
+    cooldowns = [d for d in decisions if d.reason is Reason.COOLDOWN]
+    assert cooldowns, decisions  # one row per storm: repeats are folded into it
+    assert cooldowns[-1].detail == "last fix in the future (the clock went back)"
     # Fix attempts: one, with a non-negative duration; nothing is left 'verifying' forever.
-    [row] = engine.store.query("SELECT * FROM fix_attempts")
-    assert row["outcome"] == "succeeded"
-    assert row["finished"] >= row["started"]
+    [row] = engine.store.attempts()
+    assert row.outcome is Outcome.SUCCEEDED
+    assert row.finished is not None and row.finished >= row.started
     # Once real time passes the original cooldown, the fix may run again, exactly once.
     clock.advance(3600 + 600)
     res = feed(engine, "BOOM a")
@@ -210,9 +210,9 @@ def test_clock_backwards_keeps_cooldown_and_no_negative_durations(tmp_path: Path
     clock.advance(3600 + 11)
     assert engine.finalize_due() == [second.id]
     assert engine.finalize_due() == []
-    rows = engine.store.query("SELECT outcome, started, finished FROM fix_attempts ORDER BY id")
-    assert [r["outcome"] for r in rows] == ["succeeded", "succeeded"]
-    assert all(r["finished"] >= r["started"] for r in rows), [dict(r) for r in rows]
+    rows = engine.store.attempts()
+    assert [r.outcome for r in rows] == [Outcome.SUCCEEDED, Outcome.SUCCEEDED]
+    assert all(r.finished is not None and r.finished >= r.started for r in rows), rows
     assert engine.store.integrity_ok()
 
 

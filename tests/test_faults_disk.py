@@ -29,8 +29,7 @@ def _lines(path: Path, start: int, n: int) -> None:
 
 
 def _recorded(engine) -> list[int]:  # type: ignore[no-untyped-def]
-    rows = engine.store.query("SELECT message FROM events")
-    return sorted(int(r["message"].rsplit("=", 1)[1]) for r in rows)
+    return sorted(int(m.rsplit("=", 1)[1]) for m in engine.store.event_messages())
 
 
 @pytest.fixture

@@ -9,14 +9,13 @@ whose ``apply`` did not return as interrupted, and undo.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from torture._engine import make_engine
 
 from healer.core.clock import FakeClock
-from healer.core.enums import Outcome
+from healer.core.enums import AuditKind, Outcome
 from healer.core.jobs import FixJob
 from healer.core.proc import ProcResult, Runner
 
@@ -57,15 +56,16 @@ def test_command_killed_mid_run_is_not_recovered_as_succeeded(tmp_path: Path) ->
     engine = make_engine(tmp_path, [PATTERN], ACTIONS, clock=clock, runner=DyingRunner())
     with pytest.raises(Killed):
         engine.run_fix(_job(engine))
-    rows = engine.store.query("SELECT id, outcome, undo_state FROM fix_attempts")
-    assert [r["outcome"] for r in rows] == ["running"]
-    assert json.loads(rows[0]["undo_state"]), "the command checkpointed before it started"
+    [running] = engine.store.attempts()
+    assert running.outcome is Outcome.RUNNING
+    saved = engine.store.attempt_record(running.id)
+    assert saved is not None and saved.undo_state, "the command checkpointed before it started"
     # Restart: a fresh engine on the same store.
     engine2 = make_engine(tmp_path, [PATTERN], ACTIONS, clock=clock, runner=OkRunner(), store=engine.store)
     [(aid, outcome)] = engine2.recover()
     assert outcome is not Outcome.SUCCEEDED
-    audit = engine.store.query("SELECT detail FROM audit WHERE kind = 'fix_recovered'")
-    assert json.loads(audit[0]["detail"]) == {"attempt": aid, "outcome": outcome.value}
+    [recovered] = engine.store.audit_entries(AuditKind.FIX_RECOVERED)
+    assert recovered.detail == {"attempt": aid, "outcome": outcome.value}
 
 
 def test_completed_step_recovers_into_a_fresh_verify_window(tmp_path: Path) -> None:

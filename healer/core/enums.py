@@ -54,14 +54,9 @@ class Reason(StrEnum):
     APPROVAL = "approval"
     CIRCUIT_OPEN = "circuit_open"
     NOTIFY_ONLY = "notify_only"
-    NO_ACTION = "no_action"
     FAILED_BEFORE = "failed_before"
     IN_PROGRESS = "in_progress"
     DRAINING = "draining"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    RESOLVED = "resolved"
-    MANUAL = "manual"
 
 
 class IncidentStatus(StrEnum):
@@ -141,6 +136,7 @@ class AuditKind(StrEnum):
     APPROVAL = "approval"
     FIX_REQUESTED = "fix_requested"
     FIX_REFUSED = "fix_refused"
+    FIX_BLOCKED = "fix_blocked"  # a decided fix stopped at its start by the kill switch or dry run
     FIX_BUSY = "fix_busy"
     FIX_UNDONE = "fix_undone"
     FIX_REVERTED = "fix_reverted"

@@ -518,7 +518,8 @@ class TelegramBot:
             who = f"@{user.username}" if user and user.username else f"user {user.id if user else '?'}"
             actor = f"telegram:{user.id if user else 0}"
             assert self.daemon.engine is not None
-            status, job = await self._in_ingest(self.daemon.engine.settle_approval, decision_id, approve, actor)
+            settled = await self._in_ingest(self.daemon.engine.settle_approval, decision_id, approve, actor)
+            status, job = settled.status, settled.job  # BLOCKED (settled.decision says why): H3 renders it
             log.info("telegram_approval", decision=decision_id, approve=approve, status=status, actor=actor)
             if status == "done":
                 await answer("Already decided.")

@@ -1,0 +1,238 @@
+"""Run fixes and settle them: the chain, undo after a recurrence, the verify window, timed reverts, recovery.
+
+Every rollback goes through the attempt's ``Reverter`` (``remedy/reverter.py``);
+the chain itself runs in ``remedy/runner.py``. Each fix's log lines carry
+``incident``, ``attempt`` and ``pattern``, bound once with structlog's
+context variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from healer.core.enums import AuditKind, IncidentStatus, Outcome, Reason
+from healer.core.errors import HealerError
+from healer.core.jobs import FixJob
+from healer.core.notices import Notice, NoticeKind
+from healer.core.records import FixAttempt
+from healer.engine.decisions import Decider
+from healer.engine.wiring import Wiring
+from healer.remedy.base import Action, ActionContext, get_action, render
+from healer.remedy.reverter import Reverter
+from healer.remedy.runner import run_chain
+from healer.rules.patterns import Pattern
+from healer.settings.schema import Settings
+from healer.store.db import AttemptRecord
+
+log = structlog.get_logger("healer.engine.fixes")
+
+AuditFn = Callable[[str, Mapping[str, object]], None]
+
+
+class Fixer:
+    def __init__(self, w: Wiring, decider: Decider) -> None:
+        self.w = w
+        self.decider = decider
+
+    # -- running a chain ---------------------------------------------------------
+    def run_fix(self, job: FixJob) -> FixAttempt | None:
+        """Run a chain: check, apply, verify each step; on failure undo in reverse."""
+        w = self.w
+        settings = w.settings  # one snapshot for the whole chain, even across a reload
+        pattern = w.by_id.get(job.pattern_id)
+        if pattern is None:
+            log.warning("fix_pattern_gone", pattern=job.pattern_id)
+            return None
+        # The kill switch and dry run win even over a decision made (or approved) a moment ago.
+        blocked = Reason.KILL_SWITCH if settings.kill_switch else Reason.DRY_RUN if settings.dry_run else None
+        if blocked is not None:
+            w.store.audit(
+                AuditKind.FIX_BLOCKED, "engine", {"incident": job.incident_id, "reason": blocked.value}, w.clock.now()
+            )
+            return None
+        now = w.clock.now()
+        attempt_box: list[int] = []
+
+        def audit(kind: str, data: Mapping[str, object]) -> None:
+            w.store.audit(kind, "engine", {"attempt": attempt_box[0] if attempt_box else None, **data}, w.clock.now())
+
+        reverter = Reverter()
+        plan = self._plan(job, pattern, settings, reverter, audit)
+        names = [a.name for a, _ in plan]
+        try:
+            targets = [a.target(c) for a, c in plan]
+        except HealerError as exc:
+            targets = [f"invalid:{exc}"]
+        aid = w.store.start_attempt(job.incident_id, job.decision.id, names, targets, now, job.trigger)
+        if aid is None:
+            w.store.mark_busy(job.decision.id, targets)
+            w.store.audit(AuditKind.FIX_BUSY, "engine", {"incident": job.incident_id, "targets": targets}, now)
+            return None
+        attempt_box.append(aid)
+        reverter.persist = lambda stack: w.store.checkpoint(aid, stack)
+        with bound_contextvars(incident=job.incident_id, attempt=aid, pattern=pattern.id):
+            return self._run(job, pattern, settings, plan, reverter, aid, names)
+
+    def _plan(
+        self, job: FixJob, pattern: Pattern, settings: Settings, reverter: Reverter, audit: AuditFn
+    ) -> list[tuple[Action, ActionContext]]:
+        values = {**job.groups, "service": job.service, "pattern": pattern.id, "incident": str(job.incident_id)}
+        plan: list[tuple[Action, ActionContext]] = []
+        for i, step in enumerate(pattern.steps):
+            params = {k: render(v, values) for k, v in step.params.items()}
+            action = get_action(step.action)()
+            ctx = ActionContext(
+                incident_id=job.incident_id,
+                attempt_id=0,
+                pattern_id=pattern.id,
+                params=params,
+                settings=settings.actions.get(step.action),
+                runner=self.w.runner,
+                state_dir=settings.state_dir,
+                clock=self.w.clock,
+                groups=dict(job.groups),
+                audit=audit,
+                checkpoint=reverter.checkpoint_for(i, step.action, params),
+            )
+            reverter.add_step(i, action, ctx)
+            plan.append((action, ctx))
+        return plan
+
+    def _run(
+        self,
+        job: FixJob,
+        pattern: Pattern,
+        settings: Settings,
+        plan: Sequence[tuple[Action, ActionContext]],
+        reverter: Reverter,
+        aid: int,
+        names: Sequence[str],
+    ) -> FixAttempt:
+        w = self.w
+        log.info("fix_started", actions=list(names))
+        text = f"fix #{aid} for incident #{job.incident_id}: {' → '.join(names)}"
+        w.emit([Notice(NoticeKind.FIX_STARTED, pattern.severity, text)])
+        chain = run_chain(plan, reverter)
+        end = w.clock.now()
+        watching = chain.outcome is Outcome.VERIFYING
+        w.store.finish_attempt(
+            aid,
+            chain.outcome,
+            end,
+            chain.detail,
+            chain.steps,
+            verify_until=end + settings.engine.verify_window if watching else None,
+            revert_at=reverter.revert_at() if watching else None,
+        )
+        log.info("fix_finished", outcome=chain.outcome.value, detail=chain.detail)
+        if not watching:
+            self.decider.after_failure(job.incident_id, pattern, chain.outcome, chain.detail, end)
+        attempt = w.store.attempt(aid)
+        assert attempt is not None
+        text = f"fix #{aid} {chain.outcome.value}: {chain.detail}"
+        w.emit([Notice(NoticeKind.FIX_RESULT, pattern.severity, text, attempt=attempt)])
+        if w.metrics is not None:
+            w.metrics.fix_attempts.labels(action="+".join(names), outcome=chain.outcome.value).inc()
+        return attempt
+
+    # -- undo and settling --------------------------------------------------------
+    def _restore(self, rec: AttemptRecord) -> tuple[Reverter, Pattern | None]:
+        """The reverter of a saved attempt, its contexts built from the current settings."""
+        w = self.w
+        inc = w.store.incident(rec.incident_id)
+        pattern_id = inc.pattern_id if inc is not None else ""
+
+        def make_ctx(name: str, params: Mapping[str, str]) -> ActionContext:
+            return ActionContext(
+                incident_id=rec.incident_id,
+                attempt_id=0,
+                pattern_id=pattern_id,
+                params=dict(params),
+                settings=w.settings.actions.get(name),
+                runner=w.runner,
+                state_dir=w.settings.state_dir,
+                clock=w.clock,
+            )
+
+        return Reverter.restore(rec.undo_state, make_ctx), w.by_id.get(pattern_id)
+
+    def undo_attempt(self, attempt_id: int, reason: str) -> Outcome:
+        """Roll back a fix that did not hold; its locks are released only afterwards."""
+        w = self.w
+        rec = w.store.attempt_record(attempt_id)
+        if rec is None:
+            return Outcome.FAILED
+        reverter, pattern = self._restore(rec)
+        with bound_contextvars(incident=rec.incident_id, attempt=attempt_id, pattern=pattern.id if pattern else ""):
+            outcome = reverter.rollback([], default=Outcome.FAILED)
+            now = w.clock.now()
+            with w.store.tx() as db:
+                w.store.set_outcome(db, attempt_id, outcome, f"{reason}; {outcome.value}", now)
+                detail = {"attempt": attempt_id, "outcome": outcome.value}
+                w.store.audit_in(db, AuditKind.FIX_UNDONE, "engine", detail, now)
+            log.info("fix_undone", outcome=outcome.value, reason=reason)
+            if pattern is not None:
+                self.decider.after_failure(rec.incident_id, pattern, outcome, reason, now)
+        if w.metrics is not None:
+            w.metrics.fix_attempts.labels(action="undo", outcome=outcome.value).inc()
+        return outcome
+
+    def finalize_due(self) -> list[int]:
+        """Fixes whose verify window passed quietly are now succeeded."""
+        store = self.w.store
+        now = self.w.clock.now()
+        done = []
+        for aid, incident_id in store.verifying_due(now):
+            with store.tx() as db:
+                # Only from VERIFYING: a recurrence may have flipped it to UNDOING meanwhile.
+                quiet = "quiet through the verify window"
+                if store.set_outcome(db, aid, Outcome.SUCCEEDED, quiet, now, expect=Outcome.VERIFYING):
+                    store.set_incident_status(db, incident_id, IncidentStatus.FIXED, now)
+                    done.append(aid)
+        return done
+
+    def due_reverts(self) -> list[int]:
+        """Undo fixes whose ``revert_at`` has come (model fallback: the primary comes back)."""
+        store = self.w.store
+        now = self.w.clock.now()
+        done = []
+        for rec in store.reverts_due(now):
+            reverter, _ = self._restore(rec)
+            undone = reverter.rollback([], default=Outcome.FAILED)
+            with store.tx() as db:
+                store.mark_reverted(db, rec.id, now)
+                store.audit_in(db, AuditKind.FIX_REVERTED, "engine", {"attempt": rec.id, "result": undone.value}, now)
+            log.info("fix_reverted", attempt=rec.id, result=undone.value)
+            done.append(rec.id)
+        return done
+
+    def recover(self) -> list[tuple[int, Outcome]]:
+        """After a crash: settle attempts left RUNNING (verify, or undo) or UNDOING (undo).
+
+        A chain whose every step applied and still verifies goes back to
+        VERIFYING for a full window rather than straight to succeeded.
+        """
+        w = self.w
+        out = []
+        for rec in w.store.unsettled_attempts():
+            if rec.outcome is Outcome.UNDOING:
+                out.append((rec.id, self.undo_attempt(rec.id, "undo interrupted by a restart")))
+                continue
+            reverter, pattern = self._restore(rec)
+            outcome, detail = reverter.settle_interrupted(len(rec.actions))
+            now = w.clock.now()
+            watching = outcome is Outcome.VERIFYING
+            with w.store.tx() as db:
+                until = now + w.settings.engine.verify_window if watching else None
+                w.store.set_outcome(db, rec.id, outcome, detail, now, verify_until=until)
+                audit = {"attempt": rec.id, "outcome": outcome.value}
+                w.store.audit_in(db, AuditKind.FIX_RECOVERED, "engine", audit, now)
+            log.warning("fix_recovered", attempt=rec.id, outcome=outcome.value)
+            if not watching and pattern is not None:
+                self.decider.after_failure(rec.incident_id, pattern, outcome, detail, now)
+            out.append((rec.id, outcome))
+        w.store.release_stale_locks()
+        return out

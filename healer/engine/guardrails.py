@@ -1,0 +1,58 @@
+"""Read what the decision policy needs from the store, inside the decision's transaction.
+
+The one place that turns store facts into an ``IncidentSnapshot``; the
+policy itself (``policy.py``) stays pure. Counters are read only when the
+chain can reach them: the threshold only for automatic matches of a
+pattern that has one, and nothing at all when ``gate`` already ruled.
+"""
+
+from __future__ import annotations
+
+from healer.core.enums import Trigger
+from healer.core.records import Incident
+from healer.engine.policy import ActiveFix, Guardrails, IncidentSnapshot, Subject
+from healer.rules.patterns import Pattern
+from healer.settings.schema import Settings
+from healer.store.db import Store, Tx
+
+HOUR = 3600.0
+
+
+def guardrails(settings: Settings, *, draining: bool) -> Guardrails:
+    e = settings.engine
+    return Guardrails(
+        kill_switch=settings.kill_switch,
+        draining=draining,
+        dry_run=settings.dry_run,
+        fix_budget_per_hour=e.fix_budget_per_hour,
+        failure_memory=e.failure_memory,
+    )
+
+
+def breaker_open(store: Store, now: float) -> bool:
+    until = store.breaker_open_until()
+    return until is not None and until > now
+
+
+def snapshot(
+    store: Store, db: Tx, inc: Incident, subject: Subject, pattern: Pattern, now: float, trigger: Trigger
+) -> IncidentSnapshot:
+    """``inc`` is the incident as the batch just recorded it; only its fix times are read again."""
+    last_fix_at, escalated_at = store.fix_times(db, inc.id)
+    matches = 1
+    if trigger is Trigger.AUTO and pattern.threshold_count > 1:
+        since = now - pattern.threshold_window
+        matches = store.count_in_window(db, subject.incident_id, since, pattern.threshold_count)
+    active = store.active_attempt(db, subject.incident_id)
+    return IncidentSnapshot(
+        subject=subject,
+        status=inc.status,
+        attempts=inc.attempts,
+        last_fix_at=last_fix_at,
+        escalated_at=escalated_at,
+        active=None if active is None else ActiveFix(active.id, active.outcome),
+        pending_approval=store.pending_approval(db, subject.incident_id, now),
+        matches_in_window=matches,
+        fixes_last_hour=store.acts_since(db, now - HOUR),
+        breaker_open=breaker_open(store, now),
+    )

@@ -1,0 +1,152 @@
+"""From a batch of lines or events to recorded events, incidents and decisions, in ONE transaction.
+
+The offset or cursor of the batch commits with what its lines produced, so
+a crash replays a batch entirely or not at all. Returns the jobs decisions
+asked for (run a fix, undo a fix that did not hold) and the notices to send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from healer.core.batch import Chunk
+from healer.core.enums import AuditKind, Outcome, SourceName, Trigger
+from healer.core.jobs import IngestResult, UndoJob
+from healer.core.notices import Notice, NoticeKind
+from healer.core.records import Event, Incident
+from healer.engine.decisions import Decider
+from healer.engine.wiring import Wiring
+from healer.rules.fingerprint import fingerprint
+from healer.rules.matcher import LineHit
+from healer.rules.patterns import Pattern
+from healer.store.db import EventRow, Tx
+
+Extra = Callable[[Tx], None]
+RECURRED = "incident recurred within the verify window"
+
+
+class Ingestor:
+    def __init__(self, w: Wiring, decider: Decider) -> None:
+        self.w = w
+        self.decider = decider
+
+    def chunk(self, chunk: Chunk) -> IngestResult:
+        """A file chunk: events, decisions and the file offset commit together."""
+        now = self.w.clock.now()
+        source = SourceName.FILE.value
+        hits = [h for h in self.w.matcher.scan(chunk.data) if h.pattern.selects(source, chunk.service, {})]
+        events = [
+            (Event(source=source, service=chunk.service, message=h.line, ts=now, origin=chunk.path), h) for h in hits
+        ]
+        o = chunk.offset
+
+        def save_offset(db: Tx) -> None:
+            self.w.store.save_offset(db, o.path, o.inode, o.dev, o.position, o.head_hash, now)
+
+        result = self._ingest(events, now, save_offset)
+        if self.w.metrics is not None:
+            self.w.metrics.lines_read.labels(source=source).inc(chunk.data.count(b"\n"))
+        return result
+
+    def buffer(self, data: bytes, service: str, origin: str, source: str) -> IngestResult:
+        """Lines with no offset to keep: ``healer replay`` and tests."""
+        now = self.w.clock.now()
+        hits = [h for h in self.w.matcher.scan(data) if h.pattern.selects(source, service, {})]
+        events = [(Event(source=source, service=service, message=h.line, ts=now, origin=origin), h) for h in hits]
+        return self._ingest(events, now, None)
+
+    def events(self, events: Iterable[Event], cursor: tuple[str, str] | None) -> IngestResult:
+        """Journald entries, webhook alerts, pasted lines: matched one by one, fields and all."""
+        now = self.w.clock.now()
+        pairs: list[tuple[Event, LineHit]] = []
+        resolved: list[Event] = []
+        for ev in events:
+            if ev.resolved:
+                resolved.append(ev)
+                continue
+            for h in self.w.matcher.match_text(ev.message):
+                if h.pattern.selects(ev.source, ev.service, ev.fields):
+                    pairs.append((ev, h))
+
+        def extra(db: Tx) -> None:
+            store = self.w.store
+            for ev in resolved:
+                for inc_id in store.resolve_by_source_id(db, ev.source, ev.source_id, now):
+                    store.audit_in(db, AuditKind.INCIDENT_RESOLVED, ev.source, {"incident": inc_id}, now)
+            if cursor is not None:
+                store.save_cursor(db, cursor[0], cursor[1], now)
+
+        return self._ingest(pairs, now, extra, grouped=False)
+
+    def _ingest(
+        self, pairs: Sequence[tuple[Event, LineHit]], now: float, extra: Extra | None, grouped: bool = True
+    ) -> IngestResult:
+        """Lines of a file batch group by fingerprint; events (each with its own sender id) do not."""
+        store = self.w.store
+        result = IngestResult(matched=len(pairs))
+        groups: dict[str, tuple[Pattern, list[Event], LineHit]] = {}
+        singles: list[tuple[str, Pattern, Event, LineHit]] = []
+        for ev, hit in pairs:
+            fp = fingerprint(hit.pattern, hit.groups, ev)
+            if not grouped:
+                singles.append((fp, hit.pattern, ev, hit))
+            elif fp in groups:
+                g = groups[fp]
+                g[1].append(ev)
+                groups[fp] = (g[0], g[1], hit)  # the group's fix uses its newest line's captures
+            else:
+                groups[fp] = (hit.pattern, [ev], hit)
+        with store.tx() as db:
+            for fp, (pattern, evs, hit) in groups.items():
+                rec = store.record_group(db, pattern.id, fp, pattern.severity, evs, hit.groups)
+                fresh = rec.new_incident or rec.reopened
+                self._after_record(db, rec.incident, fresh, pattern, hit, evs[-1], len(evs), now, result)
+            for fp, pattern, ev, hit in singles:
+                rec1 = store.record_event(db, EventRow(ev, pattern.id, fp, pattern.severity, hit.groups))
+                if rec1.duplicate:
+                    continue
+                fresh = rec1.new_incident or rec1.reopened
+                self._after_record(db, rec1.incident, fresh, pattern, hit, ev, 1, now, result)
+            if extra is not None:
+                extra(db)
+        result.events = len(pairs)
+        self.w.emit(result.notices)
+        if self.w.metrics is not None:
+            for _, hit in pairs:
+                self.w.metrics.matches.labels(pattern=hit.pattern.id).inc()
+            for d in result.decisions:
+                self.w.metrics.decisions.labels(verdict=d.verdict.value, reason=d.reason.value).inc()
+        return result
+
+    def _after_record(
+        self,
+        db: Tx,
+        inc: Incident,
+        fresh: bool,
+        pattern: Pattern,
+        hit: LineHit,
+        ev: Event,
+        n: int,
+        now: float,
+        result: IngestResult,
+    ) -> None:
+        if fresh:
+            text = f"{pattern.id}: {hit.line[:300]}"
+            result.notices.append(Notice(NoticeKind.INCIDENT, pattern.severity, text, incident=inc, link=ev.link))
+        undo = self._verify_window_breach(db, inc, now)
+        if undo is not None:
+            result.jobs.append(undo)
+        self.decider.decide_and_record(db, inc, pattern, hit.groups, ev.service, now, Trigger.AUTO, result, n)
+
+    def _verify_window_breach(self, db: Tx, inc: Incident, now: float) -> UndoJob | None:
+        """The incident came back while its fix was being watched: the fix failed."""
+        store = self.w.store
+        active = store.active_attempt(db, inc.id)
+        if active is None or active.outcome is not Outcome.VERIFYING:
+            return None
+        if active.verify_until is not None and active.verify_until < now:
+            return None
+        # UNDOING keeps the target locked until the rollback has run, so no new fix overlaps it.
+        if not store.set_outcome(db, active.id, Outcome.UNDOING, RECURRED, now, expect=Outcome.VERIFYING):
+            return None
+        return UndoJob(active.id, RECURRED)

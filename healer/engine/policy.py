@@ -1,0 +1,160 @@
+"""The decision chain as a pure function: what to do about one match of one incident.
+
+No store, no clock, no settings object: ``decide`` reads a frozen snapshot
+of the incident and its guardrail counters (built by ``guardrails.py``) and
+returns a ``Ruling``. The chain, in order, the first that applies wins:
+
+ 1. notify only (no steps, or ``approval: never``)
+ 2. kill switch          3. draining            4. dry run
+ 5. threshold (automatic matches only)
+ 6. a fix already in progress on the incident
+ 7. an approval already pending
+ 8. escalated within ``failure_memory`` (after it: reopened, fresh count)
+ 9. max attempts (escalates)
+10. cooldown (automatic matches only; a clock stepped back still cools down)
+11. hourly budget       12. circuit breaker
+13. approval asked (unless this decision follows an approval)
+14. act
+
+``gate`` is steps 1-4, which need nothing from the store: the guardrails
+reader calls it first so a notify-only storm costs no queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from healer.core.enums import Approval, IncidentStatus, Outcome, Reason, Trigger, Verdict
+from healer.remedy.base import render
+from healer.rules.patterns import Pattern
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a decision is about: the incident and the values its fix would be rendered with."""
+
+    incident_id: int
+    service: str
+    groups: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Guardrails:
+    """The switches and limits from the settings, plus whether the daemon is shutting down."""
+
+    kill_switch: bool = False
+    draining: bool = False
+    dry_run: bool = False
+    fix_budget_per_hour: int = 10
+    failure_memory: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveFix:
+    id: int
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentSnapshot:
+    """The incident's state and the guardrail counters, read in the decision's transaction."""
+
+    subject: Subject
+    status: IncidentStatus = IncidentStatus.OPEN
+    attempts: int = 0
+    last_fix_at: float | None = None
+    escalated_at: float | None = None
+    active: ActiveFix | None = None
+    pending_approval: bool = False
+    matches_in_window: int = 1
+    fixes_last_hour: int = 0
+    breaker_open: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ruling:
+    """A verdict with its reason and a detail a human can read.
+
+    ``reopen`` is set when an escalation is older than ``failure_memory``:
+    the caller reopens the incident with a fresh attempt count, which is why
+    max attempts did not apply.
+    """
+
+    verdict: Verdict
+    reason: Reason
+    detail: str = ""
+    reopen: bool = False
+
+
+def describe(pattern: Pattern, subject: Subject) -> str:
+    """The chain as it would run, e.g. ``restart(unit=app) → command(command=ok)``."""
+    values = {**subject.groups, "service": subject.service, "pattern": pattern.id, "incident": str(subject.incident_id)}
+    parts = []
+    for s in pattern.steps:
+        params = ", ".join(f"{k}={render(v, values)}" for k, v in s.params.items())
+        parts.append(f"{s.action}({params})")
+    return " → ".join(parts) or "nothing"
+
+
+def gate(subject: Subject, pattern: Pattern, guards: Guardrails) -> Ruling | None:
+    """Steps 1-4: the rulings that need nothing from the store."""
+    if not pattern.steps or pattern.approval is Approval.NEVER:
+        return Ruling(Verdict.NOTIFY, Reason.NOTIFY_ONLY, "pattern has no automatic fix")
+    if guards.kill_switch:
+        return Ruling(Verdict.SKIP, Reason.KILL_SWITCH, "kill_switch is on in the config")
+    if guards.draining:
+        return Ruling(Verdict.SKIP, Reason.DRAINING, "shutting down")
+    if guards.dry_run:
+        return Ruling(Verdict.SKIP, Reason.DRY_RUN, "would run " + describe(pattern, subject))
+    return None
+
+
+def decide(snap: IncidentSnapshot, pattern: Pattern, guards: Guardrails, now: float, trigger: Trigger) -> Ruling:
+    early = gate(snap.subject, pattern, guards)
+    if early is not None:
+        return early
+    if trigger is Trigger.AUTO and pattern.threshold_count > 1 and snap.matches_in_window < pattern.threshold_count:
+        return Ruling(
+            Verdict.SKIP,
+            Reason.THRESHOLD,
+            f"{snap.matches_in_window}/{pattern.threshold_count} in {pattern.threshold_window:g}s",
+        )
+    if snap.active is not None:
+        return Ruling(Verdict.SKIP, Reason.IN_PROGRESS, f"attempt #{snap.active.id} is {snap.active.outcome.value}")
+    if snap.pending_approval:
+        return Ruling(Verdict.SKIP, Reason.APPROVAL, "waiting for approval")
+    attempts, reopen = snap.attempts, False
+    if snap.status is IncidentStatus.ESCALATED:
+        since = now - (snap.escalated_at if snap.escalated_at is not None else now)
+        if since < guards.failure_memory:
+            return Ruling(
+                Verdict.SKIP,
+                Reason.FAILED_BEFORE,
+                f"escalated {since:.0f}s ago; not retried automatically for {guards.failure_memory:.0f}s",
+            )
+        attempts, reopen = 0, True  # the failure is old news: try again, from a fresh count
+    ruling = _limits(snap, pattern, guards, now, trigger, attempts)
+    if reopen:
+        return Ruling(ruling.verdict, ruling.reason, ruling.detail, reopen=True)
+    return ruling
+
+
+def _limits(
+    snap: IncidentSnapshot, pattern: Pattern, guards: Guardrails, now: float, trigger: Trigger, attempts: int
+) -> Ruling:
+    """Steps 9-14, once the incident may be fixed at all."""
+    if attempts >= pattern.max_attempts:
+        return Ruling(Verdict.ESCALATE, Reason.MAX_ATTEMPTS, f"{attempts} attempts made")
+    if trigger is Trigger.AUTO and snap.last_fix_at is not None and now - snap.last_fix_at < pattern.cooldown:
+        ago = now - snap.last_fix_at
+        # A clock stepped back makes the last fix look future: still cooling down, said plainly.
+        when = f"{ago:.0f}s ago" if ago >= 0 else "in the future (the clock went back)"
+        return Ruling(Verdict.SKIP, Reason.COOLDOWN, f"last fix {when}")
+    if snap.fixes_last_hour >= guards.fix_budget_per_hour:
+        return Ruling(Verdict.SKIP, Reason.BUDGET, f"{guards.fix_budget_per_hour} fixes in the last hour")
+    if snap.breaker_open:
+        return Ruling(Verdict.NOTIFY, Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures")
+    if pattern.approval is Approval.ASK and trigger is not Trigger.APPROVED:
+        return Ruling(Verdict.ASK, Reason.APPROVAL, "")
+    return Ruling(Verdict.ACT, Reason.OK, describe(pattern, snap.subject))

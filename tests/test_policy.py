@@ -1,0 +1,143 @@
+"""The decision chain as a table: pure function, no SQLite, no clock.
+
+Each row is one situation and the ruling a user would read in ``healer
+explain``. Rows that set several guardrails at once pin the order of
+precedence; the last test checks that every ``Reason`` is reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from healer.core.enums import Approval, IncidentStatus, Outcome, Reason, Severity, Trigger, Verdict
+from healer.engine.policy import ActiveFix, Guardrails, IncidentSnapshot, Ruling, Subject, decide, gate
+from healer.rules.patterns import Pattern, Step
+
+NOW = 1_700_000_000.0
+SUBJECT = Subject(incident_id=4, service="app", groups={"what": "a"})
+
+
+def pattern(**over: Any) -> Pattern:
+    base = Pattern(
+        id="boom",
+        description="",
+        severity=Severity.HIGH,
+        regex="BOOM",
+        compiled=None,
+        steps=(Step("command", {"command": "ok-{what}"}),),
+        threshold_count=1,
+        threshold_window=60.0,
+        cooldown=300.0,
+        max_attempts=3,
+        approval=Approval.AUTO,
+    )
+    return dataclasses.replace(base, **over)
+
+
+def snap(**over: Any) -> IncidentSnapshot:
+    return dataclasses.replace(IncidentSnapshot(subject=SUBJECT), **over)
+
+
+GUARDS = Guardrails(fix_budget_per_hour=2, failure_memory=3600.0)
+EVERYTHING_BLOCKS = snap(
+    matches_in_window=0,
+    active=ActiveFix(7, Outcome.VERIFYING),
+    pending_approval=True,
+    attempts=9,
+    last_fix_at=NOW - 1,
+    fixes_last_hour=99,
+    breaker_open=True,
+)
+
+# (id, snapshot, pattern overrides, guardrail overrides, trigger, verdict, reason, detail)
+TABLE: list[tuple[str, IncidentSnapshot, dict[str, Any], dict[str, Any], Trigger, Verdict, Reason, str]] = [
+    ("no steps", EVERYTHING_BLOCKS, {"steps": ()}, {"kill_switch": True},
+     Trigger.AUTO, Verdict.NOTIFY, Reason.NOTIFY_ONLY, "pattern has no automatic fix"),
+    ("approval never", snap(), {"approval": Approval.NEVER}, {},
+     Trigger.AUTO, Verdict.NOTIFY, Reason.NOTIFY_ONLY, "pattern has no automatic fix"),
+    ("kill switch beats draining and dry run", EVERYTHING_BLOCKS, {},
+     {"kill_switch": True, "draining": True, "dry_run": True},
+     Trigger.APPROVED, Verdict.SKIP, Reason.KILL_SWITCH, "kill_switch is on in the config"),
+    ("draining beats dry run", EVERYTHING_BLOCKS, {}, {"draining": True, "dry_run": True},
+     Trigger.AUTO, Verdict.SKIP, Reason.DRAINING, "shutting down"),
+    ("dry run says what would run", EVERYTHING_BLOCKS, {}, {"dry_run": True},
+     Trigger.AUTO, Verdict.SKIP, Reason.DRY_RUN, "would run command(command=ok-a)"),
+    ("threshold beats a fix in progress", dataclasses.replace(EVERYTHING_BLOCKS, matches_in_window=2),
+     {"threshold_count": 3}, {},
+     Trigger.AUTO, Verdict.SKIP, Reason.THRESHOLD, "2/3 in 60s"),
+    ("threshold is for automatic matches only", snap(matches_in_window=0), {"threshold_count": 3}, {},
+     Trigger.MANUAL, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
+    ("in progress beats a pending approval", EVERYTHING_BLOCKS, {}, {},
+     Trigger.AUTO, Verdict.SKIP, Reason.IN_PROGRESS, "attempt #7 is verifying"),
+    ("pending approval beats max attempts", snap(pending_approval=True, attempts=9), {}, {},
+     Trigger.AUTO, Verdict.SKIP, Reason.APPROVAL, "waiting for approval"),
+    ("escalated recently", snap(status=IncidentStatus.ESCALATED, escalated_at=NOW - 600, attempts=9), {}, {},
+     Trigger.MANUAL, Verdict.SKIP, Reason.FAILED_BEFORE,
+     "escalated 600s ago; not retried automatically for 3600s"),
+    ("max attempts beats cooldown and budget", snap(attempts=3, last_fix_at=NOW - 1, fixes_last_hour=99), {}, {},
+     Trigger.AUTO, Verdict.ESCALATE, Reason.MAX_ATTEMPTS, "3 attempts made"),
+    ("cooldown beats budget", snap(last_fix_at=NOW - 10, fixes_last_hour=99), {}, {},
+     Trigger.AUTO, Verdict.SKIP, Reason.COOLDOWN, "last fix 10s ago"),
+    ("clock stepped back still cools down", snap(last_fix_at=NOW + 120), {}, {},
+     Trigger.AUTO, Verdict.SKIP, Reason.COOLDOWN, "last fix in the future (the clock went back)"),
+    ("cooldown is for automatic matches only", snap(last_fix_at=NOW - 10), {}, {},
+     Trigger.APPROVED, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
+    ("budget beats the breaker, even for an approved fix", snap(fixes_last_hour=2, breaker_open=True), {}, {},
+     Trigger.APPROVED, Verdict.SKIP, Reason.BUDGET, "2 fixes in the last hour"),
+    ("breaker beats asking", snap(breaker_open=True), {"approval": Approval.ASK}, {},
+     Trigger.AUTO, Verdict.NOTIFY, Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures"),
+    ("ask", snap(), {"approval": Approval.ASK}, {},
+     Trigger.AUTO, Verdict.ASK, Reason.APPROVAL, ""),
+    ("an approved fix is not asked again", snap(), {"approval": Approval.ASK}, {},
+     Trigger.APPROVED, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
+    ("act", snap(last_fix_at=NOW - 301, attempts=2, fixes_last_hour=1), {}, {},
+     Trigger.AUTO, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("situation", "facts", "pat_over", "guard_over", "trigger", "verdict", "reason", "detail"),
+    TABLE,
+    ids=[row[0] for row in TABLE],
+)
+def test_decision_table(
+    situation: str,
+    facts: IncidentSnapshot,
+    pat_over: dict[str, Any],
+    guard_over: dict[str, Any],
+    trigger: Trigger,
+    verdict: Verdict,
+    reason: Reason,
+    detail: str,
+) -> None:
+    ruling = decide(facts, pattern(**pat_over), dataclasses.replace(GUARDS, **guard_over), NOW, trigger)
+    assert ruling == Ruling(verdict, reason, detail), situation
+
+
+def test_every_reason_is_reached_by_the_table() -> None:
+    assert {row[6] for row in TABLE} == set(Reason)
+
+
+def test_an_old_escalation_is_reopened_with_a_fresh_count() -> None:
+    old = snap(status=IncidentStatus.ESCALATED, escalated_at=NOW - 3600, attempts=9)
+    assert decide(old, pattern(), GUARDS, NOW, Trigger.AUTO) == Ruling(
+        Verdict.ACT, Reason.OK, "command(command=ok-a)", reopen=True
+    )
+    # Reopened, but the other guardrails still apply to the fresh try.
+    busy = dataclasses.replace(old, fixes_last_hour=2)
+    assert decide(busy, pattern(), GUARDS, NOW, Trigger.AUTO) == Ruling(
+        Verdict.SKIP, Reason.BUDGET, "2 fixes in the last hour", reopen=True
+    )
+
+
+def test_gate_rules_without_store_facts_and_agrees_with_decide() -> None:
+    """The guardrails reader skips the store when ``gate`` already ruled; both must say the same."""
+    for guard_over in ({"kill_switch": True}, {"draining": True}, {"dry_run": True}):
+        guards = dataclasses.replace(GUARDS, **guard_over)
+        early = gate(SUBJECT, pattern(), guards)
+        assert early is not None
+        assert early == decide(EVERYTHING_BLOCKS, pattern(), guards, NOW, Trigger.AUTO)
+    assert gate(SUBJECT, pattern(), GUARDS) is None
