@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -119,7 +120,8 @@ async def running_bot(tmp: Path, patterns: list[dict[str, Any]], **config: Any) 
     settings = replace(rules.settings, telegram=telegram)
     ruleset = replace(rules, settings=settings)
     store = Store(settings.state_dir / "healer.db")
-    clock = FakeClock(1_800_000_000.0)
+    # Starts at the wall clock so a CLI run on the same store (SystemClock) sees the same "ago".
+    clock = FakeClock(float(int(time.time())))
     loop = asyncio.get_running_loop()
     bot_box: list[TelegramBot] = []
 

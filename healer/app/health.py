@@ -115,7 +115,9 @@ class HealthWatch:
         if warnings == self._warnings:
             return None
         previous, began = self._warnings, self._since
-        self._warnings, self._since = warnings, now
+        self._warnings = warnings
+        if warnings and not previous:
+            self._since = now  # the trouble began; a change in what is wrong does not restart it
         if warnings:
             return Notice(NoticeKind.HEALTH, Severity.HIGH, "Host health: " + "; ".join(warnings))
         lasted = span(now - began)
