@@ -39,13 +39,18 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
 
 
-def errors_text(s: ErrorSummary, quote: Quote = terminal) -> str:
+def _errors_head(s: ErrorSummary, severity_label: str) -> list[str]:
     lines = [
         f"Errors in the last {span(s.window)}: {s.total_events} events, {s.incidents} incidents, "
         f"{s.fixable} fixable automatically"
     ]
     if s.by_severity:
-        lines.append("By severity: " + ", ".join(f"{k} {v}" for k, v in _sev_sorted(s.by_severity)))
+        lines.append(f"{severity_label}: " + ", ".join(f"{k} {v}" for k, v in _sev_sorted(s.by_severity)))
+    return lines
+
+
+def errors_text(s: ErrorSummary, quote: Quote = terminal) -> str:
+    lines = _errors_head(s, "By severity")
     if s.by_pattern:
         lines.append("By type:")
         for pid, n in sorted(s.by_pattern.items(), key=lambda kv: -kv[1])[:15]:
@@ -77,13 +82,7 @@ def health_text(h: HealthResult, quote: Quote = terminal) -> str:
     )
     for svc in host.services:
         lines.append(f"  service {quote(svc.name)}: {'up' if svc.up else 'DOWN'} ({quote(svc.detail)})")
-    e = h.errors
-    lines.append(
-        f"Errors in the last {span(e.window)}: {e.total_events} events, {e.incidents} incidents, "
-        f"{e.fixable} fixable automatically"
-    )
-    if e.by_severity:
-        lines.append("  by severity: " + ", ".join(f"{k} {v}" for k, v in _sev_sorted(e.by_severity)))
+    lines += _errors_head(h.errors, "  by severity")
     lines.append(
         f"Kill switch: {'ON (no fixes run)' if h.kill_switch else 'off'}; "
         f"circuit breaker: {'OPEN (notify only)' if h.breaker_open else 'closed'}"
