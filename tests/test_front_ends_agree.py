@@ -70,3 +70,23 @@ async def test_errors_history_explain_status_agree(tmp_path: Path) -> None:
         bot_lines = plain(status_bot).splitlines()
         assert bot_lines[-1].startswith("Telegram: ")  # the one line only the bot can know
         assert bot_lines[:-1] == status_cli.splitlines()
+
+
+async def test_a_blocked_approval_reads_the_same_from_the_cli(tmp_path: Path) -> None:
+    """``healer approve`` on a fix the budget blocks says what the button says, and exits 1."""
+    async with running_bot(tmp_path, [FIXABLE, ASK], engine={"fix_budget_per_hour": 1}) as rig:
+        await rig.ingest("ASKME failure db")
+        call = await rig.wait(
+            lambda: next((c for c in rig.fake.sent() if "Approval needed" in str(c.params.get("text"))), None),
+            "the approval request",
+        )
+        decision = call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
+        await rig.ingest("FIXME failure net")  # the hour's one fix
+        r = subprocess.run([sys.executable, "-m", "healer.cli", "-c", str(rig.config), "approve", decision],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert r.returncode == 1, r.stderr
+        assert r.stdout.strip() == (
+            f"decision #{decision}: Approved by cli, but not run: budget — 1 fixes in the last hour; "
+            "it will ask again the next time the error fires once the hourly fix budget allows."
+        )
+        assert "Fix attempts: 1 total" in cli(rig, "history")
