@@ -1,58 +1,96 @@
-"""The ``healer`` command. It says the same facts the bot says."""
+"""The ``healer`` command. It says the same facts the bot says.
+
+Every report command builds the ``Healer`` facade and prints what its
+renderer in ``healer.app.reports`` makes of the result: the same functions
+the bot uses. Bad input (a duration that is not one, a file that is not
+there) is one line on stderr and exit 2, never a traceback; log text is
+printed with control characters escaped, because a log line must not be
+able to drive the operator's terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from healer import __version__
 from healer.app.ruleset import Ruleset, load_ruleset
+from healer.app.text import terminal
 from healer.core.errors import HealerError
 from healer.core.logsetup import configure as configure_logging
 from healer.settings.load import resolve_config_path
 from healer.settings.types import parse_duration
 
+if TYPE_CHECKING:
+    from healer.app.usecases import Healer
+    from healer.core.jobs import Job
+    from healer.core.records import FixAttempt
+    from healer.store.db import Store
+
 EXIT_OK = 0
 EXIT_FAIL = 1
-EXIT_CONFIG = 2
+EXIT_USAGE = 2  # bad config or bad input: the operator must change something
+EXIT_CONFIG = EXIT_USAGE
 
 
-BLOCK_BYTES = 8 << 20
-
-
-def line_blocks(path: str, size: int = BLOCK_BYTES) -> Iterator[bytes]:
-    """A log file in large blocks of whole lines (a last line without newline gets one).
-
-    Big blocks keep the per-call cost of the matcher and of each store
-    transaction small next to the scanning itself.
-    """
-    with open(path, "rb") as fh:
-        rest = b""
-        while block := fh.read(size):
-            cut = block.rfind(b"\n") + 1
-            if not cut:
-                rest += block
-                continue
-            yield rest + block[:cut] if rest else block if cut == len(block) else block[:cut]
-            rest = block[cut:]
-        if rest:
-            yield rest + b"\n"
+class UsageError(HealerError):
+    """Input the CLI cannot use: printed as one line, exit 2."""
 
 
 def _rules(args: argparse.Namespace) -> Ruleset:
     return load_ruleset(resolve_config_path(args.config))
 
 
-def _store(rules: Ruleset):  # type: ignore[no-untyped-def]
+def _store(rules: Ruleset) -> Store:
     from healer.store.db import Store
 
     return Store(rules.settings.state_dir / "healer.db")
+
+
+def _healer(rules: Ruleset, store: Store) -> Healer:
+    """The facade over this command's store; the engine (and its matcher) is built only if a use case needs it."""
+    from healer.app.usecases import Healer
+    from healer.core.clock import SystemClock
+    from healer.engine.engine import Engine
+
+    clock = SystemClock()
+    healer: Healer
+
+    def run_inline(jobs: Sequence[Job]) -> list[FixAttempt | None]:
+        return [healer.engine.run_job(j) for j in jobs]
+
+    def engine() -> Engine:
+        return Engine(rules.settings, rules.patterns, store, clock=clock)
+
+    healer = Healer(lambda: rules, store, engine, clock, run_inline)
+    return healer
+
+
+@contextmanager
+def _open_log(path: str) -> Iterator[BinaryIO]:
+    """A log file to read, or a one-line error naming it."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by the context manager below
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    with fh:
+        yield fh
+
+
+def _duration(text: str, option: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r}: {exc}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -88,16 +126,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_test_pattern(args: argparse.Namespace) -> int:
     """fail2ban-regex for healer: run examples, or count matches over a real log."""
+    from healer.app.lines import line_blocks
     from healer.app.ruleset import load_pattern_dirs
     from healer.rules.matcher import Matcher
     from healer.rules.patterns import check_examples
+    from healer.settings.schema import SourcesSettings
 
     dirs = [Path(p) for p in args.paths]
+    max_line = SourcesSettings().max_line_bytes
     if not dirs:
         try:
             rules = _rules(args)
             dirs = list(rules.settings.patterns_dirs)
             settings = rules.settings.actions
+            max_line = rules.settings.sources.max_line_bytes
         except HealerError:
             from healer.core.paths import bundled_patterns_dir
 
@@ -120,171 +162,131 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
         counts: Counter[str] = Counter()
         samples: dict[str, list[str]] = {}
         lines = 0
-        for data in line_blocks(args.log):
-            lines += data.count(b"\n")
-            for hit in matcher.scan(data):
-                counts[hit.pattern.id] += 1
-                samples.setdefault(hit.pattern.id, [])
-                if len(samples[hit.pattern.id]) < args.samples:
-                    samples[hit.pattern.id].append(hit.line)
+        with _open_log(args.log) as fh:
+            for block in line_blocks(fh, max_line):
+                lines += block.lines
+                for hit in matcher.scan(block.data):
+                    counts[hit.pattern.id] += 1
+                    got = samples.setdefault(hit.pattern.id, [])
+                    if len(got) < args.samples:
+                        got.append(hit.line)
         print(f"\nLines: {lines}; matched lines per pattern:")
         for p in res.patterns:
             print(f"  {counts[p.id]:>8}  {p.id}")
-            for s in samples.get(p.id, []):
-                print(f"            | {s[:160]}")
+            for sample in samples.get(p.id, []):
+                print(f"            | {terminal(sample[:160])}")
         print(f"Total matches: {sum(counts.values())}")
     return EXIT_FAIL if failures or res.errors else EXIT_OK
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """The daemon's engine, in dry run, over a log file: lines are file events, cut as the tailer cuts them."""
+    from healer.app.usecases import Healer
     from healer.core.clock import FakeClock
+    from healer.core.enums import SourceName
     from healer.engine.engine import Engine
     from healer.store.db import Store
 
     rules = _rules(args)
-    settings = rules.settings.model_copy(update={"dry_run": True})
-    tmp = None
-    if args.state:
-        state = Path(args.state)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="healer-replay-")
-        state = Path(tmp.name)
-    store = Store(state / "healer.db")
-    clock = FakeClock(time.time())
-    engine = Engine(settings, rules.patterns, store, clock=clock)
-    matches = 0
-    lines = 0
-    t0 = time.perf_counter()
-    for data in line_blocks(args.log):
-        # Same count as data.count(b"\n"), ~3x faster: replace() finds newlines with memchr.
-        lines += len(data) - len(data.replace(b"\n", b""))
-        matches += engine.ingest_buffer(data, args.service, args.log).matched
-    elapsed = time.perf_counter() - t0
-    incidents = store.incidents(limit=100_000)
+    rules = dataclasses.replace(rules, settings=rules.settings.model_copy(update={"dry_run": True}))
+    with _open_log(args.log) as fh, tempfile.TemporaryDirectory(prefix="healer-replay-") as tmp:
+        store = Store(Path(args.state or tmp) / "healer.db")
+        clock = FakeClock(time.time())
+        engine = Engine(rules.settings, rules.patterns, store, clock=clock)
+        healer = Healer(lambda: rules, store, engine, clock, lambda jobs: [None for _ in jobs])
+        try:
+            report = healer.replay(fh, args.service, args.log, SourceName(args.source))
+        finally:
+            store.close()
     if args.json:
-        for inc in incidents:
-            last = store.last_decision(inc.id)
-            print(
-                json.dumps(
-                    {
-                        "incident": inc.id,
-                        "pattern": inc.pattern_id,
-                        "severity": inc.severity.value,
-                        "count": inc.count,
-                        "message": inc.message[:300],
-                        "verdict": last.verdict.value if last else None,
-                        "reason": last.reason.value if last else None,
-                        "would": last.detail if last else "",
-                    }
-                )
-            )
-        print(
-            json.dumps(
-                {
-                    "summary": {
-                        "lines": lines,
-                        "matches": matches,
-                        "incidents": len(incidents),
-                        "seconds": round(elapsed, 3),
-                    }
-                }
-            )
-        )
-    else:
-        print(f"Replayed {lines} lines in {elapsed:.2f}s: {matches} matches, {len(incidents)} incidents (dry run)")
-        for inc in sorted(incidents, key=lambda i: -i.count)[: args.limit]:
-            last = store.last_decision(inc.id)
-            what = f"{last.verdict.value} ({last.reason.value}) {last.detail}" if last else "-"
-            print(f"  #{inc.id} ×{inc.count} [{inc.severity.value}] {inc.pattern_id}: {what}")
-    store.close()
-    if tmp is not None:
-        tmp.cleanup()
+        for r in report.incidents:
+            inc, last = r.incident, r.last
+            row = {
+                "incident": inc.id,
+                "pattern": inc.pattern_id,
+                "severity": inc.severity.value,
+                "count": inc.count,
+                "message": inc.message[:300],
+                "verdict": last.verdict.value if last else None,
+                "reason": last.reason.value if last else None,
+                "would": last.detail if last else "",
+            }
+            print(json.dumps(row))
+        summary = {"lines": report.lines, "matches": report.matches, "incidents": len(report.incidents),
+                   "cut": report.cut, "seconds": round(report.seconds, 3)}  # fmt: skip
+        print(json.dumps({"summary": summary}))
+        return EXIT_OK
+    print(
+        f"Replayed {report.lines} lines in {report.seconds:.2f}s: {report.matches} matches, "
+        f"{len(report.incidents)} incidents (dry run)" + (f"; {report.cut} long lines cut" if report.cut else "")
+    )
+    for r in sorted(report.incidents, key=lambda i: -i.incident.count)[: args.limit]:
+        inc, last = r.incident, r.last
+        what = f"{last.verdict.value} ({last.reason.value}) {terminal(last.detail)}" if last else "-"
+        print(f"  #{inc.id} ×{inc.count} [{inc.severity.value}] {inc.pattern_id}: {what}")
     return EXIT_OK
 
 
-def cmd_health(args: argparse.Namespace) -> int:
-    from healer.app.health import collect
-    from healer.app.reports import health_report
-    from healer.engine.engine import Engine
-
+def _report(args: argparse.Namespace) -> Healer:
     rules = _rules(args)
-    store = _store(rules)
-    engine = Engine(rules.settings, rules.patterns, store)
-    h = collect(rules.settings.health)
-    print(health_report(h, store, engine.by_id, rules.settings.kill_switch, engine.breaker_open(time.time())))
+    return _healer(rules, _store(rules))
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from healer.app.reports import health_text
+
+    print(health_text(_report(args).health()))
     return EXIT_OK
 
 
 def cmd_errors(args: argparse.Namespace) -> int:
-    from healer.app.reports import errors_report
+    from healer.app.reports import errors_text
 
-    rules = _rules(args)
-    store = _store(rules)
-    since = time.time() - parse_duration(args.since)
-    print(errors_report(store, {p.id: p for p in rules.patterns}, since))
+    window = _duration(args.since, "--since")
+    print(errors_text(_report(args).errors(window)))
     return EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from healer.app.reports import history_report
+    from healer.app.reports import history_text
 
-    rules = _rules(args)
-    print(history_report(_store(rules), limit=args.limit))
+    print(history_text(_report(args).history(args.limit)))
     return EXIT_OK
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from healer.app.reports import explain_report
+    from healer.app.reports import explain_text
 
-    rules = _rules(args)
-    print(explain_report(_store(rules), args.incident))
+    result = _report(args).explain(args.incident)
+    print(explain_text(result))
+    return EXIT_OK if result.story is not None else EXIT_FAIL
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from healer.app.reports import status_text
+
+    print(status_text(_report(args).status()))
     return EXIT_OK
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
-    from healer.engine.engine import Engine
+    from healer.app.reports import fix_text
+    from healer.core.enums import Outcome
 
-    rules = _rules(args)
-    store = _store(rules)
-    engine = Engine(rules.settings, rules.patterns, store)
-    if rules.settings.kill_switch:
-        print("Kill switch is ON in the config: no fixes run.")
-        store.audit("fix_requested", "cli", {"refused": "kill_switch"}, time.time())
-        return EXIT_OK
-    res = engine.fix_open("cli")
-    attempted = ok = failed = 0
-    for d in res.decisions:
-        print(f"  incident #{d.incident_id} {d.pattern_id}: {d.verdict.value} ({d.reason.value}) {d.detail}")
-    for job in res.jobs:
-        attempt = engine.run_job(job)
-        if attempt is None:
-            continue
-        attempted += 1
-        good = attempt.outcome.value in ("succeeded", "verifying")
-        ok += good
-        failed += not good
-        print(f"  fix #{attempt.id} incident #{attempt.incident_id}: {attempt.outcome.value} {attempt.detail}")
-    print(
-        f"Attempted {attempted}, succeeded {ok}, failed {failed}; "
-        f"{len(res.decisions) - len(res.jobs)} not attempted (see reasons above)"
-    )
-    return EXIT_OK if failed == 0 else EXIT_FAIL
+    report = _report(args).fix_open("cli")
+    print(fix_text(report))
+    good = (Outcome.SUCCEEDED, Outcome.VERIFYING)
+    failed = [o for o in report.outcomes if o.attempt is not None and o.attempt.outcome not in good]
+    return EXIT_FAIL if failed else EXIT_OK
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from healer.engine.engine import Engine
+    from healer.app.reports import settle_text
+    from healer.core.enums import SettleStatus
 
-    rules = _rules(args)
-    engine = Engine(rules.settings, rules.patterns, _store(rules))
-    settled = engine.settle_approval(args.decision, args.cmd == "approve", "cli")
-    status, job = settled.status, settled.job
-    why = f" ({settled.decision.reason}: {settled.decision.detail})" if status == "blocked" and settled.decision else ""
-    print(f"decision #{args.decision}: {status}{why}")
-    if job is not None:
-        attempt = engine.run_job(job)
-        if attempt is not None:
-            print(f"fix #{attempt.id}: {attempt.outcome.value} {attempt.detail}")
-    return EXIT_OK if status == "ok" else EXIT_FAIL
+    report = _report(args).settle(args.decision, args.cmd == "approve", "cli")
+    print(f"decision #{args.decision}: {settle_text(report, 'cli')}")
+    return EXIT_OK if report.status is SettleStatus.OK and report.refused is None else EXIT_FAIL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,12 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp = add("replay", cmd_replay, "run the whole engine in dry run over a log file")
     rp.add_argument("log")
     rp.add_argument("--json", action="store_true", help="one JSON object per incident, then a summary")
-    rp.add_argument("--service", default="replay")
+    rp.add_argument("--service", default="replay", help="the service name the lines are tagged with")
+    rp.add_argument("--source", default="file", choices=["file", "journald"],
+                    help="the source the lines count as for patterns with sources: (default file)")  # fmt: skip
     rp.add_argument("--state", help="keep the replay's store in this directory")
     rp.add_argument("--limit", type=int, default=30)
     add("health", cmd_health, "host health report")
     ep = add("errors", cmd_errors, "error report")
     ep.add_argument("--since", default="1h", help="window, e.g. 30m, 6h, 2d (default 1h)")
+    add("status", cmd_status, "kill switch, dry run, circuit breaker and what is open or waiting")
     add("fix", cmd_fix, "attempt fixes for open incidents, with every guardrail applied")
     hp = add("history", cmd_history, "fix attempts, outcomes and success rate")
     hp.add_argument("--limit", type=int, default=15)
@@ -332,9 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc: int = args.fn(args)
         return rc
-    except HealerError as exc:
+    except HealerError as exc:  # config or input the operator must fix: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
 

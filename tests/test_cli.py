@@ -96,7 +96,8 @@ def test_history_errors_explain_on_empty_and_filled_store(cfg: Path, tmp_path: P
     assert "1 events, 1 incidents" in r.stdout and "boom" in r.stdout
     r = healer("-c", str(cfg), "explain", "1")
     assert "Incident #1" in r.stdout and "skip (dry_run)" in r.stdout
-    assert "No incident #99" in healer("-c", str(cfg), "explain", "99").stdout
+    missing = healer("-c", str(cfg), "explain", "99")
+    assert "No incident #99" in missing.stdout and missing.returncode == 1
 
 
 def test_health_prints_real_figures(cfg: Path) -> None:
@@ -128,3 +129,109 @@ def test_store_schema_version_and_pruning(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match="newer than this healer"):
         Store(db)
+
+
+def _one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+def test_bad_input_is_one_line_and_exit_2(cfg: Path, tmp_path: Path) -> None:
+    _one_line_error(healer("-c", str(cfg), "errors", "--since", "banana"), "--since 'banana'", "duration")
+    _one_line_error(healer("-c", str(cfg), "errors", "--since=-5m"), "--since '-5m'")
+    _one_line_error(healer("-c", str(cfg), "replay", str(tmp_path / "nope.log")), "nope.log", "No such file")
+    _one_line_error(healer("test-pattern", str(ROOT / "patterns"), "--log", str(tmp_path / "gone.log")), "gone.log")
+    assert "Errors in the last 2d" in healer("-c", str(cfg), "errors", "--since", "2d").stdout
+
+
+HOSTILE = (
+    "ERROR BOOM disk \x1b]52;c;cm0gLXJmIH4=\x07 \x1b]8;;http://evil/\x07link\x1b]8;;\x07 "
+    "\x1b]0;pwned title\x07 \x1b[2J\x1b[31mred \x9b31m c1 \u202eevil"
+)
+
+
+def test_log_text_reaches_the_terminal_escaped(cfg: Path, tmp_path: Path) -> None:
+    """CSI, OSC 52 (clipboard), OSC 8 (links), title changes and C1 controls are shown, not obeyed."""
+    log = tmp_path / "hostile.log"
+    log.write_text(HOSTILE + "\n", encoding="utf-8")
+    assert healer("-c", str(cfg), "replay", str(log), "--state", str(tmp_path / "state")).returncode == 0
+    outputs = {
+        "errors": healer("-c", str(cfg), "errors").stdout,
+        "explain": healer("-c", str(cfg), "explain", "1").stdout,
+        "test-pattern": healer("test-pattern", str(tmp_path / "patterns"), "--log", str(log)).stdout,
+    }
+    for name, out in outputs.items():
+        assert "BOOM disk" in out, (name, out)
+        assert not any(ch in out for ch in "\x1b\x07\x9b\u202e"), (name, out)
+    assert "\\x1b]52;c;cm0gLXJmIH4=\\x07" in outputs["explain"]
+    assert "\\x9b31m" in outputs["test-pattern"] and "\\u202eevil" in outputs["test-pattern"]
+
+
+def test_status_says_switches_and_counts(cfg: Path, tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("ERROR BOOM disk\nERROR BOOM net\n")
+    healer("-c", str(cfg), "replay", str(log), "--state", str(tmp_path / "state"))
+    out = healer("-c", str(cfg), "status").stdout
+    assert "Kill switch: off" in out and "Circuit breaker: closed" in out and "Dry run: off" in out
+    assert "Patterns: 2; open incidents: 2; waiting for approval: 0; fixes running: 0" in out
+
+
+def _bundled_examples_log(tmp_path: Path) -> tuple[Path, Path, set[str]]:
+    from healer.rules.patterns import load_patterns
+
+    res = load_patterns([ROOT / "patterns"], None)
+    log = tmp_path / "examples.log"
+    log.write_text("".join(e.line + "\n" for p in res.patterns for e in p.examples))
+    conf = write_config(tmp_path / "bundled.yaml", {"state_dir": str(tmp_path / "state"),
+                                                     "patterns_dirs": [str(ROOT / "patterns")]})  # fmt: skip
+    return log, conf, {p.id for p in res.patterns}
+
+
+def test_replay_finds_every_pattern_test_pattern_finds(tmp_path: Path) -> None:
+    """Replay runs the daemon's engine on file events: patterns with ``sources:`` match as in test-pattern."""
+    log, conf, ids = _bundled_examples_log(tmp_path)
+    tp = healer("test-pattern", str(ROOT / "patterns"), "--log", str(log))
+    found = {line.split()[1] for line in tp.stdout.splitlines() if line[:10].strip().isdigit() and int(line.split()[0])}
+    assert found == ids
+    rows = [json.loads(line) for line in healer("-c", str(conf), "replay", str(log), "--json").stdout.splitlines()]
+    replayed = {row["pattern"] for row in rows[:-1]}
+    assert {i for i in ids if i.startswith("git-")} <= replayed  # the bundled patterns with sources: [file, journald]
+    assert replayed == found
+
+
+def test_replay_cuts_a_200_mb_line_in_bounded_memory(cfg: Path, tmp_path: Path) -> None:
+    """sources.max_line_bytes applies to replay as to the tailer; a 200 MB line costs MBs, not GBs."""
+    log = tmp_path / "huge.log"
+    with log.open("wb") as fh:
+        fh.write(b"ERROR BOOM disk first\nERROR BOOM net " + b"x" * (8 << 20))
+        for _ in range(24):
+            fh.write(b"y" * (8 << 20))
+        fh.write(b"\nERROR BOOM dns last\n")
+    probe = (
+        "import resource, subprocess, sys; "
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "print(r.stdout); print('RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    run = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "healer.cli", "-c", str(cfg), "replay",
+                          str(log), "--json"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    rss_kb = int(run.stdout.rsplit("RSS_KB", 1)[1])
+    rows = [json.loads(line) for line in run.stdout.split("RSS_KB")[0].splitlines() if line.strip()]
+    summary = rows[-1]["summary"]
+    assert summary["lines"] == 3 and summary["cut"] == 1 and summary["matches"] == 3, summary
+    assert max(len(row["message"]) for row in rows[:-1]) <= 300
+    assert rss_kb < 400 * 1024, f"replay of a 200 MB line used {rss_kb // 1024} MB"
+
+
+def test_history_escapes_tool_output_for_the_terminal() -> None:
+    """Fix details quote tool output (a command's stderr can carry a log line); history shows it inert."""
+    from healer.app.reports import history_text
+    from healer.app.results import HistoryResult
+    from healer.core.enums import Outcome
+    from healer.core.records import FixAttempt
+
+    attempt = FixAttempt(1, 1, 1, ("command",), Outcome.FAILED, 0.0, 1.0, "exit 1: " + HOSTILE)
+    text = history_text(HistoryResult({Outcome.FAILED: 1}, (attempt,), (), 10.0))
+    assert "#1 incident #1 command: failed" in text and "\\x1b]0;pwned" in text
+    assert not any(ch in text for ch in "\x1b\x07\x9b\u202e"), text

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
+from bot_rig import make_healer
 
-from healer.app.reports import history_report
+from healer.app.reports import history_text
 from healer.app.ruleset import load_ruleset
 from healer.core.clock import FakeClock
 from healer.core.enums import ApprovalState, AuditKind, IncidentStatus, Outcome, Reason, SettleStatus, Verdict
@@ -210,7 +211,7 @@ def test_one_fault_three_sources_one_incident_one_fix(tmp_path: Path) -> None:
     assert [type(j) for j in jobs] == [UndoJob]  # recurrence inside the verify window, not a second fix
     [inc] = engine.store.incidents()
     assert inc.sources == ("alertmanager", "file", "sentry") and inc.count == 3
-    assert history_report(engine.store).startswith("Fix attempts: 1 total")
+    assert history_text(make_healer(engine).history()).startswith("Fix attempts: 1 total")
     # A re-delivery of the same alert is dropped; a resolved alert closes the incident.
     engine.ingest_events([Event("alertmanager", "redis", "RedisDown", 1.0, source_id="fp1:2026-11-22T10:00:00Z")])
     assert engine.store.incidents()[0].count == 3

@@ -13,9 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from bot_rig import make_healer
 from torture._engine import make_engine
 
-from healer.app.reports import errors_report, explain_report
+from healer.app.reports import errors_text, explain_text
 from healer.core.errors import ConfigError, PatternError
 from healer.core.paths import bundled_patterns_dir
 from healer.rules.patterns import load_file, load_patterns
@@ -131,10 +132,10 @@ def test_chat_markup_and_ansi_escaped_in_reports(tmp_path: Path) -> None:
     pattern = {"id": "hx-chat", "regex": r"ERROR (?P<what>.+)$", "approval": "never", "group_by": ["match"]}
     engine = make_engine(tmp_path, [pattern])
     engine.ingest_buffer("".join(h + "\n" for h in hostile).encode(), "app", "hostile")
-    pats = {p.id: p for p in engine.by_id.values()}
-    text = errors_report(engine.store, pats, 0.0, quote=html.escape)
+    facade = make_healer(engine)
+    text = errors_text(facade.errors(engine.clock.now()), quote=html.escape)  # the window reaches back to 0
     for inc in engine.store.incidents(limit=1000):
-        text += explain_report(engine.store, inc.id, quote=html.escape)
+        text += explain_text(facade.explain(inc.id), quote=html.escape)
     # Only escaped markup remains: no raw tag or entity that Telegram's HTML mode would interpret.
     assert "<" not in text and ">" not in text, text
     assert "&" not in text.replace("&lt;", "").replace("&gt;", "").replace("&amp;", "").replace("&quot;", "").replace(

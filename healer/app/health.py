@@ -1,16 +1,24 @@
 """Host health from psutil: the same facts for ``healer health`` and the bot.
 
 psutil calls block briefly (cpu_percent samples), so callers on the event
-loop run ``collect`` in a thread.
+loop run ``collect`` and :meth:`HealthWatch.check` in a thread.
+
+:class:`HealthWatch` is the periodic check: the service schedules it whether
+or not Telegram is configured, and it speaks only when the set of crossed
+thresholds changes, so a full disk is one message, not one per interval.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
 
+from healer.app.text import span
+from healer.core.enums import Severity
+from healer.core.notices import Notice, NoticeKind
 from healer.settings.schema import HealthSettings
 
 
@@ -84,3 +92,37 @@ def collect(settings: HealthSettings, cpu_interval: float = 0.2) -> HostHealth:
         services=services,
         warnings=tuple(warnings),
     )
+
+
+Probe = Callable[[HealthSettings], HostHealth]
+
+
+class HealthWatch:
+    """Says "Host health: ..." when a threshold is crossed and "back within thresholds" when it clears.
+
+    ``settings`` is read at every check (a reload changes thresholds);
+    ``probe`` is :func:`collect` in service and a fixed answer in tests.
+    """
+
+    def __init__(self, settings: Callable[[], HealthSettings], probe: Probe = collect) -> None:
+        self._settings = settings
+        self._probe = probe
+        self._warnings: tuple[str, ...] = ()
+        self._since = 0.0
+
+    def check(self, now: float) -> Notice | None:
+        warnings = self._probe(self._settings()).warnings
+        if warnings == self._warnings:
+            return None
+        previous, began = self._warnings, self._since
+        self._warnings = warnings
+        if warnings and not previous:
+            self._since = now  # the trouble began; a change in what is wrong does not restart it
+        if warnings:
+            return Notice(NoticeKind.HEALTH, Severity.HIGH, "Host health: " + "; ".join(warnings))
+        lasted = span(now - began)
+        return Notice(
+            NoticeKind.HEALTH,
+            Severity.LOW,
+            f"Host health back within thresholds after {lasted} (was: " + "; ".join(previous) + ")",
+        )

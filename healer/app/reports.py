@@ -1,110 +1,63 @@
-"""Plain-text reports: the CLI prints them and the bot sends them.
+"""Text for every use case's result: the CLI prints it and the bot sends it.
 
-One source for both, so ``healer errors`` and "show errors" never disagree.
-Text quoted from logs is passed through ``quote`` so a caller can escape it
-for its medium (HTML for Telegram, nothing for a terminal).
+One renderer per result, so ``healer errors`` and "show errors" never
+disagree. Text quoted from logs, webhooks and tool output goes through
+``quote``, which each front end chooses for its medium: HTML escaping for
+Telegram, :func:`healer.app.text.terminal` for a terminal. What healer
+writes itself (pattern ids, enum values, numbers) is not quoted.
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
-from healer.app.health import HostHealth
-from healer.core.enums import Outcome
-from healer.rules.patterns import Pattern
-from healer.store.db import Store
+from healer.app.results import (
+    ErrorSummary,
+    ExplainResult,
+    FixReport,
+    HealthResult,
+    HistoryResult,
+    JobOutcome,
+    LineExplanation,
+    SettleReport,
+    StatusResult,
+    Would,
+)
+from healer.app.text import Quote, ago, short, span, terminal
+from healer.core.enums import Outcome, Reason, SettleStatus
 
-Quote = Callable[[str], str]
-
-
-def _plain(text: str) -> str:
-    return text
-
-
-def _ago(ts: float, now: float) -> str:
-    d = max(0.0, now - ts)
-    if d < 90:
-        return f"{d:.0f}s ago"
-    if d < 5400:
-        return f"{d / 60:.0f}m ago"
-    if d < 129600:
-        return f"{d / 3600:.1f}h ago"
-    return f"{d / 86400:.1f}d ago"
+_SEV_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+_SETTLED = frozenset(Outcome) - {Outcome.RUNNING, Outcome.VERIFYING, Outcome.UNDOING}
 
 
-def short(text: str, n: int = 120) -> str:
-    one = " ".join(text.split())
-    return one if len(one) <= n else one[: n - 1] + "…"
+def _sev_sorted(d: Mapping[str, int]) -> Sequence[tuple[str, int]]:
+    return sorted(d.items(), key=lambda kv: _SEV_ORDER.get(kv[0], 9))
 
 
-@dataclass(frozen=True)
-class ErrorSummary:
-    since: float
-    total_events: int
-    incidents: int
-    fixable: int
-    by_pattern: Mapping[str, int]
-    by_severity: Mapping[str, int]
-    multi_source: int
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
 
 
-def error_summary(store: Store, patterns: Mapping[str, Pattern], since: float) -> ErrorSummary:
-    rows = store.query(
-        "SELECT pattern_id, incident_id, count(*) AS n FROM events WHERE ts >= ? GROUP BY pattern_id, incident_id",
-        (since,),
-    )
-    by_pattern: Counter[str] = Counter()
-    by_sev: Counter[str] = Counter()
-    incidents = set()
-    fixable = set()
-    for r in rows:
-        by_pattern[r["pattern_id"]] += r["n"]
-        p = patterns.get(r["pattern_id"])
-        by_sev[p.severity.value if p else "unknown"] += r["n"]
-        incidents.add(r["incident_id"])
-        if p is not None and p.fixable:
-            fixable.add(r["incident_id"])
-    multi = 0
-    if incidents:
-        q = ",".join("?" * len(incidents))
-        multi = int(
-            store.query(
-                f"SELECT count(*) FROM (SELECT incident_id FROM incident_sources WHERE incident_id IN ({q})"  # noqa: S608
-                " GROUP BY incident_id HAVING count(*) > 1)",
-                tuple(incidents),
-            )[0][0]
-        )
-    return ErrorSummary(since, sum(by_pattern.values()), len(incidents), len(fixable), by_pattern, by_sev, multi)
-
-
-def errors_report(
-    store: Store, patterns: Mapping[str, Pattern], since: float, now: float | None = None, quote: Quote = _plain
-) -> str:
-    now = time.time() if now is None else now
-    s = error_summary(store, patterns, since)
+def _errors_head(s: ErrorSummary, severity_label: str) -> list[str]:
     lines = [
-        f"Errors in the last {_span(now - since)}: {s.total_events} events, {s.incidents} incidents, "
+        f"Errors in the last {span(s.window)}: {s.total_events} events, {s.incidents} incidents, "
         f"{s.fixable} fixable automatically"
     ]
     if s.by_severity:
-        lines.append("By severity: " + ", ".join(f"{k} {v}" for k, v in _sev_sorted(s.by_severity)))
+        lines.append(f"{severity_label}: " + ", ".join(f"{k} {v}" for k, v in _sev_sorted(s.by_severity)))
+    return lines
+
+
+def errors_text(s: ErrorSummary, quote: Quote = terminal) -> str:
+    lines = _errors_head(s, "By severity")
     if s.by_pattern:
         lines.append("By type:")
         for pid, n in sorted(s.by_pattern.items(), key=lambda kv: -kv[1])[:15]:
-            p = patterns.get(pid)
-            tag = (
-                "auto-fix"
-                if p is not None and p.fixable and p.approval.value == "auto"
-                else ("fix on approval" if p is not None and p.fixable else "notify only")
-            )
-            lines.append(f"  {n:>6}  {quote(pid)}  ({tag})")
-    incs = store.incidents(since=since, limit=10)
-    if incs:
+            lines.append(f"  {n:>6}  {quote(pid)}  ({s.tags.get(pid, 'notify only')})")
+    if s.recent:
         lines.append("Incidents:")
-        for inc in incs:
+        for inc in s.recent:
             src = f" sources={'+'.join(inc.sources)}" if len(inc.sources) > 1 else ""
             lines.append(
                 f"  #{inc.id} [{inc.severity.value}] {inc.status.value} ×{inc.count}{src} "
@@ -113,121 +66,236 @@ def errors_report(
     return "\n".join(lines)
 
 
-def history_report(store: Store, limit: int = 15, quote: Quote = _plain, now: float | None = None) -> str:
-    now = time.time() if now is None else now
-    attempts = store.attempts(limit=limit)
-    rows = store.query("SELECT outcome, count(*) AS n FROM fix_attempts GROUP BY outcome")
-    counts = {r["outcome"]: int(r["n"]) for r in rows}
-    done = sum(n for o, n in counts.items() if o not in (Outcome.RUNNING.value, Outcome.VERIFYING.value))
-    ok = counts.get(Outcome.SUCCEEDED.value, 0)
-    rate = f"{100 * ok / done:.0f}%" if done else "n/a"
-    lines = [f"Fix attempts: {sum(counts.values())} total, {ok} succeeded, success rate {rate}"]
-    if counts:
-        lines.append("By outcome: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    for a in attempts:
-        lines.append(
-            f"  #{a.id} incident #{a.incident_id} {' → '.join(a.actions)}: {a.outcome.value} "
-            f"({_ago(a.started, now)}) {quote(short(a.detail, 100))}"
-        )
-    decisions = store.query(
-        "SELECT d.*, i.pattern_id AS pid FROM decisions d JOIN incidents i ON i.id = d.incident_id"
-        " ORDER BY d.id DESC LIMIT ?",
-        (limit,),
-    )
-    if decisions:
-        lines.append("Recent decisions:")
-        for d in decisions:
-            times = f" ×{d['count']}" if d["count"] > 1 else ""
-            lines.append(
-                f"  #{d['id']} incident #{d['incident_id']} {quote(d['pid'])}: {d['verdict']} "
-                f"({d['reason']}){times} {quote(short(d['detail'] or '', 80))}"
-            )
-    return "\n".join(lines)
-
-
-def health_report(
-    health: HostHealth,
-    store: Store,
-    patterns: Mapping[str, Pattern],
-    kill_switch: bool,
-    breaker_open: bool,
-    now: float | None = None,
-    quote: Quote = _plain,
-) -> str:
-    now = time.time() if now is None else now
+def health_text(h: HealthResult, quote: Quote = terminal) -> str:
+    host = h.host
     lines = ["Host health"]
-    for d in health.disks:
+    for d in host.disks:
         if d.error:
             lines.append(f"  disk {quote(d.mount)}: error {quote(d.error)}")
         else:
             flag = "" if d.ok else "  ⚠"
             lines.append(f"  disk {quote(d.mount)}: {d.percent:.1f}% used, {d.free_bytes / 2**30:.1f} GiB free{flag}")
-    lines.append(f"  memory {health.memory_percent:.1f}%, swap {health.swap_percent:.1f}%")
+    lines.append(f"  memory {host.memory_percent:.1f}%, swap {host.swap_percent:.1f}%")
     lines.append(
-        f"  load {health.load[0]:.2f} {health.load[1]:.2f} {health.load[2]:.2f} on {health.cpus} CPUs, "
-        f"cpu {health.cpu_percent:.0f}%"
+        f"  load {host.load[0]:.2f} {host.load[1]:.2f} {host.load[2]:.2f} on {host.cpus} CPUs, "
+        f"cpu {host.cpu_percent:.0f}%"
     )
-    for s in health.services:
-        lines.append(f"  service {quote(s.name)}: {'up' if s.up else 'DOWN'} ({quote(s.detail)})")
-    summary = error_summary(store, patterns, now - 1800)
+    for svc in host.services:
+        lines.append(f"  service {quote(svc.name)}: {'up' if svc.up else 'DOWN'} ({quote(svc.detail)})")
+    lines += _errors_head(h.errors, "  by severity")
     lines.append(
-        f"Errors in the last 30m: {summary.total_events} events, {summary.incidents} incidents, "
-        f"{summary.fixable} fixable automatically"
+        f"Kill switch: {'ON (no fixes run)' if h.kill_switch else 'off'}; "
+        f"circuit breaker: {'OPEN (notify only)' if h.breaker_open else 'closed'}"
     )
-    if summary.by_severity:
-        lines.append("  by severity: " + ", ".join(f"{k} {v}" for k, v in _sev_sorted(summary.by_severity)))
-    lines.append(
-        f"Kill switch: {'ON (no fixes run)' if kill_switch else 'off'}; "
-        f"circuit breaker: {'OPEN (notify only)' if breaker_open else 'closed'}"
-    )
-    incs = store.incidents(limit=5)
-    if incs:
+    if h.recent:
         lines.append("Recent incidents:")
-        for inc in incs:
+        for inc in h.recent:
             lines.append(
                 f"  #{inc.id} [{inc.severity.value}] {inc.status.value} ×{inc.count} "
-                f"{quote(inc.pattern_id)} ({_ago(inc.last_seen, now)})"
+                f"{quote(inc.pattern_id)} ({ago(inc.last_seen, h.now)})"
             )
-    if health.warnings:
-        lines.append("Warnings: " + "; ".join(quote(w) for w in health.warnings))
+    if host.warnings:
+        lines.append("Warnings: " + "; ".join(quote(w) for w in host.warnings))
     return "\n".join(lines)
 
 
-def explain_report(store: Store, incident_id: int, quote: Quote = _plain, now: float | None = None) -> str:
+def history_text(h: HistoryResult, quote: Quote = terminal) -> str:
+    total = sum(h.outcomes.values())
+    done = sum(n for o, n in h.outcomes.items() if o in _SETTLED)
+    ok = h.outcomes.get(Outcome.SUCCEEDED, 0)
+    rate = f"{100 * ok / done:.0f}%" if done else "n/a"
+    lines = [f"Fix attempts: {total} total, {ok} succeeded, success rate {rate}"]
+    if h.outcomes:
+        lines.append("By outcome: " + ", ".join(f"{o.value} {n}" for o, n in sorted(h.outcomes.items())))
+    for a in h.attempts:
+        lines.append(
+            f"  #{a.id} incident #{a.incident_id} {' → '.join(a.actions)}: {a.outcome.value} "
+            f"({ago(a.started, h.now)}) {quote(short(a.detail, 100))}"
+        )
+    if h.decisions:
+        lines.append("Recent decisions:")
+        for d in h.decisions:
+            times = f" ×{d.count}" if d.count > 1 else ""
+            lines.append(
+                f"  #{d.id} incident #{d.incident_id} {quote(d.pattern_id)}: {d.verdict.value} "
+                f"({d.reason.value}){times} {quote(short(d.detail, 80))}"
+            )
+    return "\n".join(lines)
+
+
+def explain_text(x: ExplainResult, quote: Quote = terminal) -> str:
     """Everything healer knows and did about one incident, in order."""
-    now = time.time() if now is None else now
-    inc = store.incident(incident_id)
-    if inc is None:
-        return f"No incident #{incident_id}."
+    story = x.story
+    if story is None:
+        return f"No incident #{x.incident_id}."
+    inc, now = story.incident, x.now
     lines = [
         f"Incident #{inc.id} [{inc.severity.value}] {inc.status.value}: pattern {quote(inc.pattern_id)}",
-        f"  seen {inc.count}× from {'+'.join(inc.sources)}, first {_ago(inc.first_seen, now)}, "
-        f"last {_ago(inc.last_seen, now)}",
+        f"  seen {inc.count}× from {'+'.join(inc.sources)}, first {ago(inc.first_seen, now)}, "
+        f"last {ago(inc.last_seen, now)}",
         f"  last message: {quote(short(inc.message, 300))}",
-        "Decisions:",
     ]
-    for d in reversed(store.decisions(incident_id, limit=50)):
-        lines.append(f"  #{d.id} {d.verdict.value} ({d.reason.value}) {_ago(d.ts, now)} {quote(short(d.detail, 100))}")
-    attempts = store.attempts(incident_id=incident_id, limit=20)
-    if attempts:
+    if story.events:
+        lines.append("Recent events:")
+        for ev in story.events[-5:]:
+            lines.append(f"  {ago(ev.ts, now)} {ev.source} {quote(ev.origin)}: {quote(short(ev.message, 160))}")
+    lines.append("Decisions:")
+    for d in story.decisions:
+        times = f" ×{d.count}" if d.count > 1 else ""
+        lines.append(
+            f"  #{d.id} {d.verdict.value} ({d.reason.value}){times} {ago(d.ts, now)} {quote(short(d.detail, 100))}"
+        )
+    if story.attempts:
         lines.append("Fix attempts:")
-        for a in reversed(attempts):
+        for a in story.attempts:
             lines.append(f"  #{a.id} {' → '.join(a.actions)}: {a.outcome.value} — {quote(short(a.detail, 200))}")
             for st in a.steps:
                 lines.append(f"      {st.action}: {st.outcome.value} {quote(short(st.detail, 120))}")
     return "\n".join(lines)
 
 
-def _span(seconds: float) -> str:
-    if seconds >= 86400 and seconds % 86400 == 0:
-        return f"{seconds / 86400:.0f}d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:g}h"
-    return f"{seconds / 60:.0f}m"
+def status_text(s: StatusResult) -> str:
+    breaker = "closed"
+    if s.breaker_open:
+        breaker = "OPEN — notify only" + (f" until {_clock(s.breaker_until)}" if s.breaker_until else "")
+    c = s.counts
+    return "\n".join(
+        [
+            "Status",
+            f"Kill switch: {'ON — no fixes run' if s.kill_switch else 'off'} "
+            "(change it in the config file; healer reloads it)",
+            f"Circuit breaker: {breaker}",
+            f"Dry run: {'on' if s.dry_run else 'off'}",
+            f"Patterns: {s.patterns}; open incidents: {c.open_incidents}; "
+            f"waiting for approval: {c.pending_approvals}; fixes running: {c.active_attempts}",
+        ]
+    )
 
 
-_SEV_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+_REFUSED = {
+    Reason.KILL_SWITCH: "the kill switch is ON in the config",
+    Reason.DRY_RUN: "dry run is on in the config (healer only records what it would run)",
+}
 
 
-def _sev_sorted(d: Mapping[str, int]) -> Sequence[tuple[str, int]]:
-    return sorted(d.items(), key=lambda kv: _SEV_ORDER.get(kv[0], 9))
+def outcomes_text(outcomes: Sequence[JobOutcome], quote: Quote = terminal) -> str:
+    ok = failed = other = 0
+    lines = []
+    for o in outcomes:
+        a, chain = o.attempt, " → ".join(o.actions)
+        if a is None:
+            other += 1
+            lines.append(f"  • incident #{o.incident_id} {chain}: no attempt — {quote(o.note)}")
+            continue
+        if a.outcome is Outcome.RUNNING:
+            other += 1
+            lines.append(f"  • fix #{a.id} incident #{a.incident_id} {chain}: still running")
+            continue
+        if a.outcome in (Outcome.SUCCEEDED, Outcome.VERIFYING):
+            ok += 1
+            word = "succeeded" if a.outcome is Outcome.SUCCEEDED else "succeeded (verifying)"
+        else:
+            failed += 1
+            word = a.outcome.value
+        lines.append(
+            f"  • fix #{a.id} incident #{a.incident_id} {' → '.join(a.actions)}: {word} — {quote(short(a.detail, 200))}"
+        )
+    head = f"Fixes: {len(outcomes)} attempted, {ok} succeeded, {failed} failed"
+    if other:
+        head += f", {other} other"
+    return "\n".join([head, *lines])
+
+
+def fix_text(r: FixReport, quote: Quote = terminal) -> str:
+    if r.refused is not None:
+        return f"Nothing was run: {_REFUSED.get(r.refused, r.refused.value)}."
+    if not r.decisions:
+        return "Nothing to fix: no open incident has an automatic fix."
+    lines = []
+    acted = {o.incident_id for o in r.outcomes}
+    held = [d for d in r.decisions if d.incident_id not in acted]
+    if held:
+        lines.append("Not run:" if r.outcomes else "Nothing was run:")
+        lines += [
+            f"  incident #{d.incident_id} {quote(d.pattern_id)}: {d.verdict.value} ({d.reason.value}) "
+            f"{quote(short(d.detail, 120))}"
+            for d in held
+        ]
+    if r.outcomes:
+        lines.insert(0, outcomes_text(r.outcomes, quote))
+    return "\n".join(lines)
+
+
+def _after_block(r: SettleReport) -> str:
+    """What happens next to an approved fix a guardrail stopped: said so nobody waits for it."""
+    reason = r.decision.reason if r.decision is not None else None
+    again = "it will ask again the next time the error fires"
+    if reason is Reason.BUDGET:
+        return f"{again} once the hourly fix budget allows"
+    if reason is Reason.CIRCUIT_OPEN and r.breaker_until is not None:
+        return f"{again} after the circuit breaker closes at {_clock(r.breaker_until)}"
+    if reason is Reason.IN_PROGRESS:
+        return f"{again} after the fix in progress has finished"
+    if reason in (Reason.MAX_ATTEMPTS, Reason.FAILED_BEFORE):
+        return "it is escalated to a human and will not be retried automatically"
+    return again
+
+
+def settle_answer(r: SettleReport) -> str:
+    """The short answer to a button press (Telegram shows it as a toast)."""
+    if r.refused is not None or r.status is SettleStatus.KILL_SWITCH:
+        return "Kill switch is ON: nothing ran." if r.refused is not Reason.DRY_RUN else "Dry run is on: nothing ran."
+    if r.status is SettleStatus.DONE:
+        return "Already decided."
+    if r.status is SettleStatus.MISSING:
+        return "Unknown approval."
+    if r.status is SettleStatus.EXPIRED:
+        return "Expired: nothing ran."
+    if not r.approve:
+        return "Rejected."
+    if r.status is SettleStatus.BLOCKED:
+        return "Approved, but not run: " + (r.decision.reason.value if r.decision else "blocked")
+    return "Approved: running the fix."
+
+
+def settle_text(r: SettleReport, who: str, quote: Quote = terminal) -> str:
+    """The note appended to an approval message (and printed by ``healer approve``)."""
+    if r.refused is not None or r.status is SettleStatus.KILL_SWITCH:
+        why = _REFUSED.get(r.refused or Reason.KILL_SWITCH, "")
+        return f"Approved by {quote(who)}, but {why}: nothing ran."
+    if r.status is SettleStatus.EXPIRED:
+        return "⌛ Expired: nothing ran."
+    if r.status in (SettleStatus.DONE, SettleStatus.MISSING):
+        return settle_answer(r)
+    if not r.approve:
+        return f"❌ Rejected by {quote(who)}."
+    if r.status is SettleStatus.BLOCKED:
+        d = r.decision
+        what = f"{d.reason.value} — {quote(short(d.detail, 160))}" if d is not None else "a guardrail stopped it"
+        return f"Approved by {quote(who)}, but not run: {what}; {_after_block(r)}."
+    if not r.outcomes:
+        return f"✅ Approved by {quote(who)}: running…"
+    return f"✅ Approved by {quote(who)}.\n" + outcomes_text(r.outcomes, quote)
+
+
+_WOULD = {
+    Would.RUN: "would run",
+    Would.ASK: "would ask for approval",
+    Would.REFUSE: "would be refused",
+    Would.NOTIFY: "would notify only",
+}
+
+
+def line_text(x: LineExplanation, quote: Quote = terminal, no_match: str = "No pattern matches that text.") -> str:
+    if not x.hits:
+        return no_match
+    lines = [f"That matches {len(x.hits)} pattern(s) (explained only; nothing was run):"]
+    for h in x.hits:
+        lines.append(f"• {quote(h.pattern_id)} [{h.severity.value}] {quote(short(h.description, 200))}")
+        lines.append(f"  line: {quote(h.line[:200])}")
+        if h.fix:
+            lines.append(f"  fix: {quote(h.fix)}")
+        lines.append(f"  here it {_WOULD[h.would]}: {quote(h.why)}")
+        if h.groups:
+            lines.append("  captured: " + ", ".join(f"{quote(k)}={quote(v[:80])}" for k, v in h.groups.items()))
+    return "\n".join(lines)

@@ -1,8 +1,10 @@
 """Telegram front end: commands and approvals in, routed notices out.
 
-``bot`` owns the python-telegram-bot Application; ``router`` decides what is
-sent when (immediately, in a digest, or not at all) and deduplicates storms;
-``commands`` parses plain phrases and slash commands; ``render`` escapes
-everything quoted from logs. Only ``bot`` imports telegram, so the rest is
-testable without a network.
+``app`` owns the python-telegram-bot Application and its lifecycle;
+``handlers`` turns a message or a button press into a use case of the
+``Healer`` facade and its rendered answer; ``outbox`` is the one bounded,
+retrying way out; ``router`` decides what is sent when (immediately, in a
+digest, or not at all) and deduplicates storms; ``commands`` parses plain
+phrases and slash commands; ``render`` escapes everything quoted from logs.
+``bot`` is a transitional adapter for the daemon's current constructor call.
 """

@@ -4,7 +4,7 @@ An error storm must not become a message storm: a thousand identical lines
 are one incident, and the person on call wants one message for it, then a
 short "still firing" update now and then, not a thousand pings. So the
 router remembers every incident it has announced, swallows repeats, and lets
-a periodic job (the bot's JobQueue) ask :meth:`Router.updates` whether an
+a periodic job (registered on the host's scheduler) ask :meth:`Router.updates` whether an
 announced incident has grown since the last word about it.
 
 Severity decides the route (``telegram.routing``): ``immediate`` sends now,
@@ -107,7 +107,7 @@ class Router:
         while len(self._tracked) > MAX_TRACKED:
             self._tracked.popitem(last=False)
 
-    # -- periodic work (called from JobQueue jobs) ------------------------------------------
+    # -- periodic work (called from the scheduled jobs) ------------------------------------------
     def watched(self, now: float, interval: float) -> list[int]:
         """Incidents announced at once whose count is worth re-reading from the store."""
         return [

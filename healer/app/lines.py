@@ -1,0 +1,64 @@
+"""A log file as large blocks of whole lines, each line cut at ``max_line`` bytes.
+
+``healer replay`` and ``healer test-pattern --log`` read whole files this
+way. Big blocks keep the per-call cost of the matcher and of each store
+transaction small next to the scanning itself; the cut keeps memory bounded
+by the block size whatever the file holds (one 200 MB line costs one block
+and ``max_line`` bytes, not 2 GB), and gives the same lines the tailer would
+give the daemon (``sources.max_line_bytes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+BLOCK_BYTES = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    data: bytes  # whole lines, each ending in b"\n"
+    lines: int
+    cut: int  # lines in ``data`` that were longer than max_line and were cut
+
+
+def _cut_long(data: bytes, max_line: int) -> tuple[bytes, int, int]:
+    """``data`` (whole lines) with every line cut to ``max_line`` bytes, its line count, the lines cut.
+
+    One C-level split and ``max`` when no line is long, which is nearly always.
+    """
+    parts = data.split(b"\n")
+    lines = len(parts) - 1
+    if max(map(len, parts)) <= max_line:
+        return data, lines, 0
+    cut = sum(1 for p in parts if len(p) > max_line)
+    return b"\n".join(p[:max_line] for p in parts), lines, cut
+
+
+def line_blocks(fh: BinaryIO, max_line: int, size: int = BLOCK_BYTES) -> Iterator[Block]:
+    """Blocks of whole lines; a last line without a newline gets one."""
+    rest = b""  # the start of a line whose newline is still to come (at most max_line bytes)
+    skipping = False  # inside a line already longer than max_line: drop bytes up to its newline
+    pending_cut = 0
+    while block := fh.read(size):
+        if skipping:
+            nl = block.find(b"\n")
+            if nl < 0:
+                continue
+            block = block[nl:]  # keep the newline: it ends the cut line held in ``rest``
+            skipping = False
+        data = rest + block if rest else block
+        end = data.rfind(b"\n") + 1
+        whole, rest = data[:end], data[end:]
+        if len(rest) > max_line:
+            rest, skipping = rest[:max_line], True
+            pending_cut += 1
+        if whole:
+            # A line cut while skipping was counted when it grew too long; here it is max_line long.
+            out, lines, cut = _cut_long(whole, max_line)
+            yield Block(out, lines, cut + pending_cut)
+            pending_cut = 0
+    if rest:
+        yield Block(rest + b"\n", 1, pending_cut)

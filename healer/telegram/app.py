@@ -1,0 +1,252 @@
+"""The Telegram bot: one python-telegram-bot Application on the daemon's event loop.
+
+Driven by hand (``initialize``/``start``/``updater.start_polling`` and the
+reverse), the embedding of PTB's starlettebot example: one process, one loop.
+The bot gets the ``Healer`` facade and a few callables from its host, never
+the daemon:
+
+* ``settings()`` — the Telegram settings in force (a reload swaps them);
+* ``serial`` — the executor that serialises decisions with ingestion;
+* ``every(name, seconds, job)`` — the host's one scheduler. The digest and
+  the "still firing" updates are registered there; PTB's own JobQueue is
+  switched off. Host health is not the bot's job: the service runs
+  ``HealthWatch`` and the bot renders the HEALTH notices it is sent.
+
+Healing must never depend on Telegram: ``start()`` returns at once and
+connects in the background with backoff; ``notify()`` only routes and
+enqueues; messages leave through the bounded :class:`Outbox`.
+
+The token is never logged: httpx logs request URLs (which contain it) at
+INFO, so httpx/httpcore/telegram loggers are held at WARNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import structlog
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.error import InvalidToken, TelegramError
+from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+
+from healer.app.ports import Every
+from healer.app.usecases import Healer
+from healer.core.clock import Clock
+from healer.core.errors import ConfigError
+from healer.core.notices import Notice, NoticeKind
+from healer.settings.schema import TelegramSettings
+from healer.telegram.commands import BOT_COMMANDS
+from healer.telegram.handlers import Handlers
+from healer.telegram.outbox import Outbox, Outgoing
+from healer.telegram.render import truncate
+from healer.telegram.router import Router
+
+log = structlog.get_logger("healer.telegram")
+
+Ctx = ContextTypes.DEFAULT_TYPE
+App = Application[Any, Ctx, Any, Any, Any, Any]
+
+CONNECT_BACKOFF_MAX = 30.0
+POLL_TIMEOUT = 10  # seconds of long poll per getUpdates
+STOP_DRAIN = 3.0  # seconds queued messages get to leave at shutdown
+_QUIET_LOGGERS = ("httpx", "httpcore", "telegram", "telegram.ext")
+
+
+def approval_keyboard(decision_id: int) -> InlineKeyboardMarkup:
+    """Approve / Reject buttons; callback data "ap:<id>" stays far below Telegram's 64 bytes."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("✅ Approve", callback_data=f"ap:{decision_id}"),
+                InlineKeyboardButton("❌ Reject", callback_data=f"rj:{decision_id}"),
+            ]
+        ]
+    )
+
+
+class TelegramBot:
+    def __init__(
+        self,
+        facade: Healer,
+        settings: Callable[[], TelegramSettings],
+        *,
+        clock: Clock,
+        serial: Executor,
+        every: Every,
+    ) -> None:
+        s = settings()
+        if not s.token:
+            raise ConfigError(s.token_env, "", "telegram is enabled without a token", f"set ${s.token_env} in .env")
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        # A proxy's HTML error page makes PTB log a JSON traceback at ERROR on every retry;
+        # the same failure reaches us as NetworkError and is logged once, readably.
+        logging.getLogger("telegram.request").setLevel(logging.CRITICAL)
+        self.facade = facade
+        self._settings = settings
+        self._clock = clock
+        self._every = every
+        self.router = Router(self._enqueue_notice)
+        self.outbox = Outbox(self._send)
+        self.handlers = Handlers(facade, settings, serial=serial, reply=self.reply, status_extra=self._status_line)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._polling_errors = 0
+        self._token = s.token
+        self._intervals = (s.digest_interval, s.update_interval)
+        builder = Application.builder().token(s.token).rate_limiter(AIORateLimiter(max_retries=3))
+        if s.base_url:
+            builder = builder.base_url(s.base_url)
+        # No JobQueue: periodic work runs on the host's one scheduler (``every``).
+        # Fixes can take a while; one slow "fix errors" must not hold up a button press.
+        self.app: App = builder.job_queue(None).concurrent_updates(8).build()
+        self.app.add_handler(CallbackQueryHandler(self.handlers.on_callback))
+        self.app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self.handlers.on_message))
+        self.app.add_error_handler(self._on_error)
+
+    @property
+    def settings(self) -> TelegramSettings:
+        return self._settings()
+
+    @property
+    def ready(self) -> asyncio.Event:
+        return self.outbox.ready
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Never fails the daemon: connecting happens in the background, with retries."""
+        self._tasks.append(asyncio.create_task(self.outbox.run(), name="telegram-sender"))
+        self._tasks.append(asyncio.create_task(self._connect(), name="telegram-connect"))
+        self._schedule()
+        base_url = self.settings.base_url or "https://api.telegram.org/bot"  # the token is appended, never shown
+        log.info("telegram_starting", allowed=list(self.settings.allowed_chat_ids), base_url=base_url)
+
+    def _schedule(self) -> None:
+        s = self.settings
+        self._every("telegram-digest", s.digest_interval, self._digest)
+        self._every("telegram-updates", s.update_interval, self._updates)
+
+    async def _connect(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                if not self.app.running:
+                    await self.app.initialize()  # getMe: proves the token and the URL
+                    await self.app.start()  # update processing
+                assert self.app.updater is not None
+                await self.app.updater.start_polling(
+                    timeout=POLL_TIMEOUT,
+                    allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+                    error_callback=self._on_polling_error,
+                )
+                break
+            except InvalidToken:
+                log.error("telegram_token_rejected", hint=f"check ${self.settings.token_env} in .env")
+                return
+            except (TelegramError, OSError, RuntimeError) as exc:
+                log.warning("telegram_unreachable", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, CONNECT_BACKOFF_MAX)
+        self.outbox.ready.set()
+        bot = self.app.bot
+        log.info("telegram_connected", bot=bot.username)
+        with contextlib.suppress(TelegramError):
+            await bot.set_my_commands([BotCommand(c, d) for c, d in BOT_COMMANDS])
+
+    def _on_polling_error(self, error: TelegramError) -> None:
+        """PTB's updater retries getUpdates by itself; we only keep the log readable."""
+        self._polling_errors += 1
+        n = self._polling_errors
+        if n <= 3 or n % 100 == 0:
+            log.warning("telegram_polling_error", error=f"{type(error).__name__}: {error}", count=n)
+
+    async def stop(self) -> None:
+        """Give queued messages a moment to leave, then stop polling and the client."""
+        await self.outbox.drain(STOP_DRAIN)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        try:
+            if self.app.updater is not None and self.app.updater.running:
+                await self.app.updater.stop()
+            if self.app.running:
+                await self.app.stop()
+            await self.app.shutdown()
+        except Exception as exc:  # shutting down regardless
+            log.warning("telegram_stop_failed", error=str(exc))
+        log.info("telegram_stopped", unsent=self.outbox.qsize(), dropped=self.outbox.dropped)
+
+    def reconfigure(self) -> None:
+        """Config reload: allow-lists and routing are read live; new intervals are re-registered."""
+        s = self.settings
+        self.handlers.refused_chats.clear()  # an operator who just allowed a chat should not find it muted
+        if s.token != self._token:
+            log.warning("telegram_token_changed", action="restart healer to use the new token")
+        intervals = (s.digest_interval, s.update_interval)
+        if intervals != self._intervals:
+            self._intervals = intervals
+            self._schedule()
+
+    async def _on_error(self, update: object, context: Ctx) -> None:
+        """One place for handler errors: log, never raise (the bot keeps serving)."""
+        err = context.error
+        chat = update.effective_chat.id if isinstance(update, Update) and update.effective_chat else None
+        log.error("telegram_handler_error", error=f"{type(err).__name__}: {err}", chat=chat)
+
+    # -- outgoing ------------------------------------------------------------------------------
+    def notify(self, notice: Notice) -> None:
+        """On the loop thread, for every engine and health notice: route and enqueue, never await."""
+        try:
+            how = self.router.route(notice, self.settings.routing, self._clock.now())
+            log.debug("notice_routed", kind=notice.kind.value, severity=notice.severity.value, route=how)
+        except Exception as exc:  # a routing bug must not disturb the engine's caller
+            log.exception("notice_route_failed", error=str(exc))
+
+    def _enqueue_notice(self, text: str, notice: Notice | None) -> None:
+        markup = None
+        if notice is not None and notice.kind is NoticeKind.APPROVAL and notice.decision is not None:
+            markup = approval_keyboard(notice.decision.id)
+        for chat_id in self.settings.notify_chat_ids:
+            self.outbox.put(Outgoing(chat_id, text, markup))
+
+    def reply(self, chat_id: int, text: str) -> None:
+        self.outbox.put(Outgoing(chat_id, truncate(text)))
+
+    async def _send(self, out: Outgoing) -> None:
+        await self.app.bot.send_message(
+            out.chat_id,
+            out.text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=out.markup,
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        )
+
+    def _status_line(self) -> str:
+        return (
+            f"Telegram: {self.outbox.qsize()} queued, {self.outbox.dropped} dropped, "
+            f"{self.router.suppressed} repeats suppressed"
+        )
+
+    # -- periodic (registered with ``every``) -------------------------------------------------------
+    async def _counts(self, ids: Sequence[int]) -> dict[int, int]:
+        return await asyncio.to_thread(self.facade.incident_counts, ids) if ids else {}
+
+    async def _digest(self) -> None:
+        counts = await self._counts(self.router.digest_ids())
+        text = self.router.take_digest(counts)
+        if text is not None:
+            self._enqueue_notice(text, None)
+
+    async def _updates(self) -> None:
+        now = self._clock.now()
+        interval = self.settings.update_interval
+        ids = self.router.watched(now, interval)
+        if ids:
+            self.router.updates(await self._counts(ids), now, interval)

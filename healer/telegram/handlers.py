@@ -1,0 +1,209 @@
+"""What the bot does with a message or a button press: authorise, parse, call a use case, render.
+
+Thin on purpose: every fact comes from the ``Healer`` facade and every text
+from ``healer.app.reports`` (HTML-escaped with :func:`esc`), so the bot says
+what ``healer <command>`` prints. Use cases that record decisions (fix,
+approve/reject) run on the daemon's ``serial`` executor, serialised with
+ingestion; running the fixes and every read run in a worker thread, never
+on the event loop.
+
+Security: only ``allowed_chat_ids`` may run commands or press buttons. Any
+other chat gets one refusal (then silence) and every attempt is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import structlog
+from telegram import LinkPreviewOptions, Message, Update
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes
+
+from healer.app import reports
+from healer.app.usecases import Healer
+from healer.core.enums import AuditKind, SettleStatus
+from healer.settings.schema import TelegramSettings
+from healer.telegram.commands import HELP_TEXT, Command, CommandName, parse
+from healer.telegram.render import esc, truncate
+
+log = structlog.get_logger("healer.telegram.handlers")
+
+T = TypeVar("T")
+Ctx = ContextTypes.DEFAULT_TYPE
+Reply = Callable[[int, str], None]
+
+HISTORY_LIMIT = 15
+MAX_REFUSED_REMEMBERED = 10_000
+NO_MATCH = "No pattern matches that text, and it is not a command. Send <b>help</b> for what I understand."
+_CALLBACK_RE = re.compile(r"^(ap|rj):(\d{1,18})$")
+
+
+class Handlers:
+    def __init__(
+        self,
+        facade: Healer,
+        settings: Callable[[], TelegramSettings],
+        *,
+        serial: Executor,
+        reply: Reply,
+        status_extra: Callable[[], str],
+    ) -> None:
+        self.facade = facade
+        self._settings = settings
+        self._serial = serial
+        self._reply = reply
+        self._status_extra = status_extra
+        self.refused_chats: set[int] = set()
+
+    async def _serially(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._serial, fn, *args)
+
+    async def _audit(self, kind: AuditKind, actor: str, detail: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(self.facade.audit, kind, actor, detail)
+        except Exception as exc:  # a busy or full database must not take the bot down
+            log.warning("audit_failed", kind=kind.value, error=str(exc))
+
+    # -- who may -------------------------------------------------------------------------
+    async def allowed(self, update: Update) -> bool:
+        """Allowed chats pass; anyone else is audited every time and told no exactly once."""
+        chat = update.effective_chat
+        user = update.effective_user
+        if chat is not None and chat.id in self._settings().allowed_chat_ids:
+            return True
+        chat_id = chat.id if chat is not None else 0
+        query = update.callback_query
+        msg = update.effective_message
+        detail: dict[str, Any] = {
+            "chat_id": chat_id,
+            "user_id": user.id if user else None,
+            "username": user.username if user else None,
+            "what": "button" if query is not None else "message",
+            "text": ((query.data if query is not None else (msg.text if msg is not None else None)) or "")[:200],
+        }
+        await self._audit(AuditKind.TELEGRAM_REFUSED, f"telegram:{chat_id}", detail)
+        log.warning("telegram_refused", chat=chat_id, user=detail["user_id"], what=detail["what"])
+        if query is not None:
+            with contextlib.suppress(TelegramError):
+                await query.answer("Not allowed.", show_alert=False)
+        if chat_id and chat_id not in self.refused_chats:
+            if len(self.refused_chats) >= MAX_REFUSED_REMEMBERED:
+                self.refused_chats.clear()
+            self.refused_chats.add(chat_id)
+            self._reply(
+                chat_id,
+                f"This chat is not allowed to control healer (chat id {chat_id}). "
+                "Ask the operator to add it to telegram.allowed_chat_ids.",
+            )
+        return False
+
+    # -- messages ------------------------------------------------------------------------
+    async def on_message(self, update: Update, context: Ctx) -> None:
+        if not await self.allowed(update):
+            return
+        msg = update.effective_message
+        chat = update.effective_chat
+        if msg is None or chat is None:
+            return
+        if not msg.text:
+            self._reply(chat.id, "I only understand text. Send <b>help</b>.")
+            return
+        user_id = update.effective_user.id if update.effective_user else chat.id
+        cmd = parse(msg.text)
+        log.info("telegram_command", chat=chat.id, command=cmd.name.value)
+        try:
+            answer = await self.run_command(cmd, f"telegram:{user_id}", chat.id)
+        except Exception as exc:  # the person asking deserves an answer, not silence
+            log.exception("telegram_command_failed", command=cmd.name.value, error=str(exc))
+            answer = f"{esc(cmd.name.value)} failed: {esc(type(exc).__name__)}: {esc(str(exc)[:300])}"
+        self._reply(chat.id, answer)
+
+    async def run_command(self, cmd: Command, actor: str, chat_id: int) -> str:
+        """One command to one HTML answer (``fix`` also says "Running…" to ``chat_id`` first)."""
+        f = self.facade
+        match cmd.name:
+            case CommandName.HELP:
+                return esc(HELP_TEXT)
+            case CommandName.BAD:
+                return esc(cmd.text)
+            case CommandName.HEALTH:
+                return reports.health_text(await asyncio.to_thread(f.health), esc)
+            case CommandName.ERRORS:
+                return reports.errors_text(await asyncio.to_thread(f.errors, cmd.window), esc)
+            case CommandName.HISTORY:
+                return reports.history_text(await asyncio.to_thread(f.history, HISTORY_LIMIT), esc)
+            case CommandName.EXPLAIN:
+                return reports.explain_text(await asyncio.to_thread(f.explain, cmd.incident), esc)
+            case CommandName.STATUS:
+                status = reports.status_text(await asyncio.to_thread(f.status))
+                return esc(status + "\n" + self._status_extra())
+            case CommandName.FIX:
+                report = await self._serially(f.request_fixes, actor)
+                if report.todo:
+                    self._reply(chat_id, f"Running {len(report.todo)} fix(es)…")
+                    report = await asyncio.to_thread(f.run_fixes, report)
+                return reports.fix_text(report, esc)
+            case CommandName.MATCH:
+                explained = await asyncio.to_thread(f.explain_line, cmd.text, actor)
+                return reports.line_text(explained, esc, no_match=NO_MATCH)
+
+    # -- buttons -----------------------------------------------------------------------
+    async def on_callback(self, update: Update, context: Ctx) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        if not await self.allowed(update):  # answers the query itself
+            return
+        answered = False
+
+        async def answer(text: str) -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                with contextlib.suppress(TelegramError):
+                    await query.answer(text)
+
+        try:
+            m = _CALLBACK_RE.match(query.data or "")
+            if m is None:
+                await answer("Unknown button.")
+                return
+            approve = m.group(1) == "ap"
+            decision_id = int(m.group(2))
+            user = update.effective_user
+            who = f"@{user.username}" if user and user.username else f"user {user.id if user else '?'}"
+            actor = f"telegram:{user.id if user else 0}"
+            report = await self._serially(self.facade.decide_settle, decision_id, approve, actor)
+            log.info("telegram_approval", decision=decision_id, approve=approve, status=report.status.value)
+            await answer(reports.settle_answer(report))
+            if report.status in (SettleStatus.DONE, SettleStatus.MISSING):
+                return  # nothing changed: the message keeps what it says
+            await _edit(query.message, reports.settle_text(report, who, esc))
+            if report.todo:
+                report = await asyncio.to_thread(self.facade.finish_settle, report)
+                await _edit(query.message, reports.settle_text(report, who, esc))
+        finally:
+            await answer("Done.")
+
+
+async def _edit(message: object, note: str) -> None:
+    """Append ``note`` to the approval message and drop its buttons, so nobody presses twice."""
+    if not isinstance(message, Message):
+        return
+    original = message.text or ""
+    base = original.split("\n\n—\n", 1)[0]
+    try:
+        await message.edit_text(
+            truncate(f"{esc(base)}\n\n—\n{note}"),
+            parse_mode=ParseMode.HTML,
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        )
+    except TelegramError as exc:
+        log.warning("telegram_edit_failed", error=str(exc))

@@ -1,0 +1,45 @@
+"""Settling an approval through the facade: a blocked fix says which guardrail stopped it; a runnable one runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot_rig import make_healer
+from torture._engine import make_engine
+
+from healer.app.reports import settle_text
+from healer.core.enums import Reason, SettleStatus, SourceName, Verdict
+
+ASK = {
+    "id": "ask",
+    "regex": r"ASKME (?P<what>\w+)",
+    "remediation": [{"action": "command", "params": {"command": "ok"}}],
+    "approval": "ask",
+    "cooldown": 0,
+}
+AUTO = {**ASK, "id": "auto", "regex": r"AUTO (?P<what>\w+)", "approval": "auto"}
+ACTIONS = {"command": {"commands": {"ok": {"argv": ["true"]}}}}
+
+
+def _pending(tmp: Path, **over: Any) -> tuple[Any, int]:
+    engine = make_engine(tmp, [ASK, AUTO], ACTIONS, **over)
+    result = engine.ingest_buffer(b"ASKME now\n", "app", "app.log", SourceName.FILE)
+    (decision,) = [d for d in result.decisions if d.verdict is Verdict.ASK]
+    return engine, decision.id
+
+
+def test_a_blocked_approval_says_which_guardrail_stopped_it(tmp_path: Path) -> None:
+    engine, did = _pending(tmp_path, engine={"verify_window": 1, "fix_budget_per_hour": 1, "breaker_failures": 9})
+    engine.ingest_buffer(b"AUTO spends-the-budget\n", "app", "app.log", SourceName.FILE)
+    report = make_healer(engine).settle(did, True, "cli")
+    assert report.status is SettleStatus.BLOCKED and report.decision is not None
+    assert report.decision.reason is Reason.BUDGET and not report.outcomes
+    assert "not run: budget — 1 fixes in the last hour" in settle_text(report, "cli")
+
+
+def test_a_runnable_approval_runs_it(tmp_path: Path) -> None:
+    engine, did = _pending(tmp_path)
+    report = make_healer(engine).settle(did, True, "cli")
+    assert report.status is SettleStatus.OK and len(report.outcomes) == 1
+    assert settle_text(report, "cli").startswith("✅ Approved by cli.\nFixes: 1 attempted, 1 succeeded")
