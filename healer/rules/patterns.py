@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,34 @@ PATTERN_KEYS = frozenset(
         "counter_examples",
         "group_by",
         "enabled",
+        "family",
+        "supersedes",
     }
 )
+
+
+class Family(StrEnum):
+    """What kind of fault a pattern recognises, independent of its id.
+
+    Scores over a labelled corpus (``healer.rules.corpus``) and the JSON
+    verdicts are keyed on this, so renaming or splitting a pattern does not
+    change them. ``unknown`` is the notify-only catch-all (a bare traceback).
+    """
+
+    RATE_LIMIT = "rate_limit"
+    MISSING_MODULE = "missing_module"
+    GIT_CONFLICT = "git_conflict"
+    GIT_ERROR = "git_error"
+    CONFIG_ERROR = "config_error"
+    ATTRIBUTE_ERROR = "attribute_error"
+    TYPE_ERROR = "type_error"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    REDIS_DOWN = "redis_down"
+    DB_DOWN = "db_down"
+    DISK_FULL = "disk_full"
+    PIP_ERROR = "pip_error"
+    UNKNOWN = "unknown"
 
 
 def re2_options() -> Any:
@@ -91,6 +118,10 @@ class Pattern:
     group_by: tuple[str, ...] = ("match",)
     file: str = ""
     line: int = 0
+    family: Family = Family.UNKNOWN
+    # Ids of less specific patterns that this one replaces when both match
+    # the same line (the Matcher drops their hits), so one fault is one hit.
+    supersedes: frozenset[str] = frozenset()
 
     @property
     def fixable(self) -> bool:
@@ -200,6 +231,11 @@ def build_pattern(raw: Any, file: str, line: int, action_settings: Mapping[str, 
     if bad:
         raise ValueError(f"'group_by' names {bad[0]!r}, which is neither a named group nor one of {sorted(GROUP_BY)}")
     steps = _steps(raw.get("remediation"), group_names, action_settings)
+    family = _family(raw.get("family", Family.UNKNOWN.value))
+    supersedes = _strings(raw.get("supersedes"), "supersedes")
+    bad = sorted(s for s in supersedes if not ID_RE.match(s) or s == pid)
+    if bad:
+        raise ValueError(f"'supersedes' entry {bad[0]!r} must be the id of another pattern")
     threshold = raw.get("threshold", 1)
     if isinstance(threshold, int) and not isinstance(threshold, bool):
         t_count, t_window = threshold, 60.0
@@ -246,7 +282,17 @@ def build_pattern(raw: Any, file: str, line: int, action_settings: Mapping[str, 
         group_by=tuple(group_by),
         file=file,
         line=line,
+        family=family,
+        supersedes=frozenset(supersedes),
     )
+
+
+def _family(raw: Any) -> Family:
+    try:
+        return Family(raw)
+    except ValueError:
+        known = ", ".join(f.value for f in Family)
+        raise ValueError(f"'family' {raw!r} is not a known family; use one of: {known}") from None
 
 
 def _steps(raw: Any, group_names: set[str], action_settings: Mapping[str, Any] | None) -> tuple[Step, ...]:
