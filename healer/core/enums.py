@@ -158,3 +158,27 @@ class AuditKind(StrEnum):
     SET_CONFIG = "set_config"
     SET_CONFIG_UNDO = "set_config_undo"
     SET_CONFIG_UNDO_CONFLICT = "set_config_undo_conflict"
+
+
+class Family(StrEnum):
+    """What kind of fault a pattern recognises, independent of its id.
+
+    Scores over a labelled corpus (``healer.rules.corpus``) and the JSON
+    verdicts are keyed on this, so renaming or splitting a pattern does not
+    change them. ``unknown`` is the notify-only catch-all (a bare traceback).
+    """
+
+    RATE_LIMIT = "rate_limit"
+    MISSING_MODULE = "missing_module"
+    GIT_CONFLICT = "git_conflict"
+    GIT_ERROR = "git_error"
+    CONFIG_ERROR = "config_error"
+    ATTRIBUTE_ERROR = "attribute_error"
+    TYPE_ERROR = "type_error"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    REDIS_DOWN = "redis_down"
+    DB_DOWN = "db_down"
+    DISK_FULL = "disk_full"
+    PIP_ERROR = "pip_error"
+    UNKNOWN = "unknown"

@@ -99,11 +99,18 @@ class Matcher:
         if not idxs:
             return
         line = raw.decode("utf-8", "replace")
+        hits = []
         for i in sorted(idxs):
             p = self.patterns[i]
             groups = p.search(line)
             if groups is not None:
-                yield LineHit(start, line, p, groups)
+                hits.append(LineHit(start, line, p, groups))
+        if len(hits) > 1:
+            # One fault, one hit: a specific pattern (local Redis refused)
+            # replaces the generic ones it names (connection refused).
+            beaten = set().union(*(h.pattern.supersedes for h in hits))
+            hits = [h for h in hits if h.pattern.id not in beaten]
+        yield from hits
 
     def match_line(self, line: str) -> list[LineHit]:
         """One line (no newline), e.g. a webhook message or a line pasted into chat."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import re2
 
-from healer.core.enums import Approval, Severity
+from healer.core.enums import Approval, Family, Severity
 from healer.core.errors import ParamError, PatternError
 from healer.settings.safeyaml import YamlProblem, item_lines, load_with_node, read_capped
 from healer.settings.types import parse_duration
@@ -59,6 +59,8 @@ PATTERN_KEYS = frozenset(
         "counter_examples",
         "group_by",
         "enabled",
+        "family",
+        "supersedes",
     }
 )
 
@@ -104,6 +106,10 @@ class Pattern:
     group_by: tuple[str, ...] = ("match",)
     file: str = ""
     line: int = 0
+    family: Family = Family.UNKNOWN
+    # Ids of less specific patterns that this one replaces when both match
+    # the same line (the Matcher drops their hits), so one fault is one hit.
+    supersedes: frozenset[str] = frozenset()
 
     @property
     def fixable(self) -> bool:
@@ -209,6 +215,11 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
     if bad:
         raise ValueError(f"'group_by' names {bad[0]!r}, which is neither a named group nor one of {sorted(GROUP_BY)}")
     steps = _steps(raw.get("remediation"), group_names, check_step)
+    family = _family(raw.get("family", Family.UNKNOWN.value))
+    supersedes = _strings(raw.get("supersedes"), "supersedes")
+    bad = sorted(s for s in supersedes if not ID_RE.match(s) or s == pid)
+    if bad:
+        raise ValueError(f"'supersedes' entry {bad[0]!r} must be the id of another pattern")
     threshold = raw.get("threshold", 1)
     if isinstance(threshold, int) and not isinstance(threshold, bool):
         t_count, t_window = threshold, 60.0
@@ -258,7 +269,17 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         group_by=tuple(group_by),
         file=file,
         line=line,
+        family=family,
+        supersedes=frozenset(supersedes),
     )
+
+
+def _family(raw: Any) -> Family:
+    try:
+        return Family(raw)
+    except ValueError:
+        known = ", ".join(f.value for f in Family)
+        raise ValueError(f"'family' {raw!r} is not a known family; use one of: {known}") from None
 
 
 def _steps(raw: Any, group_names: set[str], check_step: StepCheck | None) -> tuple[Step, ...]:
