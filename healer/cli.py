@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from healer.app.usecases import Healer
     from healer.core.jobs import Job
     from healer.core.records import FixAttempt
+    from healer.rules.patterns import Pattern
     from healer.store.db import Store
 
 EXIT_OK = 0
@@ -176,7 +177,27 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
             for sample in samples.get(p.id, []):
                 print(f"            | {terminal(sample[:160])}")
         print(f"Total matches: {sum(counts.values())}")
-    return EXIT_FAIL if failures or res.errors else EXIT_OK
+    gate: list[str] = []
+    if args.corpus:
+        gate = _score_corpus(Path(args.corpus), res.patterns)
+    return EXIT_FAIL if failures or res.errors or gate else EXIT_OK
+
+
+def _score_corpus(root: Path, patterns: Sequence[Pattern]) -> list[str]:
+    """Precision and recall per family over a labelled corpus; the reasons the gate fails, if any."""
+    from healer.rules.corpus import CorpusError, format_table, load_corpus, score
+
+    try:
+        entries = load_corpus(root)
+    except (CorpusError, OSError) as exc:
+        raise HealerError(f"--corpus {root}: {exc}") from None
+    report = score(entries, patterns)
+    print(f"\nCorpus {root}: {len(entries)} entries")
+    print(format_table(report))
+    gate = report.failures()
+    for why in gate:
+        print(f"GATE {terminal(why)}")
+    return gate
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -307,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("paths", nargs="*", help="pattern files or directories (default: the configured ones)")
     tp.add_argument("--log", help="a log file to match, like fail2ban-regex")
     tp.add_argument("--samples", type=int, default=3, help="sample lines shown per pattern")
+    tp.add_argument(
+        "--corpus", help="a labelled corpus directory (tests/data/corpus format): precision and recall per family"
+    )
     rp = add("replay", cmd_replay, "run the whole engine in dry run over a log file")
     rp.add_argument("log")
     rp.add_argument("--json", action="store_true", help="one JSON object per incident, then a summary")

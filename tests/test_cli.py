@@ -235,3 +235,27 @@ def test_history_escapes_tool_output_for_the_terminal() -> None:
     text = history_text(HistoryResult({Outcome.FAILED: 1}, (attempt,), (), 10.0))
     assert "#1 incident #1 command: failed" in text and "\\x1b]0;pwned" in text
     assert not any(ch in text for ch in "\x1b\x07\x9b\u202e"), text
+
+
+def test_test_pattern_scores_a_users_corpus(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    good = {
+        "entries": [
+            {"text": "OSError: [Errno 28] No space left on device", "source": "test", "label": "disk_full"},
+            {"text": "ModuleNotFoundError: No module named 'yaml'", "source": "test", "label": "missing_module"},
+        ]
+    }
+    (corpus / "mine.yaml").write_text(yaml.safe_dump(good))
+    r = healer("test-pattern", str(ROOT / "patterns"), "--corpus", str(corpus))
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines() if line.startswith(("disk", "miss"))}
+    assert rows["disk_full"][:4] == ["1", "1", "1.00", "1.00"]
+    assert "2 entries (0 near-misses), 0 missed" in r.stdout
+    # A near-miss that would get an automatic disk cleanup fails the gate, and says which entry.
+    bad = {"entries": [{"text": "OSError: [Errno 28] No space left on device", "source": "test", "label": "none"}]}
+    (corpus / "mine.yaml").write_text(yaml.safe_dump(bad))
+    r = healer("test-pattern", str(ROOT / "patterns"), "--corpus", str(corpus))
+    assert r.returncode == 1 and "GATE " in r.stdout and "mine.yaml" in r.stdout
+    r = healer("test-pattern", str(ROOT / "patterns"), "--corpus", str(tmp_path / "missing"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--corpus" in r.stderr
