@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_helpers import Daemon, append, base_config, wait_for, write_config
+from support.daemon import Daemon, append, base_config, wait_for, write_config
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from daemon_helpers import Daemon, append, base_config, wait_for
+from support.daemon import Daemon, append, base_config, wait_for
 
 from healer.core.clock import FakeClock
 from healer.core.jobs import FixJob
