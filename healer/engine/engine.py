@@ -24,7 +24,7 @@ import structlog
 
 from healer.core.batch import Chunk
 from healer.core.clock import Clock, SystemClock
-from healer.core.enums import Approval, IncidentStatus, Outcome, Reason, Trigger, Verdict
+from healer.core.enums import Approval, IncidentStatus, Outcome, Reason, SourceName, Trigger, Verdict
 from healer.core.errors import ActionError, ActionRefused, HealerError
 from healer.core.jobs import FixJob, IngestResult, Job, UndoJob
 from healer.core.notices import Notice, NoticeKind, NoticeSink
@@ -81,7 +81,8 @@ class Engine:
         matcher = self.matcher
         hits = [h for h in matcher.scan(chunk.data) if h.pattern.selects("file", chunk.service, {})]
         events = [
-            (Event(source="file", service=chunk.service, message=h.line, ts=now, origin=chunk.path), h) for h in hits
+            (Event(source=SourceName.FILE, service=chunk.service, message=h.line, ts=now, origin=chunk.path), h)
+            for h in hits
         ]
         o = chunk.offset
         result = self._ingest(
@@ -91,8 +92,10 @@ class Engine:
             self.metrics.lines_read.labels(source="file").inc(chunk.data.count(b"\n"))
         return result
 
-    def ingest_buffer(self, data: bytes, service: str, origin: str, source: str = "replay") -> IngestResult:
-        """Lines with no offset to keep: ``healer replay`` and tests."""
+    def ingest_buffer(
+        self, data: bytes, service: str, origin: str, source: SourceName = SourceName.FILE
+    ) -> IngestResult:
+        """Lines with no offset to keep: ``healer replay`` and tests (file lines, as the daemon tags them)."""
         now = self.clock.now()
         hits = [h for h in self.matcher.scan(data) if h.pattern.selects(source, service, {})]
         events = [(Event(source=source, service=service, message=h.line, ts=now, origin=origin), h) for h in hits]

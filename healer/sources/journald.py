@@ -12,7 +12,7 @@ Two readers, chosen at start:
   rules: an argv list (never a shell), an allowlisted environment, bounded
   line length.
 
-Every batch goes to ``sink(events, cursor)`` together with the cursor of its
+Every batch goes to the sink as an ``EventBatch`` with the cursor of its
 last entry; the engine stores the cursor in the same SQLite transaction as the
 events, so after a crash we resume exactly after the last stored entry and
 neither lose nor repeat one.
@@ -31,22 +31,23 @@ import contextlib
 import importlib
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 import structlog
 
-from healer.core.enums import Severity
+from healer.core.batch import Cursor, EventBatch
+from healer.core.enums import Severity, SourceName
 from healer.core.proc import DEFAULT_ENV_ALLOW, build_env
 from healer.core.records import Event
+from healer.settings.config import JournaldSourceSettings
+from healer.sources.base import Checkpoints, Sink, SourceContext
 
 log = structlog.get_logger("healer.sources.journald")
 
-Sink = Callable[[list[Event], str], Awaitable[None]]
-
-SOURCE = "journald"
+SOURCE = SourceName.JOURNALD
 LINE_LIMIT = 1 << 20  # one JSON entry; longer lines are skipped, not fatal
 MESSAGE_LIMIT = 16_384
 BATCH_MAX = 200
@@ -150,9 +151,11 @@ class JournaldSource:
         self,
         units: list[str],
         service: str,
-        sink: Sink,
         cursor: str | None,
         *,
+        key: str = "",
+        spec: object = None,
+        resume: Checkpoints | None = None,
         files: Sequence[str] = (),
         directory: str | None = None,
         from_start: bool = False,
@@ -163,8 +166,12 @@ class JournaldSource:
     ) -> None:
         self.units = list(units)
         self.service = service
-        self.sink = sink
+        self.sink: Sink | None = None
         self.cursor = cursor
+        self.checkpoint_key = key or f"journald:{','.join(self.units)}"
+        self.name = self.checkpoint_key
+        self.spec = spec
+        self._resume = resume
         # Absolute paths: journalctl --follow on a relative --file fails
         # ("Failed to get journal fd") and, worse, exits 0.
         self.files = tuple(os.path.abspath(f) for f in files)
@@ -187,9 +194,13 @@ class JournaldSource:
         proc = self._proc
         return proc.pid if proc is not None and proc.returncode is None else None
 
-    async def start(self) -> None:
+    async def start(self, sink: Sink) -> None:
         if self._task is not None:
             return
+        self.sink = sink
+        if self._resume is not None:
+            # Read at start, not at construction: on a reload the old follower has only now stopped.
+            self.cursor = self._resume.cursor(self.checkpoint_key)
         self._stopping = False
         self._task = asyncio.create_task(self._supervise(), name=f"journald:{','.join(self.units)}")
         log.info("journald_started", units=self.units, reader=self.path, cursor=bool(self.cursor))
@@ -249,7 +260,8 @@ class JournaldSource:
             delay = min(delay * 2, self.backoff_max)
 
     async def _deliver(self, batch: list[Event], cursor: str) -> None:
-        await self.sink(batch, cursor)
+        assert self.sink is not None  # set by start(), before the reader runs
+        await self.sink(EventBatch(tuple(batch), Cursor(self.checkpoint_key, cursor)))
         self.cursor = cursor
         if not self._streaming.is_set():
             self._streaming.set()
@@ -431,3 +443,24 @@ async def _tail(stream: asyncio.StreamReader, keep: int = 2000) -> str:
     while chunk := await stream.read(4096):
         buf = (buf + chunk)[-keep:]
     return buf.decode("utf-8", "replace").strip()
+
+
+def from_settings(settings: Sequence[JournaldSourceSettings], ctx: SourceContext) -> list[JournaldSource]:
+    """One follower per configured ``sources.journald`` entry, each resuming from its stored cursor."""
+    out = []
+    for i, jd in enumerate(settings):
+        # The index keeps two entries for the same units apart; it is also the key cursors were stored under.
+        key = f"journald:{i}:{','.join(jd.units)}"
+        out.append(
+            JournaldSource(
+                list(jd.units),
+                jd.service,
+                None,
+                key=key,
+                resume=ctx.checkpoints,
+                spec=(i, jd),
+                directory=jd.directory,
+                files=[jd.file] if jd.file else (),
+            )
+        )
+    return out
