@@ -21,8 +21,7 @@ from healer.core.batch import Batch
 from healer.core.clock import SystemClock
 from healer.engine.engine import Engine
 from healer.service import reload as reload_mod
-from healer.service.daemon import StoreCheckpoints
-from healer.service.lifecycle import SourceSet
+from healer.service.lifecycle import SourceSet, StoreCheckpoints
 from healer.service.reload import Reloader, changed_keys
 from healer.service.sdnotify import Notifier
 from healer.sources.base import SourceContext

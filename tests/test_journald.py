@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
+from support.waiting import eventually
 
 from healer.core.batch import Batch, EventBatch
 from healer.core.enums import Severity
@@ -91,11 +92,7 @@ class Collector:
         self.cursors.append(batch.cursor.value)
 
     async def wait_for(self, pred: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; have {[e.message for e in self.events]}")
-            await asyncio.sleep(0.05)
+        await eventually(pred, timeout, lambda: str([e.message for e in self.events]))
 
 
 def test_entry_mapping_handles_bytes_and_priorities() -> None:

@@ -6,12 +6,30 @@ import contextlib
 
 import structlog
 
+from healer.core.batch import Offset
 from healer.core.errors import HealerError
 from healer.settings.config import Settings
 from healer.sources.base import Sink, Source, SourceContext
 from healer.sources.registry import build_sources
+from healer.store.db import Store
 
 log = structlog.get_logger("healer.service.lifecycle")
+
+
+class StoreCheckpoints:
+    """What sources resume from, read from the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def offsets(self) -> dict[str, Offset]:
+        return {
+            r["path"]: Offset(r["path"], int(r["inode"]), int(r["dev"]), int(r["position"]), r["head_hash"])
+            for r in self.store.offsets()
+        }
+
+    def cursor(self, key: str) -> str | None:
+        return self.store.cursor(key)
 
 
 class SourceSet:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +12,7 @@ from healer.core.batch import Batch, EventBatch
 from healer.core.records import Event
 from healer.settings.webhooks import WebhookSettings
 from healer.sources.webhooks.server import WebhookServer
+from support.waiting import eventually
 
 
 class Received:
@@ -48,11 +47,7 @@ class Received:
         return n
 
     async def wait_for(self, pred: Callable[[], bool], timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out: events={self.events} audits={self.audits}")
-            await asyncio.sleep(0.05)
+        await eventually(pred, timeout, lambda: f"events={self.events} audits={self.audits}")
 
 
 def settings(raw: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None) -> WebhookSettings:
