@@ -13,14 +13,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import aiohttp
 import pytest
+from support.webhooks import serving, settings
 
-from healer.core.records import Event
 from healer.settings.load import validate
 from healer.settings.webhooks import WebhookSettings
 from healer.sources.webhooks.auth import sentry_signature
-from healer.sources.webhooks.server import WebhookServer
 
 DATA = Path(__file__).parent / "data" / "webhooks"
 SECRET = "s3cret-sentry"
@@ -74,48 +72,17 @@ CASES: list[tuple[str, str, bytes, Mapping[str, str], bool]] = [
 ]
 
 
-class Harness:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.audits: list[tuple[str, dict[str, object]]] = []
-
-    async def sink(self, events: list[Event]) -> None:
-        self.events.extend(events)
-
-    def audit(self, kind: str, info: Mapping[str, object]) -> None:
-        self.audits.append((kind, dict(info)))
-
-
-async def _server(h: Harness) -> WebhookServer:
-    raw = {
-        "enabled": True,
-        "port": 0,
-        "rate_per_minute": 100000,
-        "alertmanager": {"basic_user": "am", "basic_password_env": "AM_PASSWORD"},
-    }
-    server = WebhookServer(WebhookSettings.from_mapping(raw, "webhooks", env=ENV), h.sink, h.audit)
-    await server.start()
-    return server
+def _settings() -> WebhookSettings:
+    raw = {"rate_per_minute": 100000, "alertmanager": {"basic_user": "am", "basic_password_env": "AM_PASSWORD"}}
+    return settings(raw, ENV)
 
 
 @pytest.mark.parametrize(("name", "path", "body", "headers", "ok"), CASES, ids=[c[0] for c in CASES])
 async def test_webhook_auth_matrix(name: str, path: str, body: bytes, headers: Mapping[str, str], ok: bool) -> None:
-    h = Harness()
-    server = await _server(h)
-    try:
-        async with (
-            aiohttp.ClientSession() as s,
-            s.post(
-                f"http://127.0.0.1:{server.port}{path}",
-                data=body,
-                headers={"Content-Type": "application/json", **headers},
-            ) as resp,
-        ):
-            status = resp.status
-            text = await resp.text()
-    finally:
-        await server.stop()
-    refused = [i for k, i in h.audits if k == "webhook_refused"]
+    async with serving(_settings()) as client:
+        status, text = await client.post(path, body, headers)
+    h = client.got
+    refused = h.refusal_rows()
     if ok:
         assert status == 200, (status, text)
         assert h.events and not refused
@@ -135,20 +102,9 @@ async def test_webhook_auth_matrix(name: str, path: str, body: bytes, headers: M
     ],
 )
 async def test_hostile_bodies_with_valid_auth_are_refused(name: str, body: bytes) -> None:
-    h = Harness()
-    server = await _server(h)
-    try:
-        async with (
-            aiohttp.ClientSession() as s,
-            s.post(
-                f"http://127.0.0.1:{server.port}/webhooks/alertmanager",
-                data=body,
-                headers={"Content-Type": "application/json", "Authorization": f"Bearer {AM}"},
-            ) as resp,
-        ):
-            status = resp.status
-    finally:
-        await server.stop()
+    async with serving(_settings()) as client:
+        status, _ = await client.post("/webhooks/alertmanager", body, {"Authorization": f"Bearer {AM}"})
+    h = client.got
     assert status in (400, 413), status
     assert not h.events
 
@@ -160,11 +116,8 @@ def test_listeners_default_to_loopback(tmp_path: Path) -> None:
 
 
 async def test_bound_socket_is_loopback() -> None:
-    h = Harness()
-    server = await _server(h)
-    try:
-        assert server._runner is not None
-        addrs = server._runner.addresses
+    async with serving(_settings()) as client:
+        runner = client.server._runner
+        assert runner is not None
+        addrs = runner.addresses
         assert addrs and all(a[0] in ("127.0.0.1", "::1") for a in addrs), addrs
-    finally:
-        await server.stop()

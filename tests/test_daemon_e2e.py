@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_helpers import Daemon, append, base_config, wait_for, write_config
+from support.daemon import Daemon, append, base_config, wait_for, write_config
 
 
 @pytest.fixture
@@ -165,3 +165,17 @@ def test_reading_a_pattern_file_is_not_a_change(tmp_path: Path) -> None:
         assert wait_for(lambda: "config_unchanged" in d.log_text() or "config_reloaded" in d.log_text(), 5)
     finally:
         d.stop()
+
+
+def test_host_health_is_checked_with_telegram_off(tmp_path: Path) -> None:
+    """The periodic health check used to live in the bot: no token, no check. Now the daemon runs it."""
+    cfg = base_config(tmp_path, health={"mounts": [str(tmp_path)], "disk_threshold": 0.001})
+    cfg["telegram"] = {**cfg["telegram"], "health_interval": 1}
+    d = Daemon(tmp_path, cfg).start()
+    try:
+        assert "telegram_disabled" in d.log_text()
+        assert wait_for(lambda: '"host_health"' in d.log_text(), 10), d.tail()
+        line = next(x for x in d.log_text().splitlines() if '"host_health"' in x)
+        assert f"disk {tmp_path} at" in line and "threshold" in line
+    finally:
+        assert d.stop() == 0

@@ -21,15 +21,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from daemon_helpers import Daemon, append, base_config, wait_for
+from support.daemon import Daemon, append, base_config, wait_for
+from support.webhooks import serving, settings
 
 from healer.core.clock import FakeClock
 from healer.core.enums import Outcome, Reason
 from healer.core.jobs import FixJob
-from healer.core.records import Event
-from healer.settings.webhooks import WebhookSettings
 from healer.sources.webhooks import server as webhook_server
-from healer.sources.webhooks.server import WebhookServer
 
 DATA = Path(__file__).parent / "data" / "webhooks"
 
@@ -221,22 +219,13 @@ def test_clock_backwards_keeps_cooldown_and_no_negative_durations(tmp_path: Path
 
 async def test_slow_webhook_sender_is_cut_off_and_others_are_served(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(webhook_server, "READ_TIMEOUT", 0.5)
-    events: list[Event] = []
-    audits: list[tuple[str, dict[str, object]]] = []
-
-    async def sink(evs: list[Event]) -> None:
-        events.extend(evs)
-
-    settings = WebhookSettings.from_mapping(
-        {"enabled": True, "port": 0, "alertmanager": {"basic_user": "am", "basic_password_env": "AM_PASSWORD"}},
-        "webhooks",
-        env={"AM_PASSWORD": "am-pass"},
+    ws = settings(
+        {"alertmanager": {"basic_user": "am", "basic_password_env": "AM_PASSWORD"}}, {"AM_PASSWORD": "am-pass"}
     )
-    srv = WebhookServer(settings, sink, lambda kind, info: audits.append((kind, dict(info))))
-    await srv.start()
     auth = "Basic " + base64.b64encode(b"am:am-pass").decode()
     raw = (DATA / "alertmanager-v4.json").read_bytes()
-    try:
+    async with serving(ws) as client:
+        srv, events, audits = client.server, client.events, client.audits
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
         head = (
             f"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -263,5 +252,3 @@ async def test_slow_webhook_sender_is_cut_off_and_others_are_served(monkeypatch:
         assert b" 408 " in status_line, status_line
         assert [a for a in audits if a[0] == "webhook_refused" and a[1].get("status") == 408], audits
         writer.close()
-    finally:
-        await srv.stop()

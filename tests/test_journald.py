@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
+from support.waiting import eventually
 
+from healer.core.batch import Batch, EventBatch
 from healer.core.enums import Severity
 from healer.core.records import Event
 from healer.sources import journald
@@ -84,16 +86,13 @@ class Collector:
         self.events: list[Event] = []
         self.cursors: list[str] = []
 
-    async def sink(self, events: list[Event], cursor: str) -> None:
-        self.events.extend(events)
-        self.cursors.append(cursor)
+    async def sink(self, batch: Batch) -> None:
+        assert isinstance(batch, EventBatch) and batch.cursor is not None
+        self.events.extend(batch.events)
+        self.cursors.append(batch.cursor.value)
 
     async def wait_for(self, pred: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; have {[e.message for e in self.events]}")
-            await asyncio.sleep(0.05)
+        await eventually(pred, timeout, lambda: str([e.message for e in self.events]))
 
 
 def test_entry_mapping_handles_bytes_and_priorities() -> None:
@@ -137,10 +136,10 @@ async def test_journalctl_reads_file_and_resumes_from_cursor(tmp_path: Path) -> 
         ]
     )
     c = Collector()
-    src = JournaldSource(["app.service"], "app", c.sink, None, files=[str(jf)], from_start=True, native=False)
+    src = JournaldSource(["app.service"], "app", None, files=[str(jf)], from_start=True, native=False)
     print(f"journald path: {src.path} ({' '.join(src.argv())})")
     assert src.path == "journalctl"
-    await src.start()
+    await src.start(c.sink)
     try:
         await c.wait_for(lambda: len(c.events) >= 3)
     finally:
@@ -166,9 +165,9 @@ async def test_journalctl_reads_file_and_resumes_from_cursor(tmp_path: Path) -> 
     # Later entries; a new source resumed from the stored cursor sees only those.
     w.write([("after restart 1", "app.service", 4), ("after restart 2", "app.service", 3)])
     c2 = Collector()
-    src2 = JournaldSource(["app.service"], "app", c2.sink, cursor, files=[str(jf)], native=False)
+    src2 = JournaldSource(["app.service"], "app", cursor, files=[str(jf)], native=False)
     assert f"--after-cursor={cursor}" in src2.argv()
-    await src2.start()
+    await src2.start(c2.sink)
     try:
         await c2.wait_for(lambda: len(c2.events) >= 2)
         await asyncio.sleep(0.3)  # nothing else may trickle in
@@ -186,7 +185,6 @@ async def test_follows_appends_and_restarts_killed_journalctl(tmp_path: Path) ->
     src = JournaldSource(
         ["app.service"],
         "app",
-        c.sink,
         None,
         files=[str(jf)],
         from_start=True,
@@ -195,7 +193,7 @@ async def test_follows_appends_and_restarts_killed_journalctl(tmp_path: Path) ->
     )
     print(f"journald path: {src.path}")
     with capture_logs() as logs:
-        await src.start()
+        await src.start(c.sink)
         try:
             await c.wait_for(lambda: len(c.events) == 1)
             w.write([("two", "app.service", 3)])  # live follow
@@ -227,15 +225,15 @@ async def test_sink_failure_restarts_the_stream_from_the_cursor(tmp_path: Path) 
     c = Collector()
     failed: list[int] = []
 
-    async def flaky(events, cursor):  # type: ignore[no-untyped-def]
+    async def flaky(batch: Batch) -> None:
         if not failed:
             failed.append(1)
             raise RuntimeError("database is locked")
-        await c.sink(events, cursor)
+        await c.sink(batch)
 
-    src = JournaldSource(["app.service"], "app", flaky, None, files=[str(jf)], from_start=True, native=False,
+    src = JournaldSource(["app.service"], "app", None, files=[str(jf)], from_start=True, native=False,
                          backoff_initial=0.1)  # fmt: skip
-    await src.start()
+    await src.start(flaky)
     try:
         await c.wait_for(lambda: [e.message for e in c.events] == ["one"])
         w.write([("two", "app.service", 3)])
@@ -252,7 +250,6 @@ async def test_broken_journalctl_warns_once_and_keeps_retrying(tmp_path: Path) -
     src = JournaldSource(
         ["app.service"],
         "app",
-        c.sink,
         None,
         files=[str(missing)],
         native=False,
@@ -260,7 +257,7 @@ async def test_broken_journalctl_warns_once_and_keeps_retrying(tmp_path: Path) -
         backoff_max=0.1,
     )
     with capture_logs() as logs:
-        await src.start()
+        await src.start(c.sink)
         try:
             await asyncio.sleep(1.0)
             assert src.restarts >= 3
@@ -280,7 +277,7 @@ def test_native_reader_available_or_say_why() -> None:
             "systemd-python not importable in this venv: in-process runs use the journalctl path; "
             "the native path runs in a child interpreter (test_native_reader_with_debian_python3_systemd)"
         )
-    assert JournaldSource(["a"], "a", Collector().sink, None).path == "native"
+    assert JournaldSource(["a"], "a", None).path == "native"
 
 
 NATIVE_CHILD = r"""
@@ -294,11 +291,11 @@ append = sys.argv[5:]  # [journal-remote, export file]: appended half a second i
 async def main():
     todo = list(append)
     got, cursors = [], []
-    async def sink(events, cur):
-        got.extend(e.message for e in events)
-        cursors.append(cur)
-    src = journald.JournaldSource(["app.service"], "app", sink, cursor, files=[path], from_start=True)
-    await src.start()
+    async def sink(batch):
+        got.extend(e.message for e in batch.events)
+        cursors.append(batch.cursor.value)
+    src = journald.JournaldSource(["app.service"], "app", cursor, files=[path], from_start=True)
+    await src.start(sink)
     for i in range(200):
         if len(got) >= want:
             break
@@ -362,10 +359,10 @@ async def test_invalid_cursor_falls_back_to_tail_and_says_so(tmp_path: Path, mon
     c = Collector()
     # A relative --file must work too (journalctl --follow fails on one).
     src = JournaldSource(
-        ["app.service"], "app", c.sink, "not-a-cursor", files=["t.journal"], native=False, backoff_initial=0.05
+        ["app.service"], "app", "not-a-cursor", files=["t.journal"], native=False, backoff_initial=0.05
     )
     with capture_logs() as logs:
-        await src.start()
+        await src.start(c.sink)
         try:
             await c.wait_for(lambda: src.cursor is None and src.pid is not None)
             await asyncio.sleep(0.3)

@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from healer.app.ruleset import load_ruleset
+from healer.core.clock import FakeClock
+from healer.engine.engine import Engine
 from healer.service.metrics import Metrics, measure_loop_lag, serve
+from healer.store.db import Store
 
 COUNTERS = {
     "healer_lines_read": ["source"],
@@ -157,3 +163,63 @@ async def test_loop_lag_records_overshoot():
     await measure_loop_lag(m, 0.01, iterations=1)
     await task
     assert m.loop_lag._value.get() >= 0.15
+
+
+# -- state gauges are read at scrape time ------------------------------------------------------
+
+
+def _failing_engine(tmp: Path) -> tuple[Engine, FakeClock]:
+    """A real engine over a real store whose one fix always fails: two failures trip the breaker."""
+    (tmp / "patterns").mkdir()
+    pattern = {
+        "id": "boom",
+        "severity": "high",
+        "regex": "BOOM (?P<what>[a-z]+)",
+        "remediation": [{"action": "command", "params": {"command": "fail"}}],
+        "threshold": 1,
+        "cooldown": 0,
+        "max_attempts": 5,
+        "approval": "auto",
+        "examples": ["BOOM x"],
+    }
+    (tmp / "patterns" / "p.yaml").write_text(yaml.safe_dump({"patterns": [pattern]}))
+    config = {
+        "state_dir": str(tmp / "state"),
+        "patterns_dirs": [str(tmp / "patterns")],
+        "engine": {"breaker_failures": 2, "breaker_cooldown": 600, "fix_budget_per_hour": 100},
+        "actions": {"command": {"commands": {"fail": ["false"]}}},
+        "telegram": {"token_env": "HEALER_TEST_NONE"},
+    }
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    rules = load_ruleset(tmp / "config.yaml")
+    clock = FakeClock()
+    return Engine(rules.settings, rules.patterns, Store(tmp / "state" / "healer.db"), clock=clock), clock
+
+
+def _gauges(m: Metrics) -> dict[str, float]:
+    return {s.name: s.value for f in text_string_to_metric_families(m.render().decode()) for s in f.samples}
+
+
+def test_circuit_open_goes_back_to_0_when_the_breaker_closes(tmp_path: Path) -> None:
+    """The bug: the gauge was pushed only when the breaker tripped, so it stayed 1 and the alert fired for ever."""
+    engine, clock = _failing_engine(tmp_path)
+    m = Metrics()
+    kill_switch = [False]
+    m.bind(engine.store, clock, lambda: kill_switch[0], lambda: len(engine.by_id))
+    assert _gauges(m)["healer_circuit_open"] == 0
+    for what in ("a", "b"):
+        for job in engine.ingest_buffer(f"BOOM {what}\n".encode(), "app", "test.log").jobs:
+            engine.run_job(job)
+        clock.advance(1)
+    assert engine.breaker_open(clock.now())
+    g = _gauges(m)
+    assert g["healer_circuit_open"] == 1
+    assert g["healer_incidents_open"] == 2
+    assert g["healer_patterns_loaded"] == 1
+    clock.advance(601)  # past breaker_cooldown: nothing else happens, only the time passes
+    assert not engine.breaker_open(clock.now())
+    assert _gauges(m)["healer_circuit_open"] == 0
+    # The kill switch gauge follows the settings in force, with no one pushing it.
+    assert _gauges(m)["healer_kill_switch"] == 0
+    kill_switch[0] = True
+    assert _gauges(m)["healer_kill_switch"] == 1

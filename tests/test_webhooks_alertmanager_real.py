@@ -17,14 +17,13 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support.webhooks import Received, serving, settings
 
-from healer.core.records import Event
-from healer.settings.webhooks import WebhookSettings
 from healer.sources.webhooks.server import WebhookServer
 
 AM_BIN = shutil.which("prometheus-alertmanager") or (
@@ -44,35 +43,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Received:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.audits: list[tuple[str, dict[str, object]]] = []
-
-    async def sink(self, events: list[Event]) -> None:
-        self.events.extend(events)
-
-    def audit(self, kind: str, info: Mapping[str, object]) -> None:
-        self.audits.append((kind, dict(info)))
-
-    async def wait_for(self, pred: Callable[[], bool], timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out: events={self.events} audits={self.audits}")
-            await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[WebhookServer, Received]]:
-    got = Received()
-    settings = WebhookSettings.from_mapping(
-        {"enabled": True, "port": 0}, "webhooks", env={"HEALER_ALERTMANAGER_TOKEN": TOKEN}
-    )
-    srv = WebhookServer(settings, got.sink, got.audit)
-    await srv.start()
-    yield srv, got
-    await srv.stop()
+    async with serving(settings({}, {"HEALER_ALERTMANAGER_TOKEN": TOKEN})) as client:
+        yield client.server, client.got
 
 
 class Alertmanager:

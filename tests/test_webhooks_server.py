@@ -7,16 +7,15 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
+from support.webhooks import Client, serving, settings
 
-from healer.core.records import Event
+from healer.core.clock import FakeClock
 from healer.settings.webhooks import WebhookSettings
 from healer.sources.webhooks.auth import sentry_signature
-from healer.sources.webhooks.server import WebhookServer
 
 DATA = Path(__file__).parent / "data" / "webhooks"
 SECRET = "sentry-client-secret"
@@ -30,65 +29,15 @@ ENV = {
 }
 
 
-class Harness:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.audits: list[tuple[str, dict[str, object]]] = []
-        self.fail_sink = False
-        self.server: WebhookServer | None = None
-        self.session: aiohttp.ClientSession | None = None
-
-    async def sink(self, events: list[Event]) -> None:
-        if self.fail_sink:
-            raise RuntimeError("store is down")
-        self.events.extend(events)
-
-    def audit(self, kind: str, info: Mapping[str, object]) -> None:
-        self.audits.append((kind, dict(info)))
-
-    @property
-    def base(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.port}"
-
-    async def post(
-        self,
-        path: str,
-        data: bytes,
-        headers: Mapping[str, str] | None = None,
-        ctype: str = "application/json",
-    ) -> tuple[int, str]:
-        assert self.session is not None
-        hdrs = {"Content-Type": ctype, **(headers or {})}
-        async with self.session.post(self.base + path, data=data, headers=hdrs) as resp:
-            return resp.status, await resp.text()
-
-    def refused(self, status: int) -> list[dict[str, object]]:
-        return [info for kind, info in self.audits if kind == "webhook_refused" and info["status"] == status]
-
-
-async def make_harness(**overrides: object) -> Harness:
-    h = Harness()
-    raw: dict[str, object] = {
-        "enabled": True,
-        "port": 0,
-        "alertmanager": {"basic_user": "am", "basic_password_env": "AM_PASSWORD"},
-        **overrides,
-    }
-    settings = WebhookSettings.from_mapping(raw, "webhooks", env=ENV)
-    h.server = WebhookServer(settings, h.sink, h.audit)
-    await h.server.start()
-    h.session = aiohttp.ClientSession()
-    return h
+def _settings(**overrides: object) -> WebhookSettings:
+    raw = {"alertmanager": {"basic_user": "am", "basic_password_env": "AM_PASSWORD"}, **overrides}
+    return settings(raw, ENV)
 
 
 @pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    harness = await make_harness()
-    yield harness
-    assert harness.session is not None and harness.server is not None
-    await harness.session.close()
-    await harness.server.stop()
+async def h() -> AsyncIterator[Client]:
+    async with serving(_settings()) as client:
+        yield client
 
 
 def fixture(name: str) -> bytes:
@@ -117,7 +66,7 @@ def sentry_headers(raw: bytes, resource: str, ts: float | None = None) -> dict[s
         ("sentry-metric_alert-resolved.json", "metric_alert", True),
     ],
 )
-async def test_sentry_signed_bodies_are_accepted(h: Harness, name: str, resource: str, resolved: bool) -> None:
+async def test_sentry_signed_bodies_are_accepted(h: Client, name: str, resource: str, resolved: bool) -> None:
     raw = fixture(name)
     status, text = await h.post("/webhooks/sentry", raw, sentry_headers(raw, resource))
     assert status == 200, text
@@ -127,7 +76,7 @@ async def test_sentry_signed_bodies_are_accepted(h: Harness, name: str, resource
     assert h.audits == []
 
 
-async def test_sentry_bad_or_missing_signature_is_401(h: Harness) -> None:
+async def test_sentry_bad_or_missing_signature_is_401(h: Client) -> None:
     raw = fixture("sentry-issue.json")
     good = sentry_headers(raw, "issue")
     wrong = {**good, "Sentry-Hook-Signature": sentry_signature(raw, "not-the-secret")}
@@ -142,21 +91,23 @@ async def test_sentry_bad_or_missing_signature_is_401(h: Harness) -> None:
     ms = {**good, "Sentry-Hook-Timestamp": str(int(time.time() * 1000))}
     assert (await h.post("/webhooks/sentry", raw, ms))[0] == 200
     assert len(h.events) == 1
-    assert len(h.refused(401)) == 4
-    assert all(info["source"] == "sentry" for info in h.refused(401))
+    h.server.refusals.close()
+    assert h.refused(401) == 4
+    assert all(info["source"] == "sentry" for info in h.got.refusal_rows())
 
 
 # -- glitchtip ---------------------------------------------------------------
 
 
-async def test_glitchtip_token_in_path_or_header(h: Harness) -> None:
+async def test_glitchtip_token_in_path_or_header(h: Client) -> None:
     raw = fixture("glitchtip.json")
     assert (await h.post(f"/webhooks/glitchtip/{GT_TOKEN}", raw))[0] == 200
     assert (await h.post("/webhooks/glitchtip", raw, {"X-Healer-Token": GT_TOKEN}))[0] == 200
     assert len(h.events) == 2 and h.events[0].source == "glitchtip"
     assert (await h.post("/webhooks/glitchtip", raw))[0] == 401
     assert (await h.post("/webhooks/glitchtip/wrong-token", raw))[0] == 401
-    assert len(h.events) == 2 and len(h.refused(401)) == 2
+    h.server.refusals.close()
+    assert len(h.events) == 2 and h.refused(401) == 2
     # The token must never be echoed into the audit trail.
     assert GT_TOKEN not in repr(h.audits)
 
@@ -166,7 +117,7 @@ async def test_glitchtip_token_in_path_or_header(h: Harness) -> None:
 AM_AUTH = {"Authorization": f"Bearer {AM_TOKEN}"}
 
 
-async def test_alertmanager_auth(h: Harness) -> None:
+async def test_alertmanager_auth(h: Client) -> None:
     raw = fixture("alertmanager-v4.json")
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic Zm9vOmJhcg=="}):
         status, text = await h.post("/webhooks/alertmanager", raw, headers)
@@ -177,7 +128,7 @@ async def test_alertmanager_auth(h: Harness) -> None:
     assert len(h.events) == 2
 
 
-async def test_alertmanager_mixed_batch_and_dedup(h: Harness) -> None:
+async def test_alertmanager_mixed_batch_and_dedup(h: Client) -> None:
     raw = fixture("alertmanager-v4.json")
     status, text = await h.post("/webhooks/alertmanager", raw, AM_AUTH)
     assert status == 200 and json.loads(text) == {"accepted": 2}
@@ -196,7 +147,7 @@ async def test_alertmanager_mixed_batch_and_dedup(h: Harness) -> None:
     assert len(h.events) == 3
 
 
-async def test_sink_failure_is_503_and_not_remembered(h: Harness) -> None:
+async def test_sink_failure_is_503_and_not_remembered(h: Client) -> None:
     raw = fixture("alertmanager-v4.json")
     h.fail_sink = True
     assert (await h.post("/webhooks/alertmanager", raw, AM_AUTH))[0] == 503
@@ -209,7 +160,7 @@ async def test_sink_failure_is_503_and_not_remembered(h: Harness) -> None:
 # -- garbage -----------------------------------------------------------------
 
 
-async def test_garbage_is_refused_and_server_survives(h: Harness) -> None:
+async def test_garbage_is_refused_and_server_survives(h: Client) -> None:
     tok = f"/webhooks/glitchtip/{GT_TOKEN}"
     cases: list[tuple[str, bytes, dict[str, str], str, int]] = [
         (tok, b"x" * (10 * 1024 * 1024), {}, "application/json", 413),
@@ -229,13 +180,16 @@ async def test_garbage_is_refused_and_server_survives(h: Harness) -> None:
         assert status == want, (path, data[:40], ctype, status, text)
         assert text.strip(), "every refusal carries a reason"
     assert h.events == []
-    assert len([a for a in h.audits if a[0] == "webhook_refused"]) == len(cases)
+    # One peer, one minute: the first refusal is audited at once, the rest as one summary row.
+    assert len(h.got.refusal_rows()) == 1
+    h.server.refusals.close()
+    assert len(h.got.refusal_rows()) == 2
+    assert sum(h.refused(st) for st in {c[4] for c in cases}) == len(cases)
     # Refusals on the tokened GlitchTip URL must not leak the token into the audit.
     assert GT_TOKEN not in repr(h.audits)
     assert h.audits[0][1]["path"] == "/webhooks/glitchtip/<token>"
-    # Chunked upload beyond the limit (no Content-Length to check up front).
-    assert h.session is not None
 
+    # Chunked upload beyond the limit (no Content-Length to check up front).
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(40):
             yield b"x" * 65536
@@ -250,33 +204,47 @@ async def test_garbage_is_refused_and_server_survives(h: Harness) -> None:
 
 
 async def test_rate_limit_is_429() -> None:
-    h = await make_harness(rate_per_minute=3)
-    try:
+    async with serving(_settings(rate_per_minute=3)) as h:
         raw = fixture("glitchtip.json")
         statuses = [(await h.post(f"/webhooks/glitchtip/{GT_TOKEN}", raw))[0] for _ in range(5)]
         assert statuses == [200, 200, 200, 429, 429]
-        assert len(h.refused(429)) == 2
+        h.server.refusals.close()
+        assert h.refused(429) == 2
         # Buckets are per source: Alertmanager is not starved by GlitchTip.
         assert (await h.post("/webhooks/alertmanager", fixture("alertmanager-v4.json"), AM_AUTH))[0] == 200
-    finally:
-        assert h.session is not None and h.server is not None
-        await h.session.close()
-        await h.server.stop()
+
+
+async def test_unsigned_junk_does_not_spend_a_signed_senders_rate() -> None:
+    """Issue 19 #6: 130 unsigned POSTs from the proxy's address, then a signed Sentry delivery from it."""
+    async with serving(_settings(rate_per_minute=3)) as h:
+        raw = fixture("sentry-issue.json")
+        junk = [(await h.post("/webhooks/sentry", raw, {"Sentry-Hook-Resource": "issue"}))[0] for _ in range(130)]
+        assert set(junk) == {401}
+        status, text = await h.post("/webhooks/sentry", raw, sentry_headers(raw, "issue"))
+        assert status == 200, text
+        assert len(h.events) == 1
+
+
+async def test_refusals_are_audited_per_peer_per_minute() -> None:
+    """Issue 19 #7: a flood of refusals is a first row plus one count per minute, not a row each."""
+    clock = FakeClock()
+    async with serving(_settings(), clock=clock) as h:
+        for _ in range(300):
+            assert (await h.post("/webhooks/glitchtip/wrong", b"{}"))[0] == 401
+        assert len(h.got.refusal_rows()) == 1  # the first, at once
+        clock.advance(60)
+        assert (await h.post("/webhooks/nope", b"{}"))[0] == 404  # next minute: the summary is written
+        rows = h.got.refusal_rows()
+        assert len(rows) == 3, rows
+        assert rows[1]["count"] == 299 and rows[1]["statuses"] == {"401": 299}
+        assert h.refused(401) == 300 and h.refused(404) == 1
 
 
 async def test_unconfigured_source_fails_closed() -> None:
-    h = Harness()
-    settings = WebhookSettings.from_mapping({"enabled": True, "port": 0}, "webhooks", env={})
-    h.server = WebhookServer(settings, h.sink)  # no audit callback: must still work
-    await h.server.start()
-    h.session = aiohttp.ClientSession()
-    try:
+    async with serving(settings({}, {}), audit=False) as h:  # no audit callback: must still work
         raw = fixture("sentry-issue.json")
         status, text = await h.post("/webhooks/sentry", raw, sentry_headers(raw, "issue"))
         assert status == 401 and "no client secret" in text
         status, _ = await h.post("/webhooks/alertmanager", fixture("alertmanager-v4.json"), AM_AUTH)
         assert status == 401
         assert h.events == []
-    finally:
-        await h.session.close()
-        await h.server.stop()

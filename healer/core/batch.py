@@ -1,11 +1,17 @@
-"""What a source hands the engine: a chunk of file lines with the offset to persist after them.
+"""What a source hands the daemon: a ``Batch``, either file lines or events.
 
-It lives in core so the engine can ingest it without importing any source.
+A file ``Chunk`` carries the offset to persist after its lines; an
+``EventBatch`` (journald entries, webhook alerts) carries an optional cursor to
+persist with its events. Both commit in the same transaction as what the engine
+derives from them, so a crash never loses or doubles a line. They live in core
+so the engine can ingest them without importing any source.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from healer.core.records import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +41,23 @@ class Chunk:
     offset: Offset
     cut_lines: int
     rotated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A journald-style resume point: ``key`` names the source in the store, ``value`` is opaque to healer."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Events from one source, plus the cursor to persist with them (None: nothing to resume from)."""
+
+    events: tuple[Event, ...]
+    cursor: Cursor | None = None
+
+
+Batch = Chunk | EventBatch
+"""The one thing every source hands its sink."""

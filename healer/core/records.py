@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from healer.core.enums import IncidentStatus, Outcome, Reason, Severity, Verdict
+from healer.core.enums import IncidentStatus, Outcome, Reason, Severity, SourceName, Verdict
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -24,7 +24,7 @@ class Event:
     ``source_id`` is the sender's own id, used to drop re-deliveries.
     """
 
-    source: str  # a SourceName value; str so tests and webhooks can build events freely
+    source: SourceName
     service: str
     message: str
     ts: float

@@ -134,6 +134,4 @@ class Decider:
                         f"{e.breaker_failures} failed fixes: notify-only",
                     )
                 )
-        if self.w.metrics is not None and notices:
-            self.w.metrics.circuit_open.set(1 if self.breaker_open(now) else 0)
         self.w.emit(notices)

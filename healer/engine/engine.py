@@ -23,7 +23,7 @@ from typing import Any
 
 from healer.core.batch import Chunk
 from healer.core.clock import Clock, SystemClock
-from healer.core.enums import AuditKind, IncidentStatus, Outcome, SettleStatus, Trigger, Verdict
+from healer.core.enums import AuditKind, IncidentStatus, Outcome, SettleStatus, SourceName, Trigger, Verdict
 from healer.core.jobs import FixJob, IngestResult, Job, SettleResult, UndoJob
 from healer.core.notices import NoticeSink
 from healer.core.proc import Runner
@@ -113,7 +113,9 @@ class Engine:
     def ingest_chunk(self, chunk: Chunk) -> IngestResult:
         return self._ingest.chunk(chunk)
 
-    def ingest_buffer(self, data: bytes, service: str, origin: str, source: str = "replay") -> IngestResult:
+    def ingest_buffer(
+        self, data: bytes, service: str, origin: str, source: SourceName = SourceName.FILE
+    ) -> IngestResult:
         return self._ingest.buffer(data, service, origin, source)
 
     def ingest_events(self, events: Iterable[Event], cursor: tuple[str, str] | None = None) -> IngestResult:

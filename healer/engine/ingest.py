@@ -33,7 +33,7 @@ class Ingestor:
     def chunk(self, chunk: Chunk) -> IngestResult:
         """A file chunk: events, decisions and the file offset commit together."""
         now = self.w.clock.now()
-        source = SourceName.FILE.value
+        source = SourceName.FILE
         hits = [h for h in self.w.matcher.scan(chunk.data) if h.pattern.selects(source, chunk.service, {})]
         events = [
             (Event(source=source, service=chunk.service, message=h.line, ts=now, origin=chunk.path), h) for h in hits
@@ -48,7 +48,7 @@ class Ingestor:
             self.w.metrics.lines_read.labels(source=source).inc(chunk.data.count(b"\n"))
         return result
 
-    def buffer(self, data: bytes, service: str, origin: str, source: str) -> IngestResult:
+    def buffer(self, data: bytes, service: str, origin: str, source: SourceName) -> IngestResult:
         """Lines with no offset to keep: ``healer replay`` and tests."""
         now = self.w.clock.now()
         hits = [h for h in self.w.matcher.scan(data) if h.pattern.selects(source, service, {})]

@@ -12,6 +12,13 @@ Each ``Metrics`` owns a private ``CollectorRegistry`` instead of the global
 default one, so tests (and a reload that rebuilds the daemon) can create as
 many as they like without "Duplicated timeseries" errors.
 
+State gauges (open incidents, circuit breaker, kill switch, patterns loaded)
+are read when Prometheus scrapes, through ``Gauge.set_function`` bound in
+:meth:`Metrics.bind`: a pushed value goes stale the moment nobody pushes, as
+``healer_circuit_open`` did (it stayed 1 after the breaker closed, and the
+shipped alert fired for ever). The scrape renders in a thread, since the
+store query must never block the loop.
+
 Label cardinality is bounded by config, never by input: ``source`` and
 ``pattern`` are ids from the config file, ``action``/``outcome``/``verdict``/
 ``reason`` are enum values. Never put a log message or a path in a label.
@@ -24,16 +31,28 @@ loopback by default: the metrics reveal which services are failing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from healer.core.clock import Clock
+
 log = structlog.get_logger("healer.service.metrics")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9322
+
+
+class StoreState(Protocol):
+    """The store reads the gauges need (``healer.store.db.Store`` has them)."""
+
+    def count_open_incidents(self) -> int: ...
+
+    def breaker_open_until(self) -> float | None: ...
 
 
 class Metrics:
@@ -76,6 +95,24 @@ class Metrics:
         )
         self.patterns_loaded = Gauge("healer_patterns_loaded", "Patterns currently loaded and active.", registry=r)
 
+    def bind(
+        self,
+        store: StoreState,
+        clock: Clock,
+        kill_switch: Callable[[], bool],
+        patterns_loaded: Callable[[], int],
+    ) -> None:
+        """Read the state gauges from ``store`` and the settings in force at every scrape."""
+
+        def circuit_open() -> float:
+            until = store.breaker_open_until()
+            return 1.0 if until is not None and until > clock.now() else 0.0
+
+        self.circuit_open.set_function(circuit_open)
+        self.incidents_open.set_function(lambda: float(store.count_open_incidents()))
+        self.kill_switch.set_function(lambda: 1.0 if kill_switch() else 0.0)
+        self.patterns_loaded.set_function(lambda: float(patterns_loaded()))
+
     def record_reload(self, ok: bool, ts: float) -> None:
         """Record one config load: counter, success flag and timestamp together.
 
@@ -101,7 +138,7 @@ class MetricsServer:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
-        log.info("metrics server stopped", host=self.host, port=self.port)
+        log.info("metrics_stopped", host=self.host, port=self.port)
 
 
 async def serve(metrics: Metrics, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> MetricsServer:
@@ -111,7 +148,7 @@ async def serve(metrics: Metrics, host: str = DEFAULT_HOST, port: int = DEFAULT_
     """
 
     async def handle(_request: web.Request) -> web.Response:
-        body = metrics.render()
+        body = await asyncio.to_thread(metrics.render)  # the state gauges query the store
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
@@ -130,7 +167,7 @@ async def serve(metrics: Metrics, host: str = DEFAULT_HOST, port: int = DEFAULT_
         if isinstance(addr, tuple) and len(addr) >= 2:
             bound = int(addr[1])
             break
-    log.info("metrics server listening", host=host, port=bound)
+    log.info("metrics_listening", host=host, port=bound)
     return MetricsServer(runner=runner, host=host, port=bound)
 
 

@@ -12,7 +12,7 @@ Two readers, chosen at start:
   rules: an argv list (never a shell), an allowlisted environment, bounded
   line length.
 
-Every batch goes to ``sink(events, cursor)`` together with the cursor of its
+Every batch goes to the sink as an ``EventBatch`` with the cursor of its
 last entry; the engine stores the cursor in the same SQLite transaction as the
 events, so after a crash we resume exactly after the last stored entry and
 neither lose nor repeat one.
@@ -31,24 +31,23 @@ import contextlib
 import importlib
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
-from types import MappingProxyType
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
-from healer.core.enums import Severity
+from healer.core.batch import Cursor, EventBatch
 from healer.core.proc import DEFAULT_ENV_ALLOW, build_env
 from healer.core.records import Event
+from healer.settings.schema import JournaldSourceSettings
+from healer.sources.base import Checkpoints, Sink, SourceContext
+from healer.sources.journal_entries import SOURCE, entry_to_event, severity_of_priority, text_of
+
+__all__ = ["SOURCE", "JournaldSource", "entry_to_event", "from_settings", "severity_of_priority"]
 
 log = structlog.get_logger("healer.sources.journald")
 
-Sink = Callable[[list[Event], str], Awaitable[None]]
-
-SOURCE = "journald"
 LINE_LIMIT = 1 << 20  # one JSON entry; longer lines are skipped, not fatal
-MESSAGE_LIMIT = 16_384
 BATCH_MAX = 200
 BATCH_WAIT = 0.05  # seconds to gather more lines into one sink call
 
@@ -61,80 +60,6 @@ try:  # pragma: no cover - depends on the host
 except ImportError:  # pragma: no cover - depends on the host
     _sd_journal = None
     HAVE_NATIVE = False
-
-
-def severity_of_priority(priority: int | None) -> Severity:
-    """syslog PRIORITY 0-2 (emerg, alert, crit) → critical, 3 err → high, 4 warning → medium."""
-    if priority is None:
-        return Severity.LOW
-    if priority <= 2:
-        return Severity.CRITICAL
-    if priority == 3:
-        return Severity.HIGH
-    if priority == 4:
-        return Severity.MEDIUM
-    return Severity.LOW
-
-
-def _text(value: Any) -> str:
-    """A journal JSON field as text.
-
-    journalctl writes a field as a string, as a list of byte values when it is
-    not valid UTF-8 or has control characters, as a list of such values when a
-    field repeats (we keep the first), and as ``null`` when it is too large.
-    """
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, list) and value:
-        if all(isinstance(b, int) and 0 <= b < 256 for b in value):
-            return bytes(value).decode("utf-8", "replace")
-        return _text(value[0])
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
-def entry_to_event(entry: Mapping[str, Any], service: str) -> Event | None:
-    """One journal entry (journalctl JSON or a ``systemd.journal`` dict) → Event.
-
-    Entries without a MESSAGE yield ``None``; their cursor still counts.
-    """
-    message = _text(entry.get("MESSAGE")).replace("\x00", " ").rstrip("\n")
-    if not message:
-        return None
-    if len(message) > MESSAGE_LIMIT:
-        message = message[:MESSAGE_LIMIT] + "…"
-    try:
-        priority: int | None = int(_text(entry.get("PRIORITY")))
-    except ValueError:
-        priority = None
-    raw_ts = entry.get("__REALTIME_TIMESTAMP")
-    if isinstance(raw_ts, datetime):  # systemd.journal converts it
-        ts = raw_ts.timestamp()
-    else:
-        try:
-            ts = int(_text(raw_ts)) / 1_000_000
-        except ValueError:
-            ts = 0.0
-    unit = _text(entry.get("_SYSTEMD_UNIT")) or _text(entry.get("UNIT"))
-    fields = {
-        "unit": unit,
-        "priority": "" if priority is None else str(priority),
-        "syslog_identifier": _text(entry.get("SYSLOG_IDENTIFIER")),
-        "pid": _text(entry.get("_PID")),
-    }
-    return Event(
-        source=SOURCE,
-        service=service,
-        message=message,
-        ts=ts,
-        origin=f"journald:{unit}" if unit else SOURCE,
-        fields=MappingProxyType({k: v for k, v in fields.items() if v}),
-        severity=severity_of_priority(priority),
-        source_id=_text(entry.get("__CURSOR")),
-    )
 
 
 class JournaldSource:
@@ -150,9 +75,11 @@ class JournaldSource:
         self,
         units: list[str],
         service: str,
-        sink: Sink,
         cursor: str | None,
         *,
+        key: str = "",
+        spec: object = None,
+        resume: Checkpoints | None = None,
         files: Sequence[str] = (),
         directory: str | None = None,
         from_start: bool = False,
@@ -163,8 +90,12 @@ class JournaldSource:
     ) -> None:
         self.units = list(units)
         self.service = service
-        self.sink = sink
+        self.sink: Sink | None = None
         self.cursor = cursor
+        self.checkpoint_key = key or f"journald:{','.join(self.units)}"
+        self.name = self.checkpoint_key
+        self.spec = spec
+        self._resume = resume
         # Absolute paths: journalctl --follow on a relative --file fails
         # ("Failed to get journal fd") and, worse, exits 0.
         self.files = tuple(os.path.abspath(f) for f in files)
@@ -187,9 +118,13 @@ class JournaldSource:
         proc = self._proc
         return proc.pid if proc is not None and proc.returncode is None else None
 
-    async def start(self) -> None:
+    async def start(self, sink: Sink) -> None:
         if self._task is not None:
             return
+        self.sink = sink
+        if self._resume is not None:
+            # Read at start, not at construction: on a reload the old follower has only now stopped.
+            self.cursor = self._resume.cursor(self.checkpoint_key)
         self._stopping = False
         self._task = asyncio.create_task(self._supervise(), name=f"journald:{','.join(self.units)}")
         log.info("journald_started", units=self.units, reader=self.path, cursor=bool(self.cursor))
@@ -249,7 +184,8 @@ class JournaldSource:
             delay = min(delay * 2, self.backoff_max)
 
     async def _deliver(self, batch: list[Event], cursor: str) -> None:
-        await self.sink(batch, cursor)
+        assert self.sink is not None  # set by start(), before the reader runs
+        await self.sink(EventBatch(tuple(batch), Cursor(self.checkpoint_key, cursor)))
         self.cursor = cursor
         if not self._streaming.is_set():
             self._streaming.set()
@@ -333,7 +269,7 @@ class JournaldSource:
         ev = entry_to_event(entry, self.service)
         if ev is not None:
             batch.append(ev)
-        return _text(entry.get("__CURSOR")) or cursor
+        return text_of(entry.get("__CURSOR")) or cursor
 
     async def _terminate(self) -> None:
         proc = self._proc
@@ -431,3 +367,24 @@ async def _tail(stream: asyncio.StreamReader, keep: int = 2000) -> str:
     while chunk := await stream.read(4096):
         buf = (buf + chunk)[-keep:]
     return buf.decode("utf-8", "replace").strip()
+
+
+def from_settings(settings: Sequence[JournaldSourceSettings], ctx: SourceContext) -> list[JournaldSource]:
+    """One follower per configured ``sources.journald`` entry, each resuming from its stored cursor."""
+    out = []
+    for i, jd in enumerate(settings):
+        # The index keeps two entries for the same units apart; it is also the key cursors were stored under.
+        key = f"journald:{i}:{','.join(jd.units)}"
+        out.append(
+            JournaldSource(
+                list(jd.units),
+                jd.service,
+                None,
+                key=key,
+                resume=ctx.checkpoints,
+                spec=(i, jd),
+                directory=jd.directory,
+                files=[jd.file] if jd.file else (),
+            )
+        )
+    return out

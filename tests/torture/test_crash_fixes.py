@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support.daemon import DaemonProcess, integrity, ro_query, write_yaml
 
 from healer.remedy.builtin.set_config import env_set
-from torture._daemon import DaemonProc, integrity, ro_query, write_yaml
 
 pytestmark = pytest.mark.torture
 
@@ -139,7 +139,7 @@ def test_sigkill_mid_fix_is_recovered(tmp_path: Path, long_mode: bool) -> None:
     cfg, target, work = _setup(tmp_path)
     db = tmp_path / "state" / "healer.db"
     logf = tmp_path / "logs" / "app.log"
-    daemon = DaemonProc(cfg, tmp_path / "daemon.log")
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     daemon.start()
     daemon.wait_ready()
     interrupted = {"set_config": 0, "git_sync": 0}

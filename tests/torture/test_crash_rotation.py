@@ -33,8 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from torture._daemon import DaemonProc, integrity, ro_query, write_yaml
+from support.daemon import DaemonProcess, integrity, ro_query, write_yaml
 
 pytestmark = pytest.mark.torture
 
@@ -194,7 +193,7 @@ def test_sigkill_during_rotation_loses_and_duplicates_nothing(tmp_path: Path, lo
     (tmp_path / "logs").mkdir()
     cfg = _config(tmp_path)
     db = tmp_path / "state" / "healer.db"
-    daemon = DaemonProc(cfg, tmp_path / "daemon.log")
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     writer = Writer(tmp_path / "logs", db, seed)
     kills = 0
     bad_integrity: list[str] = []

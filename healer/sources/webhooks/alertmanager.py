@@ -17,11 +17,12 @@ from typing import Any
 
 import structlog
 
+from healer.core.enums import SourceName
 from healer.core.errors import WebhookError
 from healer.core.records import Event
 from healer.sources.webhooks.common import get_dict, get_str, loads_object, severity_of, str_fields
 
-SOURCE = "alertmanager"
+SOURCE = SourceName.ALERTMANAGER
 DEFAULT_MAX_DEPTH = 32
 log = structlog.get_logger("healer.sources.webhooks")
 

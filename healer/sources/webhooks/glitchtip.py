@@ -19,11 +19,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from healer.core.enums import SourceName
 from healer.core.errors import WebhookError
 from healer.core.records import Event
 from healer.sources.webhooks.common import clean, get_list, get_str, loads_object, severity_of, str_fields
 
-SOURCE = "glitchtip"
+SOURCE = SourceName.GLITCHTIP
 DEFAULT_MAX_DEPTH = 32
 _ISSUE_IN_URL = re.compile(r"/issues/(\d+)")
 _NON_WORD = re.compile(r"[^a-z0-9]+")

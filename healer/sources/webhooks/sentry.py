@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from healer.core.enums import Severity
+from healer.core.enums import Severity, SourceName
 from healer.core.errors import WebhookError
 from healer.core.records import Event
 from healer.sources.webhooks.common import (
@@ -33,7 +33,7 @@ from healer.sources.webhooks.common import (
     str_fields,
 )
 
-SOURCE = "sentry"
+SOURCE = SourceName.SENTRY
 DEFAULT_MAX_DEPTH = 32
 _BUILTIN_MODULES = frozenset({"", "builtins", "__builtin__", "exceptions"})
 _PROJECT_IN_URL = re.compile(r"/projects/[^/]+/([^/]+)/")

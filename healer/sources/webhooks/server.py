@@ -3,38 +3,47 @@
 Why aiohttp rather than a hand-written HTTP server: request parsing (chunked
 bodies, keep-alive, header limits, slow clients) is exactly where hand-written
 code gets exploitable, and aiohttp enforces body limits (``client_max_size``)
-and runs on the daemon's own asyncio loop via ``AppRunner``/``TCPSite``, so
-there is no second thread and no locking around the sink.
+and runs on the daemon's own asyncio loop via ``AppRunner``, so there is no
+second thread and no locking around the sink.
 
-Order of checks, cheapest first, so a flood of junk costs almost nothing:
-rate limit (429) → declared size (413) → content type (415) → read body with a
-timeout (413/408) → authentication (401) → bounded JSON parse (400) → dedup →
-sink. Every refusal is answered with a short plain-text reason and reported to
-``audit("webhook_refused", {...})``. The sink's own failure is answered 503 so
-that the sender retries rather than the alert being lost.
+Connections are capped and must send their headers in time
+(:mod:`.connections`). Order of checks per request: declared size (413) →
+content type (415) → read body with a timeout (413/408) → authentication
+(401) → rate limit (429) → bounded JSON parse (400) → dedup → sink. The rate
+limit is charged only *after* authentication: unsigned junk from a peer (say
+the TLS proxy's 127.0.0.1) must never use up the bucket a signed Sentry
+delivery from that peer needs, because Sentry does not retry a 429. Refusals
+are answered with a short plain-text reason and audited per peer per minute
+(:mod:`.refusals`). The sink's own failure is answered 503 so that the sender
+retries rather than the alert being lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from aiohttp import web
 
+from healer.core.batch import EventBatch
+from healer.core.clock import Clock, SystemClock
+from healer.core.enums import SourceName
 from healer.core.errors import WebhookError
 from healer.core.records import Event
 from healer.settings.webhooks import WebhookSettings
+from healer.sources.base import Audit, Sink, SourceContext
 from healer.sources.webhooks import alertmanager, auth, glitchtip, sentry
+from healer.sources.webhooks.connections import ConnectionGuard, GuardedSite
+from healer.sources.webhooks.refusals import RefusalLog
 
 log = structlog.get_logger("healer.sources.webhooks")
 
-Sink = Callable[[list[Event]], Awaitable[None]]
-Audit = Callable[[str, Mapping[str, object]], None]
-
 READ_TIMEOUT = 10.0  # seconds to receive a body; slow senders are cut off
+HEADER_TIMEOUT = 10.0  # seconds for a request's headers, from connect or from the previous response
+KEEPALIVE_TIMEOUT = 15.0  # an idle keep-alive connection is closed after this
+MAX_CONNECTIONS = 256  # open at once; far below RLIMIT_NOFILE, far above what three senders need
 DEDUP_SIZE = 4096  # alert keys remembered; Alertmanager re-sends every repeat_interval
 RATE_KEYS = 1024  # distinct (source, peer) buckets kept
 _JSON_TYPES = frozenset({"application/json", "text/json"})
@@ -109,19 +118,37 @@ def _alert_key(ev: Event) -> tuple[str, ...]:
     return (ev.source_id, ev.fields.get("status", ""))
 
 
-class WebhookServer:
-    """Receives Sentry, GlitchTip and Alertmanager webhooks and hands Events to ``sink``.
+Parse = Callable[[bytes, Mapping[str, str], float, int], list[Event]]
 
-    ``start()`` binds ``settings.host:settings.port`` (port 0 picks a free one,
-    read back from ``.port``); ``stop()`` closes the listener and waits for
-    in-flight requests.
+
+class WebhookServer:
+    """Receives Sentry, GlitchTip and Alertmanager webhooks and hands Events to the sink.
+
+    A :class:`~healer.sources.base.Source`: ``start(sink)`` binds
+    ``settings.host:settings.port`` (port 0 picks a free one, read back from
+    ``.port``); ``stop()`` closes the listener and waits for in-flight
+    requests. Senders retry, so there is no checkpoint.
     """
 
-    def __init__(self, settings: WebhookSettings, sink: Sink, audit: Audit | None = None) -> None:
+    name = "webhooks"
+    checkpoint_key = None
+
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        audit: Audit | None = None,
+        *,
+        clock: Clock | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        header_timeout: float = HEADER_TIMEOUT,
+    ) -> None:
         self.settings = settings
-        self.sink = sink
-        self.audit = audit
+        self.spec = settings
+        self.sink: Sink | None = None
+        self.clock = clock or SystemClock()
         self.port = 0
+        self.guard = ConnectionGuard(max_connections, header_timeout)
+        self.refusals = RefusalLog(audit, self.clock.now)
         self._runner: web.AppRunner | None = None
         self._rate = RateLimiter(settings.rate_per_minute)
         self._seen = SeenLRU()
@@ -137,20 +164,22 @@ class WebhookServer:
         app.router.add_get("/healthz", self._healthz)
         return app
 
-    async def start(self) -> None:
+    async def start(self, sink: Sink) -> None:
+        self.sink = sink
         if self._runner is not None:
             return
-        runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self.make_app(), access_log=None, handle_signals=False, keepalive_timeout=KEEPALIVE_TIMEOUT
+        )
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)
+        site = GuardedSite(runner, self.settings.host, self.settings.port, self.guard)
         try:
             await site.start()
         except OSError:
             await runner.cleanup()
             raise
         self._runner = runner
-        addresses = runner.addresses
-        self.port = int(addresses[0][1]) if addresses else self.settings.port
+        self.port = site.port
         self._warn_unconfigured()
         log.info("webhooks_listening", host=self.settings.host, port=self.port)
 
@@ -159,6 +188,7 @@ class WebhookServer:
         if runner is not None:
             await runner.cleanup()
             log.info("webhooks_stopped", port=self.port)
+        self.refusals.close()
 
     def _warn_unconfigured(self) -> None:
         s = self.settings
@@ -173,19 +203,15 @@ class WebhookServer:
     # -- plumbing ------------------------------------------------------------
 
     def _refuse(self, request: web.Request, source: str, status: int, reason: str) -> web.Response:
-        info: dict[str, object] = {
-            "source": source,
-            "status": status,
-            "reason": reason,
-            "path": _safe_path(request.path),
-            "remote": request.remote or "",
-        }
-        log.warning("webhook_refused", **info)
-        if self.audit is not None:
-            try:
-                self.audit("webhook_refused", info)
-            except Exception:  # an audit failure must not turn a 4xx into a crash
-                log.exception("webhook_audit_failed")
+        self.refusals.refused(
+            {
+                "source": source,
+                "status": status,
+                "reason": reason,
+                "path": _safe_path(request.path),
+                "remote": request.remote or "",
+            }
+        )
         return web.Response(status=status, text=reason + "\n")
 
     @web.middleware
@@ -193,6 +219,7 @@ class WebhookServer:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         """Turn router refusals (404/405) into audited answers and bugs into a 500."""
+        self.guard.request_started(request.transport)
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -204,12 +231,12 @@ class WebhookServer:
         except Exception:
             log.exception("webhook_handler_crashed", path=_safe_path(request.path))
             return web.Response(status=500, text="internal error\n")
+        finally:
+            self.guard.request_done(request.transport)
 
-    async def _receive(self, request: web.Request, source: str) -> bytes:
-        """Rate, size, type and read checks shared by every POST route."""
+    async def _receive(self, request: web.Request) -> bytes:
+        """Size, type and read checks shared by every POST route: cheap, and before any parsing."""
         s = self.settings
-        if not self._rate.allow(source, request.remote or "", time.monotonic()):
-            raise WebhookError(429, f"rate limit of {s.rate_per_minute}/min exceeded")
         length = request.content_length
         if length is not None and length > s.max_body_bytes:
             raise WebhookError(413, f"body of {length} bytes exceeds {s.max_body_bytes}")
@@ -224,17 +251,12 @@ class WebhookServer:
         except TimeoutError:
             raise WebhookError(408, f"body not received within {READ_TIMEOUT:g}s") from None
 
-    async def _deliver(
-        self, request: web.Request, source: str, events: list[Event], locked: bool = False
-    ) -> web.Response:
-        """Hand ``events`` to the sink one batch at a time (``locked``: caller holds the lock)."""
+    async def _deliver(self, source: str, events: list[Event]) -> web.Response:
+        """Hand ``events`` to the sink as one batch; the caller holds the sink lock."""
         if events:
             try:
-                if locked:
-                    await self.sink(events)
-                else:
-                    async with self._sink_lock:
-                        await self.sink(events)
+                assert self.sink is not None  # routes are only served after start(sink)
+                await self.sink(EventBatch(tuple(events)))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -246,17 +268,47 @@ class WebhookServer:
     async def _handle(
         self,
         request: web.Request,
-        source: str,
+        source: SourceName,
         check: Callable[[bytes], None],
-        parse: Callable[[bytes, Mapping[str, str], float, int], list[Event]],
+        parse: Parse,
+        *,
+        dedup: bool = False,
     ) -> web.Response:
+        s = self.settings
         try:
-            body = await self._receive(request, source)
+            body = await self._receive(request)
             check(body)
-            events = parse(body, request.headers, time.time(), self.settings.max_depth)
+            # Charged only now: a refused signature never spends a signed sender's tokens.
+            if not self._rate.allow(source, request.remote or "", self.clock.monotonic()):
+                raise WebhookError(429, f"rate limit of {s.rate_per_minute}/min exceeded")
+            events = parse(body, request.headers, self.clock.now(), s.max_depth)
         except WebhookError as err:
             return self._refuse(request, source, err.status, err.reason)
-        return await self._deliver(request, source, events)
+        # Check, deliver and remember under the sink lock, so two concurrent
+        # re-deliveries of the same alert group cannot both get through.
+        async with self._sink_lock:
+            fresh = self._fresh(events) if dedup else events
+            response = await self._deliver(source, fresh)
+            if dedup and response.status == 200:
+                # Remember only what the sink took, so a failed delivery is retried.
+                for ev in fresh:
+                    if ev.source_id:
+                        self._seen.add(_alert_key(ev))
+        return response
+
+    def _fresh(self, events: list[Event]) -> list[Event]:
+        """Alertmanager re-sends every group each repeat_interval: drop what was delivered already."""
+        fresh: list[Event] = []
+        batch_keys: set[tuple[str, ...]] = set()
+        for ev in events:
+            key = _alert_key(ev)
+            if ev.source_id and (key in self._seen or key in batch_keys):
+                continue
+            batch_keys.add(key)
+            fresh.append(ev)
+        if len(fresh) < len(events):
+            log.info("alertmanager_duplicates_dropped", dropped=len(events) - len(fresh))
+        return fresh
 
     # -- routes --------------------------------------------------------------
 
@@ -267,9 +319,9 @@ class WebhookServer:
         s = self.settings.sentry
 
         def check(body: bytes) -> None:
-            auth.verify_sentry(body, request.headers, s.secret, s.max_age, time.time())
+            auth.verify_sentry(body, request.headers, s.secret, s.max_age, self.clock.now())
 
-        return await self._handle(request, "sentry", check, sentry.parse)
+        return await self._handle(request, SourceName.SENTRY, check, sentry.parse)
 
     async def _glitchtip(self, request: web.Request) -> web.Response:
         token = request.match_info.get("token")
@@ -277,7 +329,7 @@ class WebhookServer:
         def check(body: bytes) -> None:
             auth.verify_glitchtip(token, request.headers, self.settings.glitchtip.token)
 
-        return await self._handle(request, "glitchtip", check, glitchtip.parse)
+        return await self._handle(request, SourceName.GLITCHTIP, check, glitchtip.parse)
 
     async def _alertmanager(self, request: web.Request) -> web.Response:
         am = self.settings.alertmanager
@@ -285,29 +337,10 @@ class WebhookServer:
         def check(body: bytes) -> None:
             auth.verify_alertmanager(request.headers, am.bearer, am.basic_user, am.basic_password)
 
-        try:
-            body = await self._receive(request, "alertmanager")
-            check(body)
-            events = alertmanager.parse(body, request.headers, time.time(), self.settings.max_depth)
-        except WebhookError as err:
-            return self._refuse(request, "alertmanager", err.status, err.reason)
-        # Check, deliver and remember under the sink lock, so two concurrent
-        # re-deliveries of the same group cannot both get through.
-        async with self._sink_lock:
-            fresh: list[Event] = []
-            batch_keys: set[tuple[str, ...]] = set()
-            for ev in events:
-                key = _alert_key(ev)
-                if ev.source_id and (key in self._seen or key in batch_keys):
-                    continue
-                batch_keys.add(key)
-                fresh.append(ev)
-            if len(fresh) < len(events):
-                log.info("alertmanager_duplicates_dropped", dropped=len(events) - len(fresh))
-            response = await self._deliver(request, "alertmanager", fresh, locked=True)
-            if response.status == 200:
-                # Remember only what the sink took, so a failed delivery is retried.
-                for ev in fresh:
-                    if ev.source_id:
-                        self._seen.add(_alert_key(ev))
-        return response
+        return await self._handle(request, SourceName.ALERTMANAGER, check, alertmanager.parse, dedup=True)
+
+
+def from_settings(settings: WebhookSettings | None, ctx: SourceContext) -> list[WebhookServer]:
+    if settings is None or not settings.enabled:
+        return []
+    return [WebhookServer(settings, ctx.audit, clock=ctx.clock)]

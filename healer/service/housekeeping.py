@@ -1,0 +1,74 @@
+"""The bodies of the daemon's scheduled jobs; :mod:`healer.service.scheduler` decides when they run.
+
+Each is a small object holding what it reads, so a test can call it with a
+fake clock and a real store and look at what it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from healer.app.health import HealthWatch
+from healer.app.ruleset import Ruleset
+from healer.core.clock import Clock
+from healer.core.notices import NoticeSink
+from healer.engine.engine import Engine
+from healer.service.sdnotify import Notifier
+from healer.service.workers import Workers
+from healer.store.db import Store
+
+log = structlog.get_logger("healer.service.housekeeping")
+
+SWEEP_INTERVAL = 30.0
+"""Safety sweep for verify windows and timed reverts. Each window also gets its own date job;
+the sweep catches fixes the CLI ran and windows left over from before a restart."""
+PRUNE_INTERVAL = 3600.0
+STATUS_INTERVAL = 30.0
+LAG_INTERVAL = 5.0
+SETTLE_MARGIN = 0.05
+"""Seconds after ``verify_until`` the date job runs: the engine settles windows that ended *before* now."""
+
+
+async def settle_due(engine: Engine, workers: Workers) -> None:
+    """Settle ended verify windows and due reverts (also of fixes the CLI ran)."""
+
+    def settle() -> None:
+        engine.finalize_due()
+        engine.due_reverts()
+
+    await workers.in_ingest(settle)
+
+
+async def prune(engine: Engine, store: Store, workers: Workers, clock: Clock) -> None:
+    e = engine.settings.engine
+    n = await workers.in_ingest(store.prune, clock.now(), e.event_retention_days, e.max_events)
+    log.info("store_pruned", events=n)
+
+
+def status_line(rules: Ruleset | None, store: Store | None) -> str:
+    """The one-line STATUS= text systemd shows; a store error reads as 0 rather than failing."""
+    n_open = 0
+    if store is not None:
+        try:
+            n_open = store.count_open_incidents()
+        except Exception as exc:  # a busy or broken store must not end the status refresh
+            log.debug("status_query_failed", error=str(exc))
+    ks = "ON" if rules and rules.settings.kill_switch else "off"
+    return f"{len(rules.patterns) if rules else 0} patterns, {n_open} incidents open, kill switch {ks}"
+
+
+async def refresh_status(notifier: Notifier, line: Callable[[], str]) -> None:
+    """STATUS= needs a store query; it runs in a thread so a busy store never delays the loop."""
+    notifier.status(await asyncio.to_thread(line))
+
+
+async def check_health(watch: HealthWatch, clock: Clock, notice: NoticeSink) -> None:
+    """One host health check (psutil, in a thread); a crossed or cleared threshold becomes a notice."""
+    said = await asyncio.to_thread(watch.check, clock.now())
+    if said is not None:
+        # Logged too: with Telegram off the log is where an operator sees it.
+        log.warning("host_health", severity=said.severity.value, text=said.text)
+        notice(said)

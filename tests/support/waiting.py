@@ -1,0 +1,16 @@
+"""Waiting for something a real process or socket does, with a deadline (never a bare sleep)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+async def eventually(pred: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
+    """Poll ``pred`` on the loop until true; after ``timeout`` fail with ``what()`` (the state seen)."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; have {what()}")
+        await asyncio.sleep(0.05)
