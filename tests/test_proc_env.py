@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from conftest_actions import Recorder, make_ctx
 
 from healer.core.proc import OUTPUT_LIMIT, Runner
+from healer.remedy.builtin.command import CommandAction
 
 PRINT_ENV = "import os; print('\\n'.join(f'{k}={v}' for k, v in sorted(os.environ.items())))"
+
+
+def test_a_command_sees_only_allowlisted_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALER_TELEGRAM_TOKEN", "secret-token")
+    monkeypatch.setenv("HEALER_SENTRY_SECRET", "secret-hmac")
+    monkeypatch.setenv("GIT_TRACE", "1")
+    monkeypatch.setenv("LD_PRELOAD", "/tmp/evil.so")
+    monkeypatch.setenv("LC_TIME", "C")
+    script = tmp_path / "show-env.sh"
+    script.write_text("#!/bin/sh\nenv\n")
+    script.chmod(0o755)
+    settings = CommandAction.parse_settings({"commands": {"env": {"argv": [str(script)]}}}, "actions.command")
+    rec = Recorder()
+    ctx = make_ctx(settings, {"command": "env"}, tmp_path, recorder=rec)
+    CommandAction().apply(ctx)
+    [(kind, audit)] = rec.audit
+    assert kind == "proc" and audit["step"] == "command" and audit["rc"] == 0
+    names = {line.split("=", 1)[0] for line in audit["output"].splitlines()}
+    assert "PATH" in names and "LC_TIME" in names
+    # sh adds PWD and SHLVL itself; nothing else may appear.
+    assert names <= {"PATH", "HOME", "LANG", "LC_TIME", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "PWD", "SHLVL", "_"}, names
+    assert "secret" not in audit["output"]
 
 
 def test_explicit_values_and_inherited_names_are_the_only_additions(monkeypatch: pytest.MonkeyPatch) -> None:

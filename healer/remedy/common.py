@@ -1,4 +1,4 @@
-"""Small parsing and auditing helpers shared by the built-in actions.
+"""Small parsing and allowlist-lookup helpers shared by the built-in actions.
 
 Settings come from a human-written YAML file, so durations and sizes accept
 the forms people write ("7d", "200M"); every error names the key at fault and
@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from healer.core.errors import ActionRefused, ParamError
-from healer.core.proc import ProcResult
-from healer.remedy.base import ActionContext
 
 T = TypeVar("T")
 
@@ -91,18 +89,3 @@ def text(raw: Any, where: str, default: str | None = None) -> str:
     if "\x00" in raw or "\n" in raw:
         raise ParamError(f"{where}: must not contain NUL or newline")
     return raw
-
-
-def audit_proc(ctx: ActionContext, res: ProcResult, step: str) -> None:
-    """Every process an action starts leaves the same bounded trace in the audit log."""
-    ctx.audit(
-        "proc",
-        {
-            "step": step,
-            "argv": list(res.argv),
-            "rc": res.returncode,
-            "timed_out": res.timed_out,
-            "output": res.summary(),
-            "duration": round(res.duration, 3),
-        },
-    )
