@@ -71,3 +71,10 @@ def test_output_is_bounded_while_it_is_read() -> None:
     assert res.ok
     assert len(res.stdout) < OUTPUT_LIMIT + 100
     assert res.stdout.startswith("aaa") and res.stdout.endswith("END") and "bytes cut" in res.stdout
+
+
+def test_a_child_that_closes_its_pipes_a_moment_before_it_exits_is_not_killed() -> None:
+    """The pipes reach EOF before the exit status exists; that gap must not be taken for a hang."""
+    runner = Runner()
+    results = [runner.run(["touch", "/dev/null"]) for _ in range(300)]
+    assert [r.returncode for r in results if not r.ok] == []

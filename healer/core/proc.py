@@ -185,10 +185,16 @@ class Runner:
             result = ProcResult(args, 127, "", f"{type(exc).__name__}: {exc}", time.monotonic() - start)
         else:
             with proc:
+                timed_out = True
                 try:
                     out, err, timed_out = _collect(proc, start + limit)
+                    if not timed_out:
+                        # Both pipes are closed; the exit itself may lag a moment behind.
+                        proc.wait(timeout=max(0.0, start + limit - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    timed_out = True
                 finally:
-                    if proc.poll() is None:
+                    if timed_out or proc.poll() is None:
                         _kill_group(proc)
                     proc.wait()
             if timed_out:
