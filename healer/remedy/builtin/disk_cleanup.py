@@ -16,9 +16,10 @@ What it will not delete, and why:
 * any file some process has open (by inode, see ``healer.remedy.openfiles``);
   a process that cannot be inspected blocks the run, named, unless there is
   evidence that it cannot reach the directory;
-* anything that changed identity between the scan and the unlink: inode and
-  device are compared first. A file that is gone or replaced by then is
-  counted as "vanished", not as a failure.
+* anything that changed identity between the scan and the unlink: device,
+  inode, size and mtime are compared first (a freed inode number is often
+  reused at once). A file that is gone or replaced by then is counted as
+  "vanished", not as a failure.
 """
 
 from __future__ import annotations
