@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
@@ -13,6 +14,7 @@ from conftest_actions import Recorder, make_ctx
 
 from healer.core.errors import ActionRefused, ParamError
 from healer.core.proc import Runner
+from healer.remedy import openfiles
 from healer.remedy.builtin.disk_cleanup import DiskCleanupAction
 
 OLD = time.time() - 30 * 86400
@@ -153,19 +155,64 @@ def test_real_full_disk_is_freed(tmpfs: Path, tmp_path: Path) -> None:
     assert (tmpfs / "live.log").exists()
 
 
-def test_refuses_when_it_cannot_see_every_open_file(tmp_path: Path) -> None:
-    """'Never deletes an open file' holds only if every process could be inspected; otherwise refuse."""
-    from healer.core.errors import ActionRefused
-    from healer.remedy.builtin.disk_cleanup import open_paths
-
+def test_an_uninspectable_process_is_named_in_the_refusal(tmp_path: Path) -> None:
+    """'Never deletes an open file' holds only if every process could be inspected; otherwise refuse, naming it."""
     root = tmp_path / "logs"
     victim = old(root / "app.log.1")
     ctx = make_ctx(settings(root, require_open_check=True), {}, tmp_path)
-    _, denied = open_paths()
-    if denied:  # e.g. this sandbox's PID 1, or any host where healer is not root
-        with pytest.raises(ActionRefused, match="could not be inspected"):
+    held = openfiles.scan({root.stat().st_dev})
+    if held.blocking:  # e.g. this sandbox's PID 1, or any host where healer is not root
+        with pytest.raises(ActionRefused, match="could not be inspected") as err:
             DiskCleanupAction().apply(ctx)
+        for hidden in held.blocking[:5]:
+            assert f"pid {hidden.pid} (" in str(err.value)
         assert victim.exists()
     else:
         DiskCleanupAction().apply(ctx)
         assert not victim.exists()
+
+
+def test_symlinked_parent_of_a_root_is_refused_and_nothing_is_deleted_where_it_points(tmp_path: Path) -> None:
+    """Issue 19 #10: replace /srv/app/logs (here app/logs) by a link; healer must not clean where it points."""
+    elsewhere = tmp_path / "elsewhere" / "logs"
+    precious = old(elsewhere / "db.log.1")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "logs").symlink_to(elsewhere)
+    s = settings(app / "logs")
+    with pytest.raises(ActionRefused, match="symlink"):
+        DiskCleanupAction().check(make_ctx(s, {}, tmp_path / "s"))
+    with pytest.raises(ActionRefused, match="symlink"):
+        DiskCleanupAction().apply(make_ctx(s, {}, tmp_path / "s"))
+    # A link higher up (the app dir itself) is refused the same way.
+    real_app = tmp_path / "real-app"
+    old(real_app / "logs" / "app.log.1")
+    (tmp_path / "app2").symlink_to(real_app)
+    with pytest.raises(ActionRefused, match="app2 is a symlink"):
+        DiskCleanupAction().apply(make_ctx(settings(tmp_path / "app2" / "logs"), {}, tmp_path / "s"))
+    assert precious.exists() and (real_app / "logs" / "app.log.1").exists()
+
+
+def test_files_renamed_away_mid_cleanup_are_skipped_as_vanished(tmp_path: Path) -> None:
+    """The rename race ends as "vanished", not an unhandled FileNotFoundError that fails the fix."""
+    root = tmp_path / "logs"
+    moved = old(root / "a.log.1")
+    subdir_file = old(root / "sub" / "b.log.1")
+    replaced = old(root / "c.log.1")
+    kept = old(root / "d.log.1")
+    rec = Recorder()
+
+    def race(state: object) -> None:
+        # Runs after the plan is made and before the first unlink: the attacker's window.
+        moved.rename(tmp_path / "a.elsewhere")
+        (root / "sub").rename(tmp_path / "sub.elsewhere")
+        replaced.unlink()
+        replaced.write_bytes(b"a new file under the old name")
+
+    ctx = make_ctx(settings(root), {}, tmp_path / "s", recorder=rec)
+    ctx = dataclasses.replace(ctx, checkpoint=race)
+    state = DiskCleanupAction().apply(ctx)
+    assert [r["path"] for r in state["removed"]] == [str(kept)]
+    assert state["skipped"]["vanished"] == 3
+    assert (tmp_path / "a.elsewhere").exists() and (tmp_path / "sub.elsewhere" / subdir_file.name).exists()
+    assert replaced.read_bytes() == b"a new file under the old name"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest_actions import make_ctx
+from conftest_actions import Recorder, make_ctx
 
 from healer.core.errors import ActionError, ActionRefused, ParamError
 from healer.remedy.builtin.git_sync import GitSyncAction
@@ -46,9 +46,10 @@ class Repos:
 
 @pytest.fixture
 def repos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repos:
-    # The action's own git commands must not read the host's config either.
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    # The action's git gets no GIT_* from us, only HOME: an empty home keeps the host's ~/.gitconfig out.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", str(remote))
     dev = tmp_path / "dev"
@@ -162,3 +163,37 @@ def test_settings_errors() -> None:
         GitSyncAction.parse_settings({"repos": {"a": {"path": "/a", "remote": "--upload-pack=x"}}}, "actions.git_sync")
     with pytest.raises(ParamError, match="absolute"):
         GitSyncAction.parse_settings({"repos": {"a": {"path": "rel"}}}, "actions.git_sync")
+
+
+def test_hooks_and_fsmonitor_of_the_checkout_never_run_and_see_no_secret(
+    repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19 #2: whoever can write the checkout must not run code as healer, nor read its secrets."""
+    monkeypatch.setenv("HEALER_TELEGRAM_TOKEN", "secret-token")
+    monkeypatch.setenv("GIT_TRACE", "1")
+    loot = tmp_path / "loot"
+    loot.mkdir()
+    hooks = repos.server / ".git" / "hooks"
+    for hook in ("post-merge", "post-checkout", "pre-rebase", "reference-transaction"):
+        (hooks / hook).write_text(f"#!/bin/sh\nenv > {loot}/{hook}.env\n")
+        (hooks / hook).chmod(0o755)
+    fsmonitor = tmp_path / "fsmonitor.sh"
+    fsmonitor.write_text(f"#!/bin/sh\nenv > {loot}/fsmonitor.env\nexit 1\n")
+    fsmonitor.chmod(0o755)
+    git(repos.server, "config", "core.fsmonitor", str(fsmonitor))
+    new = repos.push_change("app.py", "VERSION = 2\n")
+    (repos.server / "config.txt").write_text("dirty, so status and stash run too\n")
+    rec = Recorder()
+    ctx = make_ctx(settings(repos), {"repo": "app"}, tmp_path / "s", recorder=rec)
+    action = GitSyncAction()
+    action.check(ctx)
+    state = action.apply(ctx)
+    assert action.verify(ctx, state).ok
+    action.undo(ctx, state)
+    assert state["new_head"] == new
+    assert sorted(p.name for p in loot.iterdir()) == []
+    # Every git command went through the one audited runner; GIT_TRACE reached none of them.
+    git_runs = [d for k, d in rec.audit if k == "proc" and d["argv"][0] == "git"]
+    assert {d["step"] for d in git_runs} >= {"git status", "git stash", "git fetch", "git merge", "git reset"}
+    assert all("core.hooksPath=/dev/null" in d["argv"] for d in git_runs)
+    assert not [d for d in git_runs if "trace:" in d["output"]]

@@ -150,7 +150,7 @@ def test_typosquat_message_points_at_the_real_name(tmp_path: Path) -> None:
 
 def test_module_mapping_uses_top_level_only(tmp_path: Path) -> None:
     settings = make_settings(Path(sys.executable), tmp_path)
-    _, pkg, top = PipInstallAction()._resolve(make_ctx(settings, {"module": "yaml.constructor"}, tmp_path))
+    pkg, top = PipInstallAction._resolve(make_ctx(settings, {"module": "yaml.constructor"}, tmp_path), settings)
     assert (pkg, top) == ("PyYAML", "yaml")
     assert canonical("Py_YAML.x") == "py-yaml-x"
 

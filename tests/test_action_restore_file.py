@@ -35,7 +35,10 @@ def test_missing_env_restored_from_example_and_undo_removes_it(app: Path, tmp_pa
     action.check(ctx)
     state = action.apply(ctx)
     assert (app / ".env").read_bytes() == TEMPLATE
-    assert stat.S_IMODE((app / ".env").stat().st_mode) == 0o640
+    # Issue 19 #11: healer's own ids and 0600, never the template's 0640.
+    st = (app / ".env").stat()
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
     assert state["existed"] is False and state["backup"] is None
     assert action.verify(ctx, state).ok
     action.undo(ctx, state)
@@ -110,3 +113,37 @@ def test_unknown_name_and_bad_settings(app: Path, tmp_path: Path) -> None:
             {"files": {"x": {"path": "/a/b", "template": "/a/c", "overwrite_broken": True}}},
             "actions.restore_file",
         )
+
+
+def test_new_file_is_ours_and_0600_whatever_the_template_is(app: Path, tmp_path: Path) -> None:
+    """Issue 19 #11: a uid-1000, 0666 template gave a uid-1000, 0666 config; now healer's ids and 0600."""
+    template = app / ".env.example"
+    os.chmod(template, 0o666)
+    if os.geteuid() == 0:
+        os.chown(template, 1000, 1000)
+    RestoreFileAction().apply(make_ctx(settings(app), {"file": "env"}, tmp_path / "s"))
+    st = (app / ".env").stat()
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
+    # An explicit mode in the settings is the one way to get another mode.
+    (app / ".env").unlink()
+    RestoreFileAction().apply(make_ctx(settings(app, mode="0640"), {"file": "env"}, tmp_path / "s"))
+    assert stat.S_IMODE((app / ".env").stat().st_mode) == 0o640
+
+
+def test_template_reached_through_a_link_is_refused(tmp_path: Path) -> None:
+    """The template is read through O_NOFOLLOW too: a link to a root-only file is never copied."""
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b"root:TOPSECRET\n")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / ".env.example").symlink_to(secret)
+    with pytest.raises(ActionRefused, match="symlink"):
+        RestoreFileAction().apply(make_ctx(settings(app), {"file": "env"}, tmp_path / "s"))
+    linked = tmp_path / "linked"
+    linked.symlink_to(tmp_path / "real")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / ".env.example").write_bytes(secret.read_bytes())
+    with pytest.raises(ActionRefused, match="linked is a symlink"):
+        RestoreFileAction().apply(make_ctx(settings(linked), {"file": "env"}, tmp_path / "s"))
+    assert not (app / ".env").exists() and not (tmp_path / "real" / ".env").exists()

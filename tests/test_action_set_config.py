@@ -1,4 +1,4 @@
-"""set_config and healer.remedy.atomic against real files."""
+"""set_config and healer.remedy.files against real files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import yaml
 from conftest_actions import Recorder, make_ctx
 
 from healer.core.clock import FakeClock
-from healer.core.errors import ActionRefused, ParamError
-from healer.remedy.atomic import atomic_write, backup_file
+from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.remedy import files
 from healer.remedy.builtin.set_config import SetConfigAction, env_get, env_set
 
 ENV = b'# model settings\nexport API_URL=https://api.example/v1  # prod\nMODEL="gpt-big"\n\nOTHER=1\n'
@@ -176,19 +176,69 @@ def test_concurrent_reader_never_sees_partial_file(env_file: Path, tmp_path: Pat
     assert sorted(p.name for p in env_file.parent.iterdir()) == [".env"]
 
 
-def test_atomic_write_refuses_symlink_and_keeps_owner(tmp_path: Path) -> None:
+def test_files_refuse_a_symlink_keep_the_owner_and_never_reuse_a_backup_name(tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.write_bytes(b"x")
     os.chown(real, 1234, 2345) if os.geteuid() == 0 else None
     link = tmp_path / "link"
     link.symlink_to(real)
-    with pytest.raises(OSError, match="symlink"):
-        atomic_write(link, b"y")
-    atomic_write(real, b"new")
+    with pytest.raises(ActionRefused, match="symlink"):
+        files.read(link)
+    before = files.read(real)
+    assert before is not None
+    files.write(real, b"new", before.meta, before)
     assert real.read_bytes() == b"new"
     if os.geteuid() == 0:
         st = real.stat()
         assert (st.st_uid, st.st_gid) == (1234, 2345)
-    b1 = backup_file(real, tmp_path / "bk", label="i1", now=0)
-    b2 = backup_file(real, tmp_path / "bk", label="i1", now=0)
+    snap = files.read(real)
+    assert snap is not None
+    b1 = files.backup(snap, tmp_path / "bk", label="i1", now=0)
+    b2 = files.backup(snap, tmp_path / "bk", label="i1", now=0)
     assert b1 != b2 and b1.read_bytes() == b2.read_bytes() == b"new"
+
+
+def test_symlinks_on_the_path_are_refused_and_nothing_outside_is_read(tmp_path: Path) -> None:
+    """Issue 19 #3: the target and every parent are opened with O_NOFOLLOW; a link swapped in is refused."""
+    secret_dir = tmp_path / "root-only"
+    secret_dir.mkdir()
+    secret = secret_dir / ".env"
+    secret.write_bytes(b"MODEL=gpt-big\nTOKEN=TOPSECRET\n")
+    os.chmod(secret, 0o600)
+    app = tmp_path / "app"
+    app.mkdir()
+    target = app / ".env"
+    target.write_bytes(ENV)
+    state_dir = tmp_path / "s"
+    ctx = make_ctx(settings_for(target), {"file": "app", "key": "MODEL", "value": "local-fallback"}, state_dir)
+    action = SetConfigAction()
+    action.check(ctx)
+    # Between check and apply the app's user swaps its .env for a link to a root-only file ...
+    target.unlink()
+    target.symlink_to(secret)
+    with pytest.raises(ActionRefused, match="symlink"):
+        action.apply(ctx)
+    # ... or swaps the whole directory for a link to the root-only one.
+    target.unlink()
+    app.rmdir()
+    app.symlink_to(secret_dir)
+    with pytest.raises(ActionRefused, match="app is a symlink"):
+        action.apply(ctx)
+    assert secret.read_bytes() == b"MODEL=gpt-big\nTOKEN=TOPSECRET\n"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    backups = state_dir / "backups"
+    assert not backups.exists() or not any(b"TOPSECRET" in p.read_bytes() for p in backups.iterdir())
+
+
+def test_undo_is_refused_when_the_file_was_replaced_since(env_file: Path, tmp_path: Path) -> None:
+    """A new inode means someone else owns the file now (an editor's save, or an attacker's swap): not clobbered."""
+    ctx = make_ctx(settings_for(env_file), {"file": "app", "key": "MODEL", "value": "local-fallback"}, tmp_path / "s")
+    state = SetConfigAction().apply(ctx)
+    replacement = env_file.with_name(".env.new")
+    replacement.write_bytes(b"MODEL=saved-by-an-editor\n")
+    replacement.rename(env_file)
+    with pytest.raises(ActionError, match="replaced since healer wrote it") as err:
+        SetConfigAction().undo(ctx, state)
+    assert state["backup"] in str(err.value)
+    assert env_file.read_bytes() == b"MODEL=saved-by-an-editor\n"
+    assert Path(state["backup"]).read_bytes() == ENV

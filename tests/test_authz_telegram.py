@@ -99,7 +99,7 @@ def test_allowed_chat_is_served_stranger_is_refused_for_every_command_and_button
     answers = [c.params["text"] for c in h.fake.calls_of("answerCallbackQuery")[n_answers:]]
     assert answers == ["Not allowed."] * 4, answers
     assert _attempts(h) == 0, "a fix attempt resulted from the stranger"
-    assert not h.query("SELECT 1 FROM audit WHERE kind IN ('fix_requested', 'chat_match', 'approval_settled')")
+    assert not h.query("SELECT 1 FROM audit WHERE kind IN ('fix_requested', 'chat_match', 'approval')")
     assert not h.fake.calls_of("editMessageText"), "a stranger's press changed an approval message"
     assert not [t for t in h.fake.texts(CHAT) if "not allowed" in t.lower()]
     print(f"stranger: {expected} attempts -> {expected} audit rows, 1 refusal message, 0 fix attempts")

@@ -8,7 +8,6 @@ sources whose settings changed.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from support.daemon import base_config, write_yaml
 from healer.app.ruleset import load_ruleset
 from healer.core.batch import Batch
 from healer.core.clock import SystemClock
+from healer.core.enums import AuditKind
 from healer.engine.engine import Engine
 from healer.service import reload as reload_mod
 from healer.service.lifecycle import SourceSet, StoreCheckpoints
@@ -74,8 +74,8 @@ async def test_the_kill_switch_is_in_force_before_the_diff_runs(tmp_path: Path, 
     assert await r.reload("test")
     assert seen == [True]
     assert engine.settings.kill_switch and r.rules.settings.kill_switch
-    [row] = store.audit_rows("config_changed")
-    assert json.loads(row["detail"])["kill_switch"] is True
+    [row] = store.audit_entries(AuditKind.CONFIG_CHANGED)
+    assert row.detail["kill_switch"] is True
 
 
 async def test_a_bad_file_keeps_the_last_good_config(tmp_path: Path) -> None:
@@ -84,8 +84,8 @@ async def test_a_bad_file_keeps_the_last_good_config(tmp_path: Path) -> None:
     config.write_text("engine: {verify_window: [not, a, duration]}\n")
     assert not await r.reload("test")
     assert engine.settings is before and r.rules.settings is before
-    [row] = store.audit_rows("config_rejected")
-    assert "verify_window" in row["detail"]
+    [row] = store.audit_entries(AuditKind.CONFIG_REJECTED)
+    assert "verify_window" in row.detail["error"]
 
 
 async def test_a_reload_restarts_only_the_sources_whose_settings_changed(tmp_path: Path) -> None:

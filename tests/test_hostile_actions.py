@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from torture._engine import make_engine
 
+from healer.core.enums import Outcome
 from healer.core.jobs import FixJob
 from healer.core.proc import ProcResult, Runner
 
@@ -130,3 +131,56 @@ def test_zz_hostile_summary() -> None:
     print(f"hostile action cases: {dict(STATS)}")
     if STATS["tried"]:
         assert sum(v for k, v in STATS.items() if k != "tried") == STATS["tried"]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "GIT_AUTHOR_NAME": "d", "GIT_AUTHOR_EMAIL": "d@d"}
+    env |= {"GIT_COMMITTER_NAME": "d", "GIT_COMMITTER_EMAIL": "d@d", "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_a_checkout_writer_gets_no_code_run_and_no_secret_from_git_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19 #2 as the attacker ran it: hooks + fsmonitor in the checkout, then the log line that syncs it."""
+    for name, value in {
+        "HEALER_TELEGRAM_TOKEN": "secret-token",
+        "HEALER_SENTRY_SECRET": "secret-hmac",
+        "GIT_TRACE": "1",
+        "HOME": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    _git(tmp_path, "init", "-q", "--bare", "-b", "main", "origin.git")
+    _git(tmp_path, "clone", "-q", "origin.git", "dev")
+    dev, work, loot = tmp_path / "dev", tmp_path / "work", tmp_path / "loot"
+    (dev / "app.py").write_text("v = 1\n")
+    _git(dev, "add", "app.py")
+    _git(dev, "commit", "-q", "-m", "one")
+    _git(dev, "push", "-q", "origin", "HEAD:main")
+    _git(tmp_path, "clone", "-q", "origin.git", "work")
+    loot.mkdir()
+    for hook in ("post-merge", "post-checkout", "reference-transaction"):
+        script = work / ".git" / "hooks" / hook
+        script.write_text(f"#!/bin/sh\nenv > {loot}/{hook}\n")
+        script.chmod(0o755)
+    monitor = tmp_path / "fsmonitor"
+    monitor.write_text(f"#!/bin/sh\nenv > {loot}/fsmonitor\nexit 1\n")
+    monitor.chmod(0o755)
+    _git(work, "config", "core.fsmonitor", str(monitor))
+    (dev / "app.py").write_text("v = 2\n")
+    _git(dev, "commit", "-q", "-am", "two")
+    _git(dev, "push", "-q", "origin", "HEAD:main")
+    pattern = {
+        "id": "git-ff",
+        "regex": r"fatal: Not possible to fast-forward, aborting",
+        "remediation": [{"action": "git_sync", "params": {"repo": "app"}}],
+        "cooldown": 0,
+    }
+    engine = make_engine(tmp_path, [pattern], {"git_sync": {"repos": {"app": {"path": str(work)}}}})
+    res = engine.ingest_buffer(b"fatal: Not possible to fast-forward, aborting\n", "app", "attack")
+    [job] = [j for j in res.jobs if isinstance(j, FixJob)]
+    attempt = engine.run_fix(job)
+    engine.store.close()
+    assert attempt is not None and attempt.outcome is Outcome.VERIFYING, attempt
+    assert _git(work, "rev-parse", "HEAD") == _git(dev, "rev-parse", "HEAD")
+    assert sorted(p.name for p in loot.iterdir()) == []

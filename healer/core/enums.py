@@ -148,6 +148,7 @@ class AuditKind(StrEnum):
     WEBHOOK_REFUSED = "webhook_refused"
     PROC = "proc"
     GIT = "git"
+    GIT_SYNC_UNDO = "git_sync_undo"
     DELETE = "delete"
     DISK_CLEANUP_SKIP = "disk_cleanup_skip"
     PIP_UNDO = "pip_undo"

@@ -12,16 +12,25 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, cast, final, get_args, get_origin
+
+from typing_extensions import TypeVar  # PEP 696 defaults (stdlib from 3.13)
 
 from healer.core.clock import Clock, SystemClock
-from healer.core.errors import ParamError
-from healer.core.proc import Runner
+from healer.core.enums import AuditKind
+from healer.core.errors import ActionRefused, ParamError
+from healer.core.proc import ProcResult, Runner
 
-JSON = dict[str, Any]
+# An action's parsed ``actions.<name>`` section, and the undo state its
+# ``apply`` returns: a TypedDict, because the engine stores it as JSON and
+# hands it back as a plain mapping (tuples come back as lists). A bare
+# ``Action`` (the engine's view of a chain of different actions) is
+# ``Action[Any, Any]``.
+SettingsT = TypeVar("SettingsT", default=Any)
+StateT = TypeVar("StateT", bound=Mapping[str, Any], default=Any)
 
 # Placeholders in pattern params: "{module}" takes the named group "module".
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -29,7 +38,7 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BUILTIN_VARS = frozenset({"service", "pattern", "incident"})
 
 
-def _noop_audit(kind: str, data: Mapping[str, object]) -> None:
+def _noop_audit(kind: AuditKind, data: Mapping[str, object]) -> None:
     return None
 
 
@@ -44,20 +53,46 @@ class ActionContext:
     ``params`` are the pattern's parameters with placeholders filled from the
     captured groups: they are hostile text and must be validated again by the
     action before use. ``settings`` is the action's parsed config section
-    (``actions.<name>``), the allowlists.
+    (``actions.<name>``), the allowlists, or None when the section is absent;
+    ``Action.configured`` turns it into the action's own settings type.
     """
 
     incident_id: int
     attempt_id: int
     pattern_id: str
     params: Mapping[str, str]
-    settings: Any
+    settings: object
     runner: Runner = field(default_factory=Runner)
     state_dir: Path = Path(".")
     clock: Clock = field(default_factory=SystemClock)
     groups: Mapping[str, str] = field(default_factory=dict)
-    audit: Callable[[str, Mapping[str, object]], None] = _noop_audit
+    audit: Callable[[AuditKind, Mapping[str, object]], None] = _noop_audit
     checkpoint: Callable[[Mapping[str, object]], None] = _noop_checkpoint
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        step: str,
+        timeout: float,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        inherit: Sequence[str] = (),
+    ) -> ProcResult:
+        """Start a process through the one ``Runner`` and leave the same bounded audit record for each."""
+        res = self.runner.run(argv, timeout=timeout, cwd=cwd, env=env, inherit=inherit)
+        self.audit(
+            AuditKind.PROC,
+            {
+                "step": step,
+                "argv": list(res.argv),
+                "rc": res.returncode,
+                "timed_out": res.timed_out,
+                "output": res.summary(),
+                "duration": round(res.duration, 3),
+            },
+        )
+        return res
 
 
 @dataclass(frozen=True)
@@ -66,15 +101,33 @@ class VerifyResult:
     detail: str = ""
 
 
-class Action(ABC):
-    """One remediation. Subclasses set ``name`` and register with ``@register``."""
+class Action(ABC, Generic[SettingsT, StateT]):
+    """One remediation. Subclasses set ``name``, register with ``@register`` and implement the hooks.
+
+    The engine calls ``target``, ``check``, ``apply``, ``verify``, ``can_undo``
+    and ``undo``. The first four resolve the action's settings once, here, and
+    refuse naming the config key when the section is missing, then call the
+    subclass's ``_target``/``_check``/``_apply``/``_verify`` with them; so an
+    action is only its own logic. ``undo`` and ``can_undo`` take only the saved
+    state: it must hold everything undo needs, so a fix can still be undone
+    after a reload removed the section, or on recovery after a crash.
+    """
 
     name: ClassVar[str]
-    needs_root: ClassVar[bool] = False
     reversible: ClassVar[bool] = True
     # Param keys a pattern may give; anything else is a load-time error.
     param_keys: ClassVar[frozenset[str]] = frozenset()
     required_params: ClassVar[frozenset[str]] = frozenset()
+    # Taken from ``Action[SettingsT, ...]`` in the class statement.
+    settings_type: ClassVar[type[Any]] = object
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if get_origin(base) is Action:
+                arg = get_args(base)[0]
+                if isinstance(arg, type):
+                    cls.settings_type = arg
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> Any:
@@ -95,42 +148,74 @@ class Action(ABC):
         if missing:
             raise ParamError(f"action {cls.name!r} needs parameter(s) {sorted(missing)}")
 
+    def configured(self, ctx: ActionContext) -> SettingsT:
+        """The action's settings, or a refusal that says which config key to add."""
+        settings = ctx.settings
+        if settings is None:
+            raise ActionRefused(f"{self.name} is not configured: add an actions.{self.name} section to the config")
+        if not isinstance(settings, self.settings_type):
+            raise TypeError(f"{self.name}: settings are {type(settings).__name__}, not {self.settings_type.__name__}")
+        return cast(SettingsT, settings)
+
+    # ------------------------------------------------ what the engine calls
+
+    @final
     def target(self, ctx: ActionContext) -> str:
         """The lock key: two fixes on the same target never run at once."""
-        return f"{self.name}:{ctx.pattern_id}"
+        return self._target(ctx, self.configured(ctx))
 
-    @abstractmethod
+    @final
     def check(self, ctx: ActionContext) -> None:
         """Raise ActionRefused if this step must not run. Starts no process with hostile input."""
+        self._check(ctx, self.configured(ctx))
 
-    @abstractmethod
-    def apply(self, ctx: ActionContext) -> JSON:
-        """Make the change. Call ``ctx.checkpoint`` with the undo state first. Return that state."""
+    @final
+    def apply(self, ctx: ActionContext) -> StateT:
+        """Make the change; the engine has just called ``check``. Returns the undo state."""
+        return self._apply(ctx, self.configured(ctx))
 
-    @abstractmethod
-    def verify(self, ctx: ActionContext, state: JSON) -> VerifyResult:
+    @final
+    def verify(self, ctx: ActionContext, state: StateT) -> VerifyResult:
         """Did the change take?"""
+        return self._verify(ctx, self.configured(ctx), state)
 
-    def can_undo(self, ctx: ActionContext, state: JSON) -> bool:
+    def can_undo(self, ctx: ActionContext, state: StateT) -> bool:
         """Whether ``undo`` really reverses this step; rollback counts only those as undone."""
         return self.reversible
 
-    def undo(self, ctx: ActionContext, state: JSON) -> None:
-        """Reverse ``apply``. Irreversible actions leave this as is."""
+    def undo(self, ctx: ActionContext, state: StateT) -> None:
+        """Reverse ``apply`` from the saved state alone. Irreversible actions leave this as is."""
         return None
 
+    # ------------------------------------------------ what an action implements
 
-REGISTRY: dict[str, type[Action]] = {}
+    def _target(self, ctx: ActionContext, settings: SettingsT) -> str:
+        return f"{self.name}:{ctx.pattern_id}"
+
+    @abstractmethod
+    def _check(self, ctx: ActionContext, settings: SettingsT) -> None: ...
+
+    @abstractmethod
+    def _apply(self, ctx: ActionContext, settings: SettingsT) -> StateT:
+        """Call ``ctx.checkpoint`` with the undo state before changing anything, and return that state."""
+
+    @abstractmethod
+    def _verify(self, ctx: ActionContext, settings: SettingsT, state: StateT) -> VerifyResult: ...
 
 
-def register(cls: type[Action]) -> type[Action]:
+REGISTRY: dict[str, type[Action[Any, Any]]] = {}
+
+A = TypeVar("A", bound="type[Action[Any, Any]]")
+
+
+def register(cls: A) -> A:
     if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
         raise ValueError(f"action {cls.name!r} registered twice")
     REGISTRY[cls.name] = cls
     return cls
 
 
-def get_action(name: str) -> type[Action]:
+def get_action(name: str) -> type[Action[Any, Any]]:
     try:
         return REGISTRY[name]
     except KeyError:
@@ -150,9 +235,3 @@ def str_list(raw: Any, where: str) -> list[str]:
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
         raise ParamError(f"{where}: expected a list of strings")
     return list(raw)
-
-
-def str_map(raw: Any, where: str) -> dict[str, str]:
-    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
-        raise ParamError(f"{where}: expected a mapping of strings to strings")
-    return dict(raw)

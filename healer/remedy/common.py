@@ -1,4 +1,4 @@
-"""Small helpers shared by the built-in actions: the allowlist lookup and the audit trace.
+"""Small helpers shared by the built-in actions: the allowlist lookup.
 
 Settings parsing is not here: each action's settings are a pydantic model in
 its own module, built from the field types in :mod:`healer.settings.fields`.
@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 from healer.core.errors import ActionRefused
-from healer.core.proc import ProcResult
-from healer.remedy.base import ActionContext
 
 T = TypeVar("T")
 
@@ -23,18 +21,3 @@ def pick(allowlist: Mapping[str, T], wanted: str, where: str) -> tuple[str, T]:
     if wanted not in allowlist:
         raise ActionRefused(f"{wanted!r} is not in {where}")
     return wanted, allowlist[wanted]
-
-
-def audit_proc(ctx: ActionContext, res: ProcResult, step: str) -> None:
-    """Every process an action starts leaves the same bounded trace in the audit log."""
-    ctx.audit(
-        "proc",
-        {
-            "step": step,
-            "argv": list(res.argv),
-            "rc": res.returncode,
-            "timed_out": res.timed_out,
-            "output": res.summary(),
-            "duration": round(res.duration, 3),
-        },
-    )

@@ -9,13 +9,12 @@ either, since a webhook's labels can name the service.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from pydantic import AfterValidator, BeforeValidator
 
 from healer.core.errors import ActionError, ActionRefused, ParamError
 from healer.remedy.base import (
-    JSON,
     Action,
     ActionContext,
     VerifyResult,
@@ -61,8 +60,16 @@ class CommandSettings(Model):
     commands: Annotated[Mapping[str, CommandSpec], BeforeValidator(_shorthand)] = {}
 
 
+class CommandState(TypedDict):
+    argv: list[str]
+    # Rendered at apply time and saved, so undo runs what was allowlisted then,
+    # even after a reload changed or removed the command.
+    undo: list[str]
+    timeout: float
+
+
 @register
-class CommandAction(Action):
+class CommandAction(Action[CommandSettings, CommandState]):
     name = "command"
     param_keys = frozenset({"command"})
     required_params = frozenset({"command"})
@@ -77,53 +84,46 @@ class CommandAction(Action):
         if placeholders(params["command"]):
             raise ParamError("command: the command name must be literal, not taken from the log line")
 
-    def _spec(self, ctx: ActionContext) -> CommandSpec:
-        settings: CommandSettings | None = ctx.settings
+    @staticmethod
+    def _spec(ctx: ActionContext, settings: CommandSettings) -> CommandSpec:
         name = ctx.params.get("command", "")
-        if settings is None or name not in settings.commands:
+        if name not in settings.commands:
             raise ActionRefused(f"command {name!r} is not in actions.command.commands")
         return settings.commands[name]
 
-    def _vars(self, ctx: ActionContext) -> dict[str, str]:
-        return {
-            "pattern": ctx.pattern_id,
-            "incident": str(ctx.incident_id),
-        }
+    @staticmethod
+    def _render(ctx: ActionContext, argv: tuple[str, ...]) -> list[str]:
+        values = {"pattern": ctx.pattern_id, "incident": str(ctx.incident_id)}
+        return [render(a, values) for a in argv]
 
-    def target(self, ctx: ActionContext) -> str:
+    def _target(self, ctx: ActionContext, settings: CommandSettings) -> str:
         return f"command:{ctx.params.get('command', '')}"
 
-    def check(self, ctx: ActionContext) -> None:
-        self._spec(ctx)
+    def _check(self, ctx: ActionContext, settings: CommandSettings) -> None:
+        self._spec(ctx, settings)
 
-    def apply(self, ctx: ActionContext) -> JSON:
-        spec = self._spec(ctx)
-        argv = [render(a, self._vars(ctx)) for a in spec.argv]
-        state: JSON = {"argv": argv}
+    def _apply(self, ctx: ActionContext, settings: CommandSettings) -> CommandState:
+        spec = self._spec(ctx, settings)
+        state = CommandState(argv=self._render(ctx, spec.argv), undo=self._render(ctx, spec.undo), timeout=spec.timeout)
         ctx.checkpoint(state)
-        res = ctx.runner.run(argv, timeout=spec.timeout)
-        ctx.audit("proc", {"argv": argv, "rc": res.returncode, "output": res.summary(), "duration": res.duration})
+        res = ctx.run(state["argv"], step="command", timeout=spec.timeout)
         if not res.ok:
-            raise ActionError(f"command {argv[0]} exited {res.returncode}: {res.summary(200)}")
+            raise ActionError(f"command {state['argv'][0]} exited {res.returncode}: {res.summary(200)}")
         return state
 
-    def verify(self, ctx: ActionContext, state: JSON) -> VerifyResult:
-        spec = self._spec(ctx)
+    def _verify(self, ctx: ActionContext, settings: CommandSettings, state: CommandState) -> VerifyResult:
+        spec = self._spec(ctx, settings)
         if not spec.verify:
             return VerifyResult(True, "command exited 0")
-        argv = [render(a, self._vars(ctx)) for a in spec.verify]
-        res = ctx.runner.run(argv, timeout=spec.timeout)
-        ctx.audit("proc", {"argv": argv, "rc": res.returncode, "output": res.summary()})
+        res = ctx.run(self._render(ctx, spec.verify), step="command_verify", timeout=spec.timeout)
         return VerifyResult(res.ok, f"verify exited {res.returncode}")
 
-    def can_undo(self, ctx: ActionContext, state: JSON) -> bool:
-        return bool(self._spec(ctx).undo)
+    def can_undo(self, ctx: ActionContext, state: CommandState) -> bool:
+        return bool(state.get("undo"))
 
-    def undo(self, ctx: ActionContext, state: JSON) -> None:
-        spec = self._spec(ctx)
-        if spec.undo:
-            argv = [render(a, self._vars(ctx)) for a in spec.undo]
-            res = ctx.runner.run(argv, timeout=spec.timeout)
-            ctx.audit("proc", {"argv": argv, "rc": res.returncode, "output": res.summary()})
+    def undo(self, ctx: ActionContext, state: CommandState) -> None:
+        argv = state.get("undo")
+        if argv:
+            res = ctx.run(argv, step="command_undo", timeout=float(state.get("timeout", 60.0)))
             if not res.ok:
                 raise ActionError(f"undo {argv[0]} exited {res.returncode}")

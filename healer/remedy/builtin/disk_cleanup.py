@@ -6,16 +6,20 @@ removes more than ``max_delete_bytes``.
 
 What it will not delete, and why:
 
-* anything reached through a symlink (links are skipped, directories are not
-  followed, and each path's real location must still be inside its root), so
-  a link planted in a log directory cannot aim the cleanup at ``/etc``;
+* anything reached through a symlink: each root is opened from ``/`` one
+  component at a time with ``O_NOFOLLOW`` (a root whose path crosses a link,
+  say ``/srv/app/logs`` replaced by a link to ``/etc``, is refused), the scan
+  walks from that descriptor without following links, and the unlink walks
+  the same way again;
 * anything on another filesystem than the root (a mount inside a log dir is
   not what the threshold is about);
-* any file some process has open: deleting an open file frees nothing until
-  it is closed, and the writer would go on logging into a ghost;
-* anything that changed identity between the scan and the unlink: the final
-  step reopens each directory without following links and compares inode and
-  device before unlinking.
+* any file some process has open (by inode, see ``healer.remedy.openfiles``);
+  a process that cannot be inspected blocks the run, named, unless there is
+  evidence that it cannot reach the directory;
+* anything that changed identity between the scan and the unlink: device,
+  inode, size and mtime are compared first (a freed inode number is often
+  reused at once). A file that is gone or replaced by then is counted as
+  "vanished", not as a failure.
 """
 
 from __future__ import annotations
@@ -23,24 +27,24 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
-import shutil
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
-import psutil
 import structlog
 from pydantic import AfterValidator, Field, model_validator
 
+from healer.core.enums import AuditKind
 from healer.core.errors import ActionRefused
-from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
-from healer.remedy.common import audit_proc
+from healer.remedy import files, openfiles
+from healer.remedy.base import Action, ActionContext, VerifyResult, register
 from healer.settings.fields import AbsPath, ByteSize, Duration, Flag, Items, Model, Name, Number, required
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.disk_cleanup")
+CLEARED_SHOWN = 20  # processes listed by name in the state; the rest are counted
 
 
 def _file_glob(raw: str) -> str:
@@ -83,35 +87,46 @@ class DiskSettings(Model):
 @dataclass(frozen=True)
 class Candidate:
     root: Path
-    path: Path
+    rel: tuple[str, ...]  # path parts below the root
     size: int
     mtime: float
     dev: int
     ino: int
 
+    @property
+    def path(self) -> Path:
+        return self.root.joinpath(*self.rel)
 
-def open_paths() -> tuple[set[str], int]:
-    """Every file any process has open, and how many processes we could not inspect."""
-    paths: set[str] = set()
-    denied = 0
-    for proc in psutil.process_iter():
-        try:
-            paths.update(f.path for f in proc.open_files())
-        except psutil.AccessDenied:
-            denied += 1
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue  # gone, or a zombie: it holds no files open
-    return paths, denied
+    @property
+    def identity(self) -> tuple[int, int, int, float]:
+        return (self.dev, self.ino, self.size, self.mtime)
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
+class Removed(TypedDict):
+    path: str
+    bytes: int
+
+
+class JournalResult(TypedDict):
+    rc: int
+    output: str
+
+
+class DiskState(TypedDict):
+    roots: list[str]
+    planned: list[Removed]
+    removed: list[Removed]
+    freed_bytes: int
+    skipped: dict[str, int]
+    uninspected_processes: int
+    cleared_processes: list[str]
+    journal: JournalResult | None
+    reversible: bool
 
 
 @register
-class DiskCleanupAction(Action):
+class DiskCleanupAction(Action[DiskSettings, DiskState]):
     name = "disk_cleanup"
-    needs_root = True  # /var/log and journal vacuum are root's; a user-owned dir works without
     reversible = False
     param_keys = frozenset({"dir"})
 
@@ -119,103 +134,127 @@ class DiskCleanupAction(Action):
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> DiskSettings:
         return validate_model(DiskSettings, raw, where)
 
-    def _roots(self, ctx: ActionContext) -> tuple[DiskSettings, list[Path]]:
-        settings: DiskSettings | None = ctx.settings
-        if settings is None:
-            raise ActionRefused("disk_cleanup has no settings (actions.disk_cleanup)")
+    @staticmethod
+    def _roots(ctx: ActionContext, settings: DiskSettings) -> list[Path]:
         wanted = ctx.params.get("dir")
         if not wanted:
-            return settings, list(settings.dirs)
+            return list(settings.dirs)
         for d in settings.dirs:
             if str(d) == wanted:
-                return settings, [d]
+                return [d]
         raise ActionRefused(f"dir {wanted!r} is not in actions.disk_cleanup.dirs")
 
-    def target(self, ctx: ActionContext) -> str:
-        try:
-            _, roots = self._roots(ctx)
-        except ActionRefused:
-            return "disk_cleanup:?"
-        return "disk:" + ",".join(str(r) for r in roots)
+    def _target(self, ctx: ActionContext, settings: DiskSettings) -> str:
+        return "disk:" + ",".join(str(r) for r in self._roots(ctx, settings))
 
-    def check(self, ctx: ActionContext) -> None:
-        _, roots = self._roots(ctx)
-        if not any(r.is_dir() and not r.is_symlink() for r in roots):
-            raise ActionRefused(f"none of {[str(r) for r in roots]} is an existing directory (symlinks refused)")
+    @staticmethod
+    def _pin(roots: list[Path]) -> dict[Path, int]:
+        """A descriptor per existing root, reached without links; a root that crosses a link is refused."""
+        pinned: dict[Path, int] = {}
+        try:
+            for root in roots:
+                try:
+                    pinned[root] = files.open_dir(root)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # not there (any more): nothing to clean in it
+        except BaseException:
+            for fd in pinned.values():
+                os.close(fd)
+            raise
+        if not pinned:
+            raise ActionRefused(f"none of {[str(r) for r in roots]} is an existing directory")
+        return pinned
+
+    def _check(self, ctx: ActionContext, settings: DiskSettings) -> None:
+        for fd in self._pin(self._roots(ctx, settings)).values():
+            os.close(fd)
 
     # ------------------------------------------------------------ scan
 
-    def _scan(self, settings: DiskSettings, roots: list[Path], now: float) -> Iterator[Candidate]:
-        for root in roots:
-            if root.is_symlink() or not root.is_dir():
-                continue
-            real_root = os.path.realpath(root)
-            root_dev = os.lstat(root).st_dev
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-                # Prune mount points: other filesystems are not what we are freeing.
-                kept = []
-                for d in dirnames:
-                    try:
-                        st = os.lstat(os.path.join(dirpath, d))
-                    except OSError:
-                        continue
-                    if stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
-                        kept.append(d)
-                dirnames[:] = kept
-                for name in filenames:
-                    rule = next((r for r in settings.rules if fnmatch.fnmatchcase(name, r.glob)), None)
-                    if rule is None:
-                        continue
-                    path = os.path.join(dirpath, name)
-                    try:
-                        st = os.lstat(path)
-                    except OSError:
-                        continue
-                    if not stat.S_ISREG(st.st_mode) or st.st_dev != root_dev:
-                        continue  # symlinks, fifos, sockets, other filesystems
-                    if not _inside(os.path.realpath(path), real_root):
-                        continue
-                    if now - st.st_mtime < rule.older_than:
-                        continue
-                    yield Candidate(root, Path(path), st.st_size, st.st_mtime, st.st_dev, st.st_ino)
+    @staticmethod
+    def _scan(settings: DiskSettings, root: Path, root_fd: int, now: float) -> Iterator[Candidate]:
+        root_dev = os.fstat(root_fd).st_dev
+        # fwalk works from descriptors and never follows a link, even one swapped in mid-walk.
+        for dirpath, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=root_fd, follow_symlinks=False):
+            # Prune mount points: other filesystems are not what we are freeing.
+            kept = []
+            for d in dirnames:
+                try:
+                    st = os.stat(d, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
+                    kept.append(d)
+            dirnames[:] = kept
+            parts = tuple(p for p in dirpath.split("/") if p not in ("", "."))
+            for name in filenames:
+                rule = next((r for r in settings.rules if fnmatch.fnmatchcase(name, r.glob)), None)
+                if rule is None:
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode) or st.st_dev != root_dev:
+                    continue  # symlinks, fifos, sockets, other filesystems
+                if now - st.st_mtime < rule.older_than:
+                    continue
+                yield Candidate(root, (*parts, name), st.st_size, st.st_mtime, st.st_dev, st.st_ino)
 
     @staticmethod
-    def _unlink(c: Candidate) -> bool:
-        """Unlink ``c`` only if the same inode is still there, reached from the root without links."""
-        rel = c.path.relative_to(c.root)
-        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-        fd = os.open(c.root, flags)
+    def _unlink(c: Candidate, root_fd: int) -> bool:
+        """Unlink ``c`` if the same inode is still there, reached from the pinned root without links.
+
+        False when it vanished (renamed, deleted or replaced since the scan).
+        """
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.dup(root_fd)
         try:
-            for part in rel.parts[:-1]:
+            for part in c.rel[:-1]:
                 nfd = os.open(part, flags, dir_fd=fd)
                 os.close(fd)
                 fd = nfd
-            st = os.stat(rel.name, dir_fd=fd, follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (c.dev, c.ino):
+            st = os.stat(c.rel[-1], dir_fd=fd, follow_symlinks=False)
+            # Size and mtime too: a freed inode number is often reused at once by a new file.
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino, st.st_size, st.st_mtime) != c.identity:
                 return False
-            os.unlink(rel.name, dir_fd=fd)
+            os.unlink(c.rel[-1], dir_fd=fd)
             return True
+        except FileNotFoundError:
+            return False
         finally:
             os.close(fd)
 
     # ------------------------------------------------------------ run
 
-    def apply(self, ctx: ActionContext) -> JSON:
-        self.check(ctx)
-        settings, roots = self._roots(ctx)
-        candidates = sorted(self._scan(settings, roots, ctx.clock.now()), key=lambda c: c.mtime)
-        busy, denied = open_paths()
-        if denied and settings.require_open_check:
-            # "Never deletes a file that is open" only holds if every process could be looked at.
+    def _apply(self, ctx: ActionContext, settings: DiskSettings) -> DiskState:
+        pinned = self._pin(self._roots(ctx, settings))
+        try:
+            return self._clean(ctx, settings, pinned)
+        finally:
+            for fd in pinned.values():
+                os.close(fd)
+
+    def _clean(self, ctx: ActionContext, settings: DiskSettings, pinned: dict[Path, int]) -> DiskState:
+        now = ctx.clock.now()
+        candidates = sorted(
+            (c for root, fd in pinned.items() for c in self._scan(settings, root, fd, now)), key=lambda c: c.mtime
+        )
+        held = openfiles.scan({os.fstat(fd).st_dev for fd in pinned.values()})
+        if held.blocking and settings.require_open_check:
+            # "Never deletes a file that is open" only holds if every process that could hold one was seen.
+            who = ", ".join(h.describe() for h in held.blocking[:5])
+            more = f" and {len(held.blocking) - 5} more" if len(held.blocking) > 5 else ""
             raise ActionRefused(
-                f"cannot tell which files are open: {denied} processes could not be inspected; run healer"
-                " with CAP_SYS_PTRACE (or as root), or set actions.disk_cleanup.require_open_check: false"
+                f"cannot tell which files are open: {who}{more} could not be inspected and may see"
+                f" {', '.join(str(r) for r in pinned)}; give healer CAP_SYS_PTRACE,"
+                " or set actions.disk_cleanup.require_open_check: false"
             )
         plan: list[Candidate] = []
-        skipped = {"open": 0, "cap": 0}
+        skipped = {"open": 0, "cap": 0, "vanished": 0}
         total = 0
         for c in candidates:
-            if str(c.path) in busy or os.path.realpath(c.path) in busy:
+            if (c.dev, c.ino) in held.inodes:
                 skipped["open"] += 1
                 continue
             if total + c.size > settings.max_delete_bytes:
@@ -223,53 +262,62 @@ class DiskCleanupAction(Action):
                 continue
             plan.append(c)
             total += c.size
-        state: JSON = {
-            "roots": [str(r) for r in roots],
-            "planned": [{"path": str(c.path), "bytes": c.size} for c in plan],
-            "removed": [],
-            "freed_bytes": 0,
-            "skipped": skipped,
-            "uninspected_processes": denied,
-            "journal": None,
-            "reversible": False,
-        }
+        state = DiskState(
+            roots=[str(r) for r in pinned],
+            planned=[Removed(path=str(c.path), bytes=c.size) for c in plan],
+            removed=[],
+            freed_bytes=0,
+            skipped=skipped,
+            uninspected_processes=len(held.blocking) + len(held.cleared),
+            cleared_processes=[f"{h.describe()}: {h.evidence}" for h in held.cleared[:CLEARED_SHOWN]]
+            + ([f"and {len(held.cleared) - CLEARED_SHOWN} more"] if len(held.cleared) > CLEARED_SHOWN else []),
+            journal=None,
+            reversible=False,
+        )
         # Nothing to undo, but a crash mid-run still leaves a record of what was about to go.
         ctx.checkpoint(state)
         for c in plan:
             try:
-                gone = self._unlink(c)
+                gone = self._unlink(c, pinned[c.root])
             except OSError as exc:
-                ctx.audit("disk_cleanup_skip", {"path": str(c.path), "error": str(exc)})
+                ctx.audit(AuditKind.DISK_CLEANUP_SKIP, {"path": str(c.path), "error": str(exc)})
                 continue
-            if gone:
-                state["removed"].append({"path": str(c.path), "bytes": c.size})
-                state["freed_bytes"] += c.size
-                ctx.audit("delete", {"path": str(c.path), "bytes": c.size})
+            if not gone:
+                skipped["vanished"] += 1
+                ctx.audit(AuditKind.DISK_CLEANUP_SKIP, {"path": str(c.path), "error": "vanished"})
+                continue
+            state["removed"].append(Removed(path=str(c.path), bytes=c.size))
+            state["freed_bytes"] += c.size
+            ctx.audit(AuditKind.DELETE, {"path": str(c.path), "bytes": c.size})
         if settings.journal_vacuum_size is not None:
-            res = ctx.runner.run([settings.journalctl, f"--vacuum-size={settings.journal_vacuum_size}"], timeout=120)
-            audit_proc(ctx, res, "journal_vacuum")
-            state["journal"] = {"rc": res.returncode, "output": res.summary(200)}
+            argv = [settings.journalctl, f"--vacuum-size={settings.journal_vacuum_size}"]
+            res = ctx.run(argv, step="journal_vacuum", timeout=120)
+            state["journal"] = JournalResult(rc=res.returncode, output=res.summary(200))
         log.info(
             "disk_cleaned",
             removed=len(state["removed"]),
             freed=state["freed_bytes"],
             skipped=skipped,
-            uninspected=denied,
+            uninspected=state["uninspected_processes"],
         )
         return state
 
-    def verify(self, ctx: ActionContext, state: JSON) -> VerifyResult:
-        settings: DiskSettings = ctx.settings
+    def _verify(self, ctx: ActionContext, settings: DiskSettings, state: DiskState) -> VerifyResult:
         problems, report = [], []
         for root in state["roots"]:
-            with contextlib.suppress(FileNotFoundError):
-                usage = shutil.disk_usage(root)
-                pct = 100.0 * usage.free / usage.total if usage.total else 0.0
-                report.append(f"{root}: {usage.free} bytes free ({pct:.1f}%)")
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError, ActionRefused):
+                fd = files.open_dir(Path(root))
+                try:
+                    vfs = os.fstatvfs(fd)
+                finally:
+                    os.close(fd)
+                free, size = vfs.f_bavail * vfs.f_frsize, vfs.f_blocks * vfs.f_frsize
+                pct = 100.0 * free / size if size else 0.0
+                report.append(f"{root}: {free} bytes free ({pct:.1f}%)")
                 if settings.min_free_percent is not None and pct < settings.min_free_percent:
                     problems.append(f"{root} {pct:.1f}% free < {settings.min_free_percent}%")
-                if settings.min_free_bytes is not None and usage.free < settings.min_free_bytes:
-                    problems.append(f"{root} {usage.free} bytes free < {settings.min_free_bytes}")
+                if settings.min_free_bytes is not None and free < settings.min_free_bytes:
+                    problems.append(f"{root} {free} bytes free < {settings.min_free_bytes}")
         if problems:
             return VerifyResult(False, "; ".join(problems))
         return VerifyResult(True, "; ".join(report))

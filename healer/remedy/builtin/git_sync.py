@@ -12,36 +12,44 @@ Fetch and merge run as two steps (what ``git pull`` does) so the report can
 tell "the network failed" from "the branches diverged", and verify compares
 HEAD against the very ref that was merged.
 
-GitPython starts its own ``git`` processes, so these do not go through
-``ctx.runner``; every git command is audited here instead, and the
-network-touching fetch has a kill timeout.
+Whoever can write the checkout can write its hooks and its ``.git/config``,
+so every git command, reads included, goes through ``ctx.run`` (the one
+``Runner``): an allowlisted environment (no bot token, no webhook secret, no
+``GIT_*`` from healer's environment such as ``GIT_TRACE``), a timeout, an
+audit record, and ``-c core.hooksPath=/dev/null -c core.fsmonitor=false``
+so no hook and no fsmonitor script runs. GitPython is not used: it starts
+git with the daemon's whole environment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from healer.core.lazy import LazyModule
-
-if TYPE_CHECKING:
-    import git
-else:
-    # GitPython costs ~0.3 s to import; only a git_sync fix needs it, not every CLI call.
-    git = LazyModule("git")
 import structlog
 from pydantic import AfterValidator, BeforeValidator
 
+from healer.core.enums import AuditKind
 from healer.core.errors import ActionError, ActionRefused
-from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
+from healer.core.proc import ProcResult
+from healer.remedy.base import Action, ActionContext, VerifyResult, register
 from healer.settings.fields import AbsPath, Model, Name, Timeout, name_entries, required
 from healer.settings.validation import validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.git_sync")
 
 MARKER_SCAN_LIMIT = 2 * 1024 * 1024
+# Before every subcommand: no hook, no fsmonitor script, and the file:// transport
+# only where a user asked for it (a remote URL in the checkout's own config is not one).
+GIT = (
+    "git",
+    *("-c", "core.hooksPath=/dev/null"),
+    *("-c", "core.fsmonitor=false"),
+    *("-c", "protocol.file.allow=user"),
+)
+IN_PROGRESS = (("MERGE_HEAD", "merge"), ("rebase-merge", "rebase"), ("rebase-apply", "rebase/am"))
 
 
 def _ref_name(value: str) -> str:
@@ -72,10 +80,90 @@ class GitSyncSettings(Model):
     timeout: Timeout = 120.0
 
 
+class GitSyncState(TypedDict):
+    path: str
+    branch: str
+    upstream: str
+    strategy: str
+    old_head: str
+    stash: str | None
+    stash_message: str
+    timeout: float
+    new_head: NotRequired[str]
+
+
+class GitFailed(ActionError):
+    """A git command exited non-zero; ``stderr`` is its (bounded) error output."""
+
+    def __init__(self, args: tuple[str, ...], res: ProcResult) -> None:
+        self.stderr = res.stderr.strip() or res.stdout.strip()
+        super().__init__(f"git {' '.join(args)} exited {res.returncode}: {self.stderr[-300:]}")
+
+
+class Git:
+    """One checkout's git, every command through the audited ``Runner`` with the hardened options."""
+
+    def __init__(self, ctx: ActionContext, path: str, timeout: float) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.timeout = timeout
+        self.env = {"GIT_TERMINAL_PROMPT": "0"}
+
+    def run(self, *args: str) -> ProcResult:
+        return self.ctx.run([*GIT, *args], step=f"git {args[0]}", timeout=self.timeout, cwd=self.path, env=self.env)
+
+    def out(self, *args: str) -> str:
+        res = self.run(*args)
+        if not res.ok:
+            raise GitFailed(args, res)
+        return res.stdout.strip()
+
+    def ok(self, *args: str) -> bool:
+        return self.run(*args).ok
+
+    def git_dir(self) -> Path | None:
+        """The checkout's git dir, or None when ``path`` is not the top of a work tree."""
+        res = self.run("rev-parse", "--absolute-git-dir", "--show-toplevel")
+        lines = res.stdout.strip().splitlines()
+        if not res.ok or len(lines) != 2 or os.path.realpath(lines[1]) != os.path.realpath(self.path):
+            return None
+        return Path(lines[0])
+
+    def in_progress(self) -> str | None:
+        gd = self.git_dir()
+        for name, what in IN_PROGRESS:
+            if gd is not None and (gd / name).exists():
+                return what
+        return None
+
+    def branch(self) -> str | None:
+        """The checked-out branch, None when HEAD is detached."""
+        res = self.run("symbolic-ref", "-q", "--short", "HEAD")
+        return res.stdout.strip() if res.ok else None
+
+    def head(self) -> str:
+        return self.out("rev-parse", "--verify", "HEAD^{commit}")
+
+    def dirty(self) -> bool:
+        return bool(self.out("status", "--porcelain", "--untracked-files=all"))
+
+    def unmerged(self) -> bool:
+        return bool(self.out("ls-files", "--unmerged"))
+
+    def with_identity(self) -> None:
+        """A committer identity only where the repo has none (stash and merge need one)."""
+        if not (self.ok("var", "GIT_COMMITTER_IDENT") and self.ok("var", "GIT_AUTHOR_IDENT")):
+            self.env.update(
+                GIT_COMMITTER_NAME="healer",
+                GIT_COMMITTER_EMAIL="healer@localhost",
+                GIT_AUTHOR_NAME="healer",
+                GIT_AUTHOR_EMAIL="healer@localhost",
+            )
+
+
 @register
-class GitSyncAction(Action):
+class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
     name = "git_sync"
-    needs_root = False
     reversible = True
     param_keys = frozenset({"repo"})
 
@@ -85,10 +173,8 @@ class GitSyncAction(Action):
 
     # ------------------------------------------------------------ lookups
 
-    def _spec(self, ctx: ActionContext) -> RepoSpec:
-        settings: GitSyncSettings | None = ctx.settings
-        if settings is None:
-            raise ActionRefused("git_sync has no settings (actions.git_sync.repos)")
+    @staticmethod
+    def _spec(ctx: ActionContext, settings: GitSyncSettings) -> RepoSpec:
         wanted = ctx.params.get("repo", "")
         if not wanted and len(settings.repos) == 1:
             return next(iter(settings.repos.values()))
@@ -99,169 +185,122 @@ class GitSyncAction(Action):
                 return spec
         raise ActionRefused(f"repo {wanted!r} is not in actions.git_sync.repos")
 
-    def target(self, ctx: ActionContext) -> str:
-        try:
-            return f"repo:{self._spec(ctx).path}"
-        except ActionRefused:
-            return f"repo:{ctx.params.get('repo', '')}"
+    def _target(self, ctx: ActionContext, settings: GitSyncSettings) -> str:
+        return f"repo:{self._spec(ctx, settings).path}"
 
     @staticmethod
-    def _open(spec: RepoSpec) -> git.Repo:
-        try:
-            return git.Repo(spec.path)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise ActionRefused(f"{spec.path} is not a git checkout") from None
-
-    @staticmethod
-    def _in_progress(repo: git.Repo) -> str | None:
-        gd = Path(repo.git_dir)
-        for name, what in (
-            ("MERGE_HEAD", "merge"),
-            ("rebase-merge", "rebase"),
-            ("rebase-apply", "rebase/am"),
-        ):
-            if (gd / name).exists():
-                return what
-        return None
-
-    @staticmethod
-    def _branch(repo: git.Repo, spec: RepoSpec) -> str:
-        if repo.head.is_detached:
+    def _branch(git: Git, spec: RepoSpec) -> str:
+        current = git.branch()
+        if current is None:
             raise ActionRefused(f"{spec.path}: HEAD is detached; healer only syncs a checked-out branch")
-        current = repo.active_branch.name
         if spec.branch is not None and current != spec.branch:
             raise ActionRefused(
                 f"{spec.path}: on branch {current!r}, configured for {spec.branch!r}; healer never switches branches"
             )
         return current
 
-    @contextmanager
-    def _env(self, repo: git.Repo, ctx: ActionContext) -> Iterator[None]:
-        """No credential prompts; a committer identity only where the repo has none (stash needs one)."""
-        env = {"GIT_TERMINAL_PROMPT": "0"}
-        try:
-            # Ask git itself: it knows every config layer and env var GitPython's reader misses.
-            repo.git.var("GIT_COMMITTER_IDENT")
-            repo.git.var("GIT_AUTHOR_IDENT")
-        except git.GitCommandError:
-            env.update(
-                GIT_COMMITTER_NAME="healer",
-                GIT_COMMITTER_EMAIL="healer@localhost",
-                GIT_AUTHOR_NAME="healer",
-                GIT_AUTHOR_EMAIL="healer@localhost",
-            )
-        with repo.git.custom_environment(**env):
-            yield
-
-    def _git(self, ctx: ActionContext, repo: git.Repo, *args: str, timeout: float | None = None) -> str:
-        """One audited git command; GitCommandError propagates with its stderr."""
-        try:
-            out = repo.git.execute(["git", *args], kill_after_timeout=timeout)
-        except git.GitCommandError as exc:
-            ctx.audit("git", {"argv": ["git", *args], "rc": exc.status, "output": str(exc.stderr).strip()[-400:]})
-            raise
-        ctx.audit("git", {"argv": ["git", *args], "rc": 0, "output": str(out).strip()[-400:]})
-        return str(out)
-
-    def check(self, ctx: ActionContext) -> None:
-        spec = self._spec(ctx)
-        repo = self._open(spec)
-        busy = self._in_progress(repo)
+    def _check(self, ctx: ActionContext, settings: GitSyncSettings) -> None:
+        spec = self._spec(ctx, settings)
+        git = Git(ctx, str(spec.path), settings.timeout)
+        if git.git_dir() is None:
+            raise ActionRefused(f"{spec.path} is not a git checkout")
+        busy = git.in_progress()
         if busy:
             raise ActionRefused(f"{spec.path}: a {busy} is already in progress; a human must finish it first")
-        if repo.index.unmerged_blobs():
+        if git.unmerged():
             raise ActionRefused(f"{spec.path}: has unmerged paths; resolve them first")
-        self._branch(repo, spec)
-        if spec.remote not in [r.name for r in repo.remotes]:
+        self._branch(git, spec)
+        if not git.ok("rev-parse", "--verify", "-q", "HEAD^{commit}"):
+            raise ActionRefused(f"{spec.path}: the branch has no commit yet")
+        if spec.remote not in git.out("remote").splitlines():
             raise ActionRefused(f"{spec.path}: no remote named {spec.remote!r}")
 
     # ------------------------------------------------------------ run
 
-    def apply(self, ctx: ActionContext) -> JSON:
-        self.check(ctx)
-        spec = self._spec(ctx)
-        settings: GitSyncSettings = ctx.settings
-        repo = self._open(spec)
-        branch = self._branch(repo, spec)
-        upstream = f"{spec.remote}/{branch}"
-        old_head = repo.head.commit.hexsha
-        message = f"healer incident {ctx.incident_id}"
-        state: JSON = {
-            "path": str(spec.path),
-            "branch": branch,
-            "upstream": upstream,
-            "strategy": spec.strategy,
-            "old_head": old_head,
-            "stash": None,
-            "stash_message": message,
-        }
+    def _apply(self, ctx: ActionContext, settings: GitSyncSettings) -> GitSyncState:
+        spec = self._spec(ctx, settings)
+        git = Git(ctx, str(spec.path), settings.timeout)
+        branch = self._branch(git, spec)
+        state = GitSyncState(
+            path=str(spec.path),
+            branch=branch,
+            upstream=f"{spec.remote}/{branch}",
+            strategy=spec.strategy,
+            old_head=git.head(),
+            stash=None,
+            stash_message=f"healer incident {ctx.incident_id}",
+            timeout=settings.timeout,
+        )
         ctx.checkpoint(state)
-        with self._env(repo, ctx):
-            if repo.is_dirty(untracked_files=True):
-                self._git(ctx, repo, "stash", "push", "--include-untracked", "-m", message)
-                state["stash"] = self._git(ctx, repo, "rev-parse", "refs/stash").strip()
-                ctx.checkpoint(state)
-                log.info("stashed", path=str(spec.path), stash=state["stash"], message=message)
-            try:
-                self._git(ctx, repo, "fetch", spec.remote, timeout=settings.timeout)
-            except git.GitCommandError as exc:
-                raise ActionError(self._report(state, "fetch", exc)) from None
-            try:
-                if spec.strategy == "ff-only":
-                    self._git(ctx, repo, "merge", "--ff-only", upstream)
-                elif spec.strategy == "merge":
-                    self._git(ctx, repo, "merge", "--no-edit", upstream)
-                else:
-                    self._git(ctx, repo, "rebase", upstream)
-            except git.GitCommandError as exc:
-                self._roll_back(ctx, repo, old_head)
-                raise ActionError(self._report(state, spec.strategy, exc)) from None
-        state["new_head"] = repo.head.commit.hexsha
-        log.info("synced", path=str(spec.path), old=old_head[:12], new=state["new_head"][:12])
+        git.with_identity()
+        if git.dirty():
+            git.out("stash", "push", "--include-untracked", "-m", state["stash_message"])
+            state["stash"] = git.out("rev-parse", "refs/stash")
+            ctx.checkpoint(state)
+            log.info("stashed", path=state["path"], stash=state["stash"], message=state["stash_message"])
+        try:
+            git.out("fetch", spec.remote)
+        except GitFailed as exc:
+            raise ActionError(self._report(state, "fetch", exc)) from None
+        try:
+            if spec.strategy == "ff-only":
+                git.out("merge", "--ff-only", state["upstream"])
+            elif spec.strategy == "merge":
+                git.out("merge", "--no-edit", state["upstream"])
+            else:
+                git.out("rebase", state["upstream"])
+        except GitFailed as exc:
+            self._roll_back(git, state["old_head"])
+            raise ActionError(self._report(state, spec.strategy, exc)) from None
+        state["new_head"] = git.head()
+        log.info("synced", path=state["path"], old=state["old_head"][:12], new=state["new_head"][:12])
         return state
 
     @staticmethod
-    def _report(state: JSON, step: str, exc: git.GitCommandError) -> str:
-        err = " ".join(str(exc.stderr).split())[-300:]
+    def _report(state: GitSyncState, step: str, exc: GitFailed) -> str:
+        err = " ".join(exc.stderr.split())[-300:]
         msg = f"git_sync {state['path']}: {step} failed ({err}); HEAD is back at {state['old_head'][:12]}"
-        if state.get("stash"):
+        stash = state.get("stash")
+        if stash:
             msg += (
-                f"; local changes are kept in stash {state['stash'][:12]} ({state['stash_message']!r}),"
-                f" restore with: git stash apply {state['stash'][:12]}"
+                f"; local changes are kept in stash {stash[:12]} ({state['stash_message']!r}),"
+                f" restore with: git stash apply {stash[:12]}"
             )
         return msg
 
-    def _roll_back(self, ctx: ActionContext, repo: git.Repo, old_head: str) -> None:
-        busy = self._in_progress(repo)
+    @staticmethod
+    def _roll_back(git: Git, old_head: str) -> None:
+        busy = git.in_progress()
         if busy == "merge":
-            self._git(ctx, repo, "merge", "--abort")
+            git.out("merge", "--abort")
         elif busy is not None:
-            self._git(ctx, repo, "rebase", "--abort")
-        self._git(ctx, repo, "reset", "--hard", old_head)
+            git.out("rebase", "--abort")
+        git.out("reset", "--hard", old_head)
 
-    def verify(self, ctx: ActionContext, state: JSON) -> VerifyResult:
-        repo = git.Repo(state["path"])
-        head = repo.head.commit
-        upstream = repo.commit(state["upstream"])
-        if repo.index.unmerged_blobs():
+    def _verify(self, ctx: ActionContext, settings: GitSyncSettings, state: GitSyncState) -> VerifyResult:
+        git = Git(ctx, state["path"], settings.timeout)
+        head = git.head()
+        upstream = git.out("rev-parse", "--verify", f"{state['upstream']}^{{commit}}")
+        if git.unmerged():
             return VerifyResult(False, "unmerged paths remain")
         if state["strategy"] == "ff-only":
             if head != upstream:
-                return VerifyResult(False, f"HEAD {head.hexsha[:12]} != {state['upstream']} {upstream.hexsha[:12]}")
-        elif not repo.is_ancestor(upstream, head):
+                return VerifyResult(False, f"HEAD {head[:12]} != {state['upstream']} {upstream[:12]}")
+        elif not git.ok("merge-base", "--is-ancestor", upstream, head):
             return VerifyResult(False, f"{state['upstream']} is not contained in HEAD")
-        marked = self._conflict_markers(repo, state["old_head"])
+        marked = self._conflict_markers(git, state["old_head"])
         if marked:
             return VerifyResult(False, f"conflict markers in {', '.join(marked[:5])}")
-        detail = f"HEAD {head.hexsha[:12]} matches {state['upstream']}"
-        if state.get("stash"):
-            detail += f"; local changes kept in stash {state['stash'][:12]}"
+        detail = f"HEAD {head[:12]} matches {state['upstream']}"
+        stash = state.get("stash")
+        if stash:
+            detail += f"; local changes kept in stash {stash[:12]}"
         return VerifyResult(True, detail)
 
     @staticmethod
-    def _conflict_markers(repo: git.Repo, since: str) -> list[str]:
-        root = Path(repo.working_tree_dir or ".")
-        names = [n for n in repo.git.diff("--name-only", since, "HEAD").splitlines() if n]
+    def _conflict_markers(git: Git, since: str) -> list[str]:
+        root = Path(git.path)
+        names = [n for n in git.out("diff", "--name-only", since, "HEAD").splitlines() if n]
         bad = []
         for name in names:
             path = root / name
@@ -277,28 +316,19 @@ class GitSyncAction(Action):
                     break
         return bad
 
-    def undo(self, ctx: ActionContext, state: JSON) -> None:
+    def undo(self, ctx: ActionContext, state: GitSyncState) -> None:
         """Hard-reset to the recorded HEAD; anything edited since apply is stashed first, never lost."""
-        repo = git.Repo(state["path"])
-        if repo.head.is_detached or repo.active_branch.name != state["branch"]:
+        git = Git(ctx, state["path"], float(state.get("timeout", 120.0)))
+        if git.branch() != state["branch"]:
             raise ActionError(f"{state['path']}: no longer on {state['branch']!r}; undo by hand")
-        with self._env(repo, ctx):
-            busy = self._in_progress(repo)
-            if busy is not None:
-                self._roll_back(ctx, repo, state["old_head"])
-            if repo.is_dirty(untracked_files=True):
-                self._git(
-                    ctx,
-                    repo,
-                    "stash",
-                    "push",
-                    "--include-untracked",
-                    "-m",
-                    f"healer incident {ctx.incident_id} before undo",
-                )
-            self._git(ctx, repo, "reset", "--hard", state["old_head"])
+        git.with_identity()
+        if git.in_progress() is not None:
+            self._roll_back(git, state["old_head"])
+        if git.dirty():
+            git.out("stash", "push", "--include-untracked", "-m", f"healer incident {ctx.incident_id} before undo")
+        git.out("reset", "--hard", state["old_head"])
         ctx.audit(
-            "git_sync_undo",
+            AuditKind.GIT_SYNC_UNDO,
             {"path": state["path"], "head": state["old_head"], "stash_kept": state.get("stash")},
         )
         log.info("git_sync_undone", path=state["path"], head=state["old_head"][:12], stash=state.get("stash"))

@@ -20,14 +20,14 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import structlog
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator
 
+from healer.core.enums import AuditKind
 from healer.core.errors import ActionError, ActionRefused, ParamError
-from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, placeholders, register
-from healer.remedy.common import audit_proc
+from healer.remedy.base import Action, ActionContext, VerifyResult, placeholders, register
 from healer.settings.fields import Flag, Items, Model, Name, Timeout
 from healer.settings.validation import Problem, validate_model
 
@@ -167,10 +167,17 @@ class PipSettings(Model):
         return opts
 
 
+class PipState(TypedDict):
+    python: str
+    package: str
+    spec: str
+    module: str | None
+    was_installed: bool
+
+
 @register
-class PipInstallAction(Action):
+class PipInstallAction(Action[PipSettings, PipState]):
     name = "pip_install"
-    needs_root = False  # the venv's owner runs it; root only if the venv is root's
     reversible = True
     param_keys = frozenset({"module", "package"})
 
@@ -192,18 +199,17 @@ class PipInstallAction(Action):
 
     # ------------------------------------------------------------ resolve
 
-    def _resolve(self, ctx: ActionContext) -> tuple[PipSettings, str, str | None]:
-        """(settings, package as allowlisted, module to import or None) — or ActionRefused."""
-        settings: PipSettings | None = ctx.settings
-        if settings is None:
-            raise ActionRefused("pip_install has no settings (actions.pip_install)")
+    @staticmethod
+    def _resolve(ctx: ActionContext, settings: PipSettings) -> tuple[str, str | None]:
+        """(package as allowlisted, module to import or None), or ActionRefused."""
         module = ctx.params.get("module")
         if module is not None:
             screen(module, "module")
             if not MODULE_PATH.match(module):
                 raise ActionRefused(f"module {module!r} is not a dotted Python identifier")
-            top = module.split(".", 1)[0]
-            package = settings.packages.get(top, top)
+            first = module.split(".", 1)[0]
+            package = settings.packages.get(first, first)
+            top: str | None = first
         else:
             package = ctx.params.get("package", "")
             screen(package, "package")
@@ -213,67 +219,64 @@ class PipInstallAction(Action):
             near = difflib.get_close_matches(key, list(settings.allowed), n=1)
             hint = f" (close to allowlisted {settings.allowed[near[0]]!r}: typosquat?)" if near else ""
             raise ActionRefused(f"package {package!r} is not in actions.pip_install.allowed{hint}")
-        return settings, settings.allowed[key], top
+        return settings.allowed[key], top
 
-    def target(self, ctx: ActionContext) -> str:
-        settings: PipSettings | None = ctx.settings
-        return f"venv:{settings.python if settings else '?'}"
+    def _target(self, ctx: ActionContext, settings: PipSettings) -> str:
+        return f"venv:{settings.python}"
 
-    def check(self, ctx: ActionContext) -> None:
-        settings, _, _ = self._resolve(ctx)
+    def _check(self, ctx: ActionContext, settings: PipSettings) -> None:
+        self._resolve(ctx, settings)
         if not os.access(settings.python, os.X_OK) or not Path(settings.python).is_file():
             raise ActionRefused(f"{settings.python} is not an executable interpreter; check actions.pip_install.python")
 
-    def _pip(self, settings: PipSettings, *args: str) -> list[str]:
-        return [settings.python, "-m", "pip", *args]
+    @staticmethod
+    def _installed(ctx: ActionContext, python: str, package: str) -> bool:
+        argv = [python, "-m", "pip", "show", "--disable-pip-version-check", package]
+        return ctx.run(argv, step="pip_show", timeout=60).ok
 
-    def _installed(self, ctx: ActionContext, settings: PipSettings, package: str) -> bool:
-        res = ctx.runner.run(self._pip(settings, "show", "--disable-pip-version-check", package), timeout=60)
-        audit_proc(ctx, res, "pip_show")
-        return res.ok
-
-    def apply(self, ctx: ActionContext) -> JSON:
-        self.check(ctx)
-        settings, package, module = self._resolve(ctx)
+    def _apply(self, ctx: ActionContext, settings: PipSettings) -> PipState:
+        package, module = self._resolve(ctx, settings)
         spec = settings.pins.get(canonical(package), package)
-        was_installed = self._installed(ctx, settings, package)
-        state: JSON = {
-            "python": settings.python,
-            "package": package,
-            "spec": spec,
-            "module": module,
-            "was_installed": was_installed,
-        }
+        state = PipState(
+            python=settings.python,
+            package=package,
+            spec=spec,
+            module=module,
+            was_installed=self._installed(ctx, settings.python, package),
+        )
         ctx.checkpoint(state)
-        argv = self._pip(settings, "install", "--disable-pip-version-check", "--no-input", *settings.options(), spec)
-        res = ctx.runner.run(argv, timeout=settings.timeout, env={"PYTHONNOUSERSITE": "1"})
-        audit_proc(ctx, res, "pip_install")
+        argv = [
+            settings.python,
+            *("-m", "pip", "install", "--disable-pip-version-check", "--no-input"),
+            *settings.options(),
+            spec,
+        ]
+        res = ctx.run(argv, step="pip_install", timeout=settings.timeout, env={"PYTHONNOUSERSITE": "1"})
         if not res.ok:
             raise ActionError(f"pip install {spec} failed (rc {res.returncode}): {res.summary(300)}")
-        log.info("pip_installed", package=spec, python=settings.python, was_installed=was_installed)
+        log.info("pip_installed", package=spec, python=settings.python, was_installed=state["was_installed"])
         return state
 
-    def verify(self, ctx: ActionContext, state: JSON) -> VerifyResult:
+    def _verify(self, ctx: ActionContext, settings: PipSettings, state: PipState) -> VerifyResult:
         module = state.get("module")
         if not module:
-            ok = self._installed(ctx, ctx.settings, state["package"])
+            ok = self._installed(ctx, state["python"], state["package"])
             return VerifyResult(ok, f"{state['package']} {'is' if ok else 'is not'} installed")
         if not MODULE_PATH.match(module):  # state may come back from disk: check again
             return VerifyResult(False, f"refusing to import {module!r}")
-        res = ctx.runner.run([state["python"], "-c", IMPORT_CHECK, module], timeout=60)
-        audit_proc(ctx, res, "import_check")
+        res = ctx.run([state["python"], "-c", IMPORT_CHECK, module], step="import_check", timeout=60)
         return VerifyResult(res.ok, f"import {module}: {'ok' if res.ok else res.summary(200)}")
 
-    def undo(self, ctx: ActionContext, state: JSON) -> None:
+    def undo(self, ctx: ActionContext, state: PipState) -> None:
         if state.get("was_installed", True):
-            ctx.audit("pip_undo", {"package": state.get("package"), "note": "was installed before; left alone"})
+            ctx.audit(AuditKind.PIP_UNDO, {"package": state.get("package"), "note": "was installed before; left alone"})
             return
         package = state["package"]
         screen(package, "package")
-        res = ctx.runner.run(
+        res = ctx.run(
             [state["python"], "-m", "pip", "uninstall", "--disable-pip-version-check", "-y", package],
+            step="pip_uninstall",
             timeout=120,
         )
-        audit_proc(ctx, res, "pip_uninstall")
         if not res.ok:
             raise ActionError(f"pip uninstall {package} failed (rc {res.returncode}): {res.summary(300)}")

@@ -25,15 +25,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 import structlog
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator, model_validator
 
+from healer.core.enums import AuditKind
 from healer.core.errors import ActionError, ActionRefused
-from healer.core.proc import ProcResult
-from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
-from healer.remedy.common import audit_proc
+from healer.remedy.base import Action, ActionContext, VerifyResult, register
 from healer.settings.fields import Items, Model, Name, Text, Timeout, name_entries, required
 from healer.settings.validation import Problem, validate_model
 
@@ -117,10 +116,16 @@ class RestartSettings(Model):
         return self
 
 
+class RestartState(TypedDict):
+    service: str
+    manager: str
+    unit: str
+    argv: list[str]
+
+
 @register
-class RestartAction(Action):
+class RestartAction(Action[RestartSettings, RestartState]):
     name = "restart"
-    needs_root = True  # systemctl restart does; supervisor depends on its socket's permissions
     reversible = False
     param_keys = frozenset({"service"})
 
@@ -130,23 +135,19 @@ class RestartAction(Action):
 
     # ------------------------------------------------------------ lookups
 
-    def _unit(self, ctx: ActionContext) -> tuple[RestartSettings, UnitSpec]:
-        settings: RestartSettings | None = ctx.settings
-        if settings is None:
-            raise ActionRefused("restart has no settings (actions.restart.units)")
+    @staticmethod
+    def _unit(ctx: ActionContext, settings: RestartSettings) -> UnitSpec:
         key = ctx.params.get("service", "")
         if key not in settings.units:
             raise ActionRefused(f"service {key!r} is not in actions.restart.units; it will not be restarted")
-        return settings, settings.units[key]
+        return settings.units[key]
 
-    def target(self, ctx: ActionContext) -> str:
-        try:
-            _, spec = self._unit(ctx)
-        except ActionRefused:
-            return f"unit:{ctx.params.get('service', '')}"
+    def _target(self, ctx: ActionContext, settings: RestartSettings) -> str:
+        spec = self._unit(ctx, settings)
         return f"unit:{spec.manager}:{spec.unit}"
 
-    def _restart_argv(self, s: RestartSettings, u: UnitSpec) -> list[str]:
+    @staticmethod
+    def _restart_argv(s: RestartSettings, u: UnitSpec) -> list[str]:
         if u.manager == "systemd":
             return [s.systemctl, "restart", u.unit]
         if u.manager == "supervisor":
@@ -154,7 +155,8 @@ class RestartAction(Action):
             return [s.supervisorctl, "-c", s.supervisor_conf, "restart", u.unit]
         return list(u.argv)
 
-    def _status_argv(self, s: RestartSettings, u: UnitSpec) -> list[str] | None:
+    @staticmethod
+    def _status_argv(s: RestartSettings, u: UnitSpec) -> list[str] | None:
         if u.manager == "systemd":
             return [s.systemctl, "is-active", u.unit]
         if u.manager == "supervisor":
@@ -162,16 +164,15 @@ class RestartAction(Action):
             return [s.supervisorctl, "-c", s.supervisor_conf, "status", u.unit]
         return list(u.status_argv) or None
 
-    def check(self, ctx: ActionContext) -> None:
-        self._unit(ctx)
+    def _check(self, ctx: ActionContext, settings: RestartSettings) -> None:
+        self._unit(ctx, settings)
 
-    def apply(self, ctx: ActionContext) -> JSON:
-        settings, unit = self._unit(ctx)
+    def _apply(self, ctx: ActionContext, settings: RestartSettings) -> RestartState:
+        unit = self._unit(ctx, settings)
         argv = self._restart_argv(settings, unit)
-        state: JSON = {"service": unit.key, "manager": unit.manager, "unit": unit.unit, "argv": argv}
+        state = RestartState(service=unit.key, manager=unit.manager, unit=unit.unit, argv=argv)
         ctx.checkpoint(state)
-        res = ctx.runner.run(argv, timeout=unit.timeout + 30)
-        audit_proc(ctx, res, "restart")
+        res = ctx.run(argv, step="restart", timeout=unit.timeout + 30)
         if not res.ok:
             # supervisorctl exits non-zero when the stop half finds the program
             # already dead; the start half may still have worked, so ask.
@@ -188,17 +189,15 @@ class RestartAction(Action):
         argv = self._status_argv(settings, unit)
         if argv is None:
             return True
-        res: ProcResult = ctx.runner.run(argv, timeout=min(unit.timeout, 30.0))
-        audit_proc(ctx, res, "status")
-        return res.ok
+        return ctx.run(argv, step="status", timeout=min(unit.timeout, 30.0)).ok
 
-    def verify(self, ctx: ActionContext, state: JSON) -> VerifyResult:
+    def _verify(self, ctx: ActionContext, settings: RestartSettings, state: RestartState) -> VerifyResult:
         """Poll until the manager says running and the port/URL answer, or the unit's timeout passes.
 
         The deadline uses ``ctx.clock`` but the loop is also bounded by a
         count, so a frozen test clock cannot spin it forever.
         """
-        settings, unit = self._unit(ctx)
+        unit = self._unit(ctx, settings)
         deadline = ctx.clock.monotonic() + unit.timeout
         rounds = max(1, int(unit.timeout / POLL_INTERVAL))
         last = "not checked"
@@ -234,5 +233,5 @@ class RestartAction(Action):
             if code >= 400:
                 return False, f"http {unit.verify_http}: status {code}"
             parts.append(f"http {code}")
-        ctx.audit("restart_verify", {"unit": unit.unit, "result": ", ".join(parts)})
+        ctx.audit(AuditKind.RESTART_VERIFY, {"unit": unit.unit, "result": ", ".join(parts)})
         return True, ", ".join(parts)

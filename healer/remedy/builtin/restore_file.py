@@ -10,19 +10,19 @@ byte for byte and then replaced; a file that parses is never overwritten.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 import structlog
 import yaml
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
+from healer.core.enums import AuditKind
 from healer.core.errors import ActionError, ActionRefused
-from healer.remedy.atomic import FileMeta, atomic_write, backup_file, file_meta, restore_backup, sha256
-from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
+from healer.remedy import files
+from healer.remedy.base import Action, ActionContext, VerifyResult, register
 from healer.remedy.common import pick
 from healer.settings.fields import AbsPath, Flag, Model, required
 from healer.settings.validation import Problem, validate_model
@@ -105,10 +105,20 @@ def _guess_format(path: Path) -> str:
     return "none"
 
 
+class RestoreState(TypedDict):
+    file: str
+    path: str
+    template: str
+    format: str
+    existed: bool
+    reason: str
+    backup: str | None
+    change: files.FileChange
+
+
 @register
-class RestoreFileAction(Action):
+class RestoreFileAction(Action[RestoreSettings, RestoreState]):
     name = "restore_file"
-    needs_root = False
     reversible = True
     param_keys = frozenset({"file"})
 
@@ -116,30 +126,28 @@ class RestoreFileAction(Action):
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> RestoreSettings:
         return validate_model(RestoreSettings, raw, where)
 
-    def _spec(self, ctx: ActionContext) -> tuple[str, RestoreSpec]:
-        settings: RestoreSettings | None = ctx.settings
-        if settings is None:
-            raise ActionRefused("restore_file has no settings (actions.restore_file.files)")
+    @staticmethod
+    def _spec(ctx: ActionContext, settings: RestoreSettings) -> tuple[str, RestoreSpec]:
         return pick(settings.files, ctx.params.get("file", ""), "actions.restore_file.files")
 
-    def target(self, ctx: ActionContext) -> str:
-        try:
-            return f"file:{self._spec(ctx)[1].path}"
-        except ActionRefused:
-            return f"restore_file:{ctx.params.get('file', '')}"
+    def _target(self, ctx: ActionContext, settings: RestoreSettings) -> str:
+        return f"file:{self._spec(ctx, settings)[1].path}"
 
-    def _decide(self, spec: RestoreSpec) -> str | None:
-        """None when the file is missing (restore), a reason when it is present but broken."""
-        if spec.path.is_symlink():
-            raise ActionRefused(f"{spec.path} is a symlink; left alone")
-        if not spec.path.exists():
-            return None
-        if not spec.path.is_file():
-            raise ActionRefused(f"{spec.path} exists and is not a regular file; left alone")
-        data = spec.path.read_bytes()
-        if not data.strip():
+    @staticmethod
+    def _template(spec: RestoreSpec) -> files.Snapshot:
+        snap = files.read(spec.template)
+        if snap is None:
+            raise ActionRefused(f"template {spec.template} is missing")
+        return snap
+
+    @staticmethod
+    def _decide(spec: RestoreSpec, current: files.Snapshot | None) -> str:
+        """ "missing", or why the present file is broken; refuses when it is present and usable."""
+        if current is None:
+            return "missing"
+        if not current.data.strip():
             return "empty"
-        reason = broken_reason(data, spec.format) if spec.overwrite_broken else None
+        reason = broken_reason(current.data, spec.format) if spec.overwrite_broken else None
         if reason is None:
             raise ActionRefused(
                 f"{spec.path} exists and is not empty; left alone"
@@ -147,80 +155,73 @@ class RestoreFileAction(Action):
             )
         return reason
 
-    def check(self, ctx: ActionContext) -> None:
-        _, spec = self._spec(ctx)
-        if not spec.template.is_file() or spec.template.is_symlink():
-            raise ActionRefused(f"template {spec.template} is missing or not a regular file")
-        self._decide(spec)
+    def _check(self, ctx: ActionContext, settings: RestoreSettings) -> None:
+        _, spec = self._spec(ctx, settings)
+        self._template(spec)
+        self._decide(spec, files.read(spec.path))
 
-    def apply(self, ctx: ActionContext) -> JSON:
-        fname, spec = self._spec(ctx)
-        self.check(ctx)
-        reason = self._decide(spec)
-        data = spec.template.read_bytes()
-        tmeta = file_meta(spec.template)
-        assert tmeta is not None
-        old_meta = file_meta(spec.path)
-        # The new file takes the old file's mode/owner if there was one, else the template's.
-        meta = old_meta or FileMeta(spec.mode if spec.mode is not None else tmeta.mode, tmeta.uid, tmeta.gid)
+    def _apply(self, ctx: ActionContext, settings: RestoreSettings) -> RestoreState:
+        fname, spec = self._spec(ctx, settings)
+        template = self._template(spec)
+        # Read once; the decision, the backup and the undo identity all come from this snapshot.
+        current = files.read(spec.path)
+        reason = self._decide(spec, current)
+        # A broken file keeps its own mode and owner; a new one is healer's, never the template's.
+        meta = current.meta if current is not None else files.FileMeta.ours()
         if spec.mode is not None:
-            meta = FileMeta(spec.mode, meta.uid, meta.gid)
+            meta = files.FileMeta(spec.mode, meta.uid, meta.gid)
         backup = None
-        if old_meta is not None:
-            backup = str(
-                backup_file(
-                    spec.path,
-                    ctx.state_dir / "backups",
-                    label=f"incident{ctx.incident_id}",
-                    now=ctx.clock.now(),
-                )
+        if current is not None:
+            backup = files.backup(
+                current, ctx.state_dir / "backups", label=f"incident{ctx.incident_id}", now=ctx.clock.now()
             )
-        state: JSON = {
-            "file": fname,
-            "path": str(spec.path),
-            "template": str(spec.template),
-            "existed": old_meta is not None,
-            "reason": reason or "missing",
-            "backup": backup,
-            "old_meta": None if old_meta is None else vars(old_meta),
-            "sha_after": sha256(data),
-        }
-        ctx.checkpoint(state)
         try:
-            spec.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(spec.path, data, meta=meta)
+            staged = files.stage(spec.path, template.data, meta)
+        except FileNotFoundError:
+            raise ActionRefused(f"{spec.path.parent} does not exist; healer restores files, not directories") from None
+        state = RestoreState(
+            file=fname,
+            path=str(spec.path),
+            template=str(spec.template),
+            format=spec.format,
+            existed=current is not None,
+            reason=reason,
+            backup=None if backup is None else str(backup),
+            change=files.record(spec.path, backup, current, staged, template.data),
+        )
+        try:
+            ctx.checkpoint(state)
+            staged.commit(current)
         except OSError as exc:
+            staged.discard()
             raise ActionError(f"{spec.path}: restore failed ({exc})") from None
-        ctx.audit("restore_file", {k: state[k] for k in ("path", "template", "reason", "backup")})
-        log.info("file_restored", path=str(spec.path), template=str(spec.template), reason=state["reason"])
+        except BaseException:
+            staged.discard()
+            raise
+        ctx.audit(AuditKind.RESTORE_FILE, {k: state[k] for k in ("path", "template", "reason", "backup")})
+        log.info("file_restored", path=str(spec.path), template=str(spec.template), reason=reason)
         return state
 
-    def verify(self, ctx: ActionContext, state: JSON) -> VerifyResult:
+    def _verify(self, ctx: ActionContext, settings: RestoreSettings, state: RestoreState) -> VerifyResult:
         path = Path(state["path"])
         try:
-            data = path.read_bytes()
-        except OSError as exc:
+            snap = files.read(path)
+        except (OSError, ActionRefused) as exc:
             return VerifyResult(False, f"{path}: {exc}")
-        if sha256(data) != state["sha_after"]:
+        if snap is None:
+            return VerifyResult(False, f"{path} is gone after restore")
+        if files.sha256(snap.data) != state["change"]["sha_after"]:
             return VerifyResult(False, f"{path} changed after restore")
-        spec = ctx.settings.files[state["file"]]
-        reason = broken_reason(data, spec.format) if spec.format != "none" else None
+        reason = broken_reason(snap.data, state["format"]) if state["format"] != "none" else None
         if reason and reason != "empty":
             return VerifyResult(False, f"{path} restored but the template itself is broken: {reason}")
         return VerifyResult(True, f"{path} restored from {state['template']}")
 
-    def undo(self, ctx: ActionContext, state: JSON) -> None:
-        path = Path(state["path"])
-        if state.get("backup"):
-            m = state["old_meta"]
-            restore_backup(state["backup"], path, FileMeta(int(m["mode"]), int(m["uid"]), int(m["gid"])))
-            ctx.audit("restore_file_undo", {"path": str(path), "restored": state["backup"]})
-            return
-        if not path.exists():
-            return
-        if sha256(path.read_bytes()) != state["sha_after"]:
-            kept = backup_file(path, ctx.state_dir / "backups", label=f"incident{ctx.incident_id}-pre-undo")
-            ctx.audit("restore_file_undo_conflict", {"path": str(path), "kept": str(kept)})
-        os.unlink(path)
-        ctx.audit("restore_file_undo", {"path": str(path), "removed": True})
-        log.info("restored_file_removed", path=str(path))
+    def undo(self, ctx: ActionContext, state: RestoreState) -> None:
+        done = files.undo(
+            state["change"], ctx.state_dir / "backups", label=f"incident{ctx.incident_id}", now=ctx.clock.now()
+        )
+        if done.kept is not None:
+            ctx.audit(AuditKind.RESTORE_FILE_UNDO_CONFLICT, {"path": state["path"], "kept": str(done.kept)})
+        ctx.audit(AuditKind.RESTORE_FILE_UNDO, {"path": state["path"], "backup": state["backup"], "note": done.note})
+        log.info("restore_file_undone", path=state["path"], note=done.note)

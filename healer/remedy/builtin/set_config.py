@@ -17,15 +17,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 import structlog
 import yaml
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
+from healer.core.enums import AuditKind
 from healer.core.errors import ActionError, ActionRefused
-from healer.remedy.atomic import FileMeta, atomic_write, backup_file, file_meta, restore_backup, sha256
-from healer.remedy.base import JSON, Action, ActionContext, VerifyResult, register
+from healer.remedy import files
+from healer.remedy.base import Action, ActionContext, VerifyResult, register
 from healer.remedy.common import pick
 from healer.settings.fields import AbsPath, Duration, Model, required
 from healer.settings.validation import Problem, validate_model
@@ -183,10 +184,22 @@ def yaml_set(doc: dict[str, Any], key: str, value: Scalar, path: Path) -> None:
     node[parts[-1]] = value
 
 
+class SetConfigState(TypedDict):
+    file: str
+    path: str
+    format: str
+    key: str
+    old_value: str | None
+    new_value: str
+    changed: bool
+    backup: str | None
+    revert_at: float | None
+    change: NotRequired[files.FileChange]  # set when the file was written
+
+
 @register
-class SetConfigAction(Action):
+class SetConfigAction(Action[SetConfigSettings, SetConfigState]):
     name = "set_config"
-    needs_root = False
     reversible = True
     param_keys = frozenset({"file", "key", "value"})
     required_params = frozenset({"key", "value"})
@@ -197,11 +210,9 @@ class SetConfigAction(Action):
 
     # ------------------------------------------------------------ lookups
 
-    def _resolve(self, ctx: ActionContext) -> tuple[str, FileSpec, str, Scalar]:
+    @staticmethod
+    def _resolve(ctx: ActionContext, settings: SetConfigSettings) -> tuple[str, FileSpec, str, Scalar]:
         """File, key and value from the (hostile) params, each found in the allowlist or refused."""
-        settings: SetConfigSettings | None = ctx.settings
-        if settings is None:
-            raise ActionRefused("set_config has no settings (actions.set_config.files)")
         fname, spec = pick(settings.files, ctx.params.get("file", ""), "actions.set_config.files")
         key = ctx.params.get("key", "")
         if key not in spec.keys:
@@ -212,28 +223,26 @@ class SetConfigAction(Action):
                 return fname, spec, key, allowed
         raise ActionRefused(f"value {wanted!r} is not allowlisted for {fname}:{key}")
 
-    def target(self, ctx: ActionContext) -> str:
-        settings: SetConfigSettings | None = ctx.settings
-        try:
-            if settings is not None:
-                return f"file:{pick(settings.files, ctx.params.get('file', ''), '')[1].path}"
-        except ActionRefused:
-            pass
-        return f"set_config:{ctx.params.get('file', '')}"
-
-    def check(self, ctx: ActionContext) -> None:
-        _, spec, _, _ = self._resolve(ctx)
-        if spec.path.is_symlink():
-            raise ActionRefused(f"{spec.path} is a symlink; configure the real file's path")
-        if not spec.path.is_file():
-            raise ActionRefused(f"{spec.path} does not exist; restore it first (restore_file)")
+    def _target(self, ctx: ActionContext, settings: SetConfigSettings) -> str:
+        return f"file:{pick(settings.files, ctx.params.get('file', ''), 'actions.set_config.files')[1].path}"
 
     @staticmethod
-    def _current(spec: FileSpec, data: bytes, key: str) -> str | None:
+    def _read(path: Path) -> files.Snapshot:
+        snap = files.read(path)
+        if snap is None:
+            raise ActionRefused(f"{path} does not exist; restore it first (restore_file)")
+        return snap
+
+    def _check(self, ctx: ActionContext, settings: SetConfigSettings) -> None:
+        _, spec, _, _ = self._resolve(ctx, settings)
+        self._read(spec.path)
+
+    @staticmethod
+    def _current(fmt: str, path: Path, data: bytes, key: str) -> str | None:
         body = data.decode("utf-8")
-        if spec.format == "env":
+        if fmt == "env":
             return env_get(body, key)
-        value = yaml_get(_yaml_load(body, spec.path), key)
+        value = yaml_get(_yaml_load(body, path), key)
         return None if value is None else scalar_text(value)
 
     @staticmethod
@@ -247,80 +256,73 @@ class SetConfigAction(Action):
 
     # ------------------------------------------------------------ run
 
-    def apply(self, ctx: ActionContext) -> JSON:
-        self.check(ctx)
-        fname, spec, key, value = self._resolve(ctx)
+    def _apply(self, ctx: ActionContext, settings: SetConfigSettings) -> SetConfigState:
+        fname, spec, key, value = self._resolve(ctx, settings)
+        # Read once, through one O_NOFOLLOW descriptor; the backup and the edit use these bytes.
+        before = self._read(spec.path)
         try:
-            before = spec.path.read_bytes()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ActionError(f"{spec.path}: cannot read ({exc})") from None
-        old = self._current(spec, before, key)
-        state: JSON = {
-            "file": fname,
-            "path": str(spec.path),
-            "key": key,
-            "old_value": old,
-            "new_value": scalar_text(value),
-            "changed": False,
-            "backup": None,
-            "revert_at": None,
-        }
+            old = self._current(spec.format, spec.path, before.data, key)
+        except UnicodeDecodeError as exc:
+            raise ActionError(f"{spec.path}: not UTF-8 ({exc})") from None
+        state = SetConfigState(
+            file=fname,
+            path=str(spec.path),
+            format=spec.format,
+            key=key,
+            old_value=old,
+            new_value=scalar_text(value),
+            changed=False,
+            backup=None,
+            revert_at=None,
+        )
         if old == scalar_text(value):
-            ctx.audit("set_config", {**state, "note": "already set; nothing written"})
+            ctx.audit(AuditKind.SET_CONFIG, {**state, "note": "already set; nothing written"})
             return state
-        meta = file_meta(spec.path)
-        assert meta is not None
-        backup = backup_file(
-            spec.path, ctx.state_dir / "backups", label=f"incident{ctx.incident_id}", now=ctx.clock.now()
-        )
-        new = self._render(spec, before, key, value)
-        state.update(
-            changed=True,
-            backup=str(backup),
-            sha_before=sha256(before),
-            sha_after=sha256(new),
-            meta={"mode": meta.mode, "uid": meta.uid, "gid": meta.gid},
-            revert_at=(ctx.clock.now() + spec.revert_after) if spec.revert_after else None,
-        )
-        # The backup exists and the state names it before the file changes.
-        ctx.checkpoint(state)
+        new = self._render(spec, before.data, key, value)
+        now = ctx.clock.now()
+        backup = files.backup(before, ctx.state_dir / "backups", label=f"incident{ctx.incident_id}", now=now)
+        staged = files.stage(spec.path, new, before.meta)
+        state["changed"] = True
+        state["backup"] = str(backup)
+        state["change"] = files.record(spec.path, backup, before, staged, new)
+        state["revert_at"] = (now + spec.revert_after) if spec.revert_after else None
         try:
-            atomic_write(spec.path, new, meta=meta)
+            # The backup exists and the state names it before the file changes.
+            ctx.checkpoint(state)
+            staged.commit(before)
         except OSError as exc:
+            staged.discard()
             raise ActionError(f"{spec.path}: write failed ({exc}); original untouched, backup {backup}") from None
-        ctx.audit("set_config", {k: state[k] for k in ("path", "key", "old_value", "new_value", "backup")})
+        except BaseException:
+            staged.discard()
+            raise
+        ctx.audit(AuditKind.SET_CONFIG, {k: state[k] for k in ("path", "key", "old_value", "new_value", "backup")})
         log.info("config_set", path=str(spec.path), key=key, value=scalar_text(value), backup=str(backup))
         return state
 
-    def verify(self, ctx: ActionContext, state: JSON) -> VerifyResult:
+    def _verify(self, ctx: ActionContext, settings: SetConfigSettings, state: SetConfigState) -> VerifyResult:
         path = Path(state["path"])
-        spec = ctx.settings.files[state["file"]]
         try:
-            now = self._current(spec, path.read_bytes(), state["key"])
+            now = self._current(state["format"], path, self._read(path).data, state["key"])
         except (OSError, UnicodeDecodeError, ActionError) as exc:
             return VerifyResult(False, f"{path}: unreadable after write ({exc})")
         ok = now == state["new_value"]
         return VerifyResult(ok, f"{state['key']}={now!r} in {path}")
 
-    def undo(self, ctx: ActionContext, state: JSON) -> None:
+    def undo(self, ctx: ActionContext, state: SetConfigState) -> None:
         if not state.get("changed"):
             return
-        path = Path(state["path"])
-        backup = Path(state["backup"])
-        if not backup.is_file():
-            raise ActionError(f"cannot undo {path}: backup {backup} is gone")
-        m = state["meta"]
-        meta = FileMeta(int(m["mode"]), int(m["uid"]), int(m["gid"]))
-        if path.exists():
-            current = path.read_bytes()
-            if sha256(current) != state["sha_after"]:
-                # Someone edited the file after us: keep their version too, then restore.
-                kept = backup_file(path, ctx.state_dir / "backups", label=f"incident{ctx.incident_id}-pre-undo")
-                ctx.audit("set_config_undo_conflict", {"path": str(path), "kept": str(kept)})
-                log.warning("undo_over_foreign_edit", path=str(path), kept=str(kept))
-        restore_backup(backup, path, meta)
-        ctx.audit("set_config_undo", {"path": str(path), "backup": str(backup)})
-        log.info("config_restored", path=str(path), backup=str(backup))
+        change = state.get("change")
+        if change is None:
+            raise ActionError(
+                f"cannot undo {state['path']}: no file checkpoint saved; restore {state['backup']} by hand"
+            )
+        done = files.undo(change, ctx.state_dir / "backups", label=f"incident{ctx.incident_id}", now=ctx.clock.now())
+        if done.kept is not None:
+            ctx.audit(AuditKind.SET_CONFIG_UNDO_CONFLICT, {"path": state["path"], "kept": str(done.kept)})
+            log.warning("undo_over_foreign_edit", path=state["path"], kept=str(done.kept))
+        ctx.audit(AuditKind.SET_CONFIG_UNDO, {"path": state["path"], "backup": state["backup"], "note": done.note})
+        log.info("config_restored", path=state["path"], backup=state["backup"], note=done.note)
 
 
 __all__ = ["SetConfigAction", "SetConfigSettings", "env_get", "env_set"]
