@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from healer.app.usecases import Healer
     from healer.core.jobs import Job
     from healer.core.records import FixAttempt
+    from healer.rules.matcher import LineHit
     from healer.rules.patterns import Pattern
     from healer.store.db import Store
 
@@ -149,16 +150,22 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
         settings = {}
     res = load_pattern_dirs(dirs, settings)
     for err in res.errors:
-        print(f"ERROR {err}")
+        print(f"ERROR {err}", file=sys.stderr if args.json else sys.stdout)
     failures = check_examples(res.patterns)
     n_examples = sum(len(p.examples) + len(p.counter_examples) for p in res.patterns)
     for f in failures:
-        print(f"FAIL {f.pattern.file}:{f.pattern.line} [{f.pattern.id}] {f.problem}: {f.line!r}")
+        print(
+            f"FAIL {f.pattern.file}:{f.pattern.line} [{f.pattern.id}] {f.problem}: {f.line!r}",
+            file=sys.stderr if args.json else sys.stdout,
+        )
     print(
         f"{len(res.patterns)} patterns, {n_examples} examples checked, {len(failures)} failures, "
-        f"{len(res.errors)} bad files"
+        f"{len(res.errors)} bad files",
+        file=sys.stderr if args.json else sys.stdout,  # --json keeps stdout one verdict per line
     )
-    if args.log:
+    if args.log and args.json:
+        _verdicts_json(args.log, res.patterns, max_line)
+    elif args.log:
         matcher = Matcher(res.patterns)
         counts: Counter[str] = Counter()
         samples: dict[str, list[str]] = {}
@@ -181,6 +188,29 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
     if args.corpus:
         gate = _score_corpus(Path(args.corpus), res.patterns)
     return EXIT_FAIL if failures or res.errors or gate else EXIT_OK
+
+
+def _verdicts_json(log: str, patterns: Sequence[Pattern], max_line: int) -> None:
+    """One JSON object per input line: every pattern that matched (family, tier) and the one that won."""
+    from healer.app.lines import line_blocks
+    from healer.rules.matcher import Matcher, utf8_clean
+    from healer.rules.verdict import line_verdict
+
+    matcher = Matcher(patterns)
+    number = 0
+    with _open_log(log) as fh:
+        for block in line_blocks(fh, max_line):
+            data = utf8_clean(block.data)
+            by_start: dict[int, list[LineHit]] = {}
+            for hit in matcher.scan(data):
+                by_start.setdefault(hit.start, []).append(hit)
+            start = 0
+            while start < len(data):
+                end = data.find(b"\n", start)
+                end = len(data) if end < 0 else end
+                number += 1
+                sys.stdout.write(json.dumps(line_verdict(number, by_start.get(start, []))) + "\n")
+                start = end + 1
 
 
 def _score_corpus(root: Path, patterns: Sequence[Pattern]) -> list[str]:
@@ -328,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("paths", nargs="*", help="pattern files or directories (default: the configured ones)")
     tp.add_argument("--log", help="a log file to match, like fail2ban-regex")
     tp.add_argument("--samples", type=int, default=3, help="sample lines shown per pattern")
+    tp.add_argument("--json", action="store_true", help="with --log: one JSON verdict per input line (see README)")
     tp.add_argument(
         "--corpus", help="a labelled corpus directory (tests/data/corpus format): precision and recall per family"
     )

@@ -259,3 +259,20 @@ def test_test_pattern_scores_a_users_corpus(tmp_path: Path) -> None:
     assert r.returncode == 1 and "GATE " in r.stdout and "mine.yaml" in r.stdout
     r = healer("test-pattern", str(ROOT / "patterns"), "--corpus", str(tmp_path / "missing"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--corpus" in r.stderr
+
+
+def test_test_pattern_json_gives_one_verdict_per_input_line(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(
+        "INFO all good\n"
+        "redis.exceptions.ConnectionError: Error 111 connecting to localhost:6379. Connection refused.\n"
+        "OSError: [Errno 28] No space left on device\n"
+    )
+    r = healer("test-pattern", str(ROOT / "patterns"), "--log", str(log), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3]
+    assert rows[0] == {"line": 1, "matches": [], "winner": None}
+    assert rows[1]["winner"] == "redis-connection-refused"
+    assert {"pattern": "redis-connection-refused", "family": "redis_down", "tier": "auto"} in rows[1]["matches"]
+    assert rows[2]["matches"] and all(m["family"] == "disk_full" for m in rows[2]["matches"])
