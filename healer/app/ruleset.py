@@ -15,6 +15,7 @@ from typing import Any
 
 from healer.core.errors import PatternError
 from healer.remedy.registry import parse_action_sections, step_checker
+from healer.rules.matcher import Matcher
 from healer.rules.patterns import LoadResult, Pattern, load_patterns
 from healer.settings.load import load_settings
 from healer.settings.schema import Settings
@@ -42,4 +43,7 @@ def load_ruleset(config_path: Path, environ: Mapping[str, str] | None = None) ->
     """Raises ConfigError for a bad config; bad pattern files are reported, not fatal."""
     settings = typed_settings(load_settings(config_path, environ))
     res = load_pattern_dirs(settings.patterns_dirs, settings.actions)
+    # Compile exactly what the daemon's engine compiles, so `healer check` and a reload refuse
+    # a set that would otherwise crash the daemon at start (the old set stays in force).
+    Matcher(res.patterns)
     return Ruleset(settings, res.patterns, res.errors, res.files)

@@ -1,5 +1,15 @@
 """One exception tree for the whole package.
 
+    HealerError
+    ├── ConfigError       a config file, .env line or HEALER__ override is invalid (file, key, fix)
+    ├── PatternError      one pattern file is invalid; only that file is skipped
+    ├── PatternSetError   the patterns compile alone but not together (RE2's combined scan)
+    ├── ParamError        an action's parameters or settings are invalid at load time
+    ├── ActionError       a fix step failed while running
+    │   └── ActionRefused   a fix step must not run (allowlist, precondition, unsafe input)
+    ├── StoreError        the SQLite store cannot be opened or written
+    └── WebhookError      a webhook delivery is refused (with the HTTP status to answer)
+
 Callers (the CLI, the daemon's reload path, the webhook receiver) catch
 ``HealerError`` and show ``str(err)``, so every message must name the file or
 field at fault and say what to do about it.
@@ -29,6 +39,19 @@ class ConfigError(HealerError):
         if fix:
             msg += f" ({fix})"
         super().__init__(msg)
+
+
+class PatternSetError(HealerError):
+    """Every pattern compiles alone, but not all of them together in RE2's combined scan."""
+
+    def __init__(self, count: int, problem: str) -> None:
+        self.count = count
+        self.problem = problem
+        super().__init__(
+            f"the {count} patterns in force do not compile together into RE2's combined scan ({problem}); "
+            "simplify or remove the largest patterns (bounded repetitions such as {1,40} repeated many times "
+            "cost the most)"
+        )
 
 
 class PatternError(HealerError):

@@ -17,6 +17,7 @@ from typing import Any
 
 import re2
 
+from healer.core.errors import PatternSetError
 from healer.rules.patterns import Pattern, re2_options
 
 _UNANCHORED: Any = re2._Anchor.UNANCHORED
@@ -65,11 +66,15 @@ class Matcher:
         opts.max_mem = 256 << 20
         # (?m) so ^ and $ mean line start/end inside the buffer, as they do per line.
         alternation = "|".join(f"(?:{p.regex})" for p in self.patterns)
-        self._scan = re2.compile(f"(?m){alternation}".encode(), opts)
-        self._set = re2.Set.SearchSet(re2_options())
-        for p in self.patterns:
-            self._set.Add(p.regex.encode())
-        self._set.Compile()
+        try:
+            self._scan = re2.compile(f"(?m){alternation}".encode(), opts)
+            self._set = re2.Set.SearchSet(re2_options())
+            for p in self.patterns:
+                self._set.Add(p.regex.encode())
+            self._set.Compile()
+        except re2.error as exc:
+            # Each pattern compiled alone; together they can exceed RE2's memory bound.
+            raise PatternSetError(len(self.patterns), str(exc)) from None
 
     def scan(self, data: bytes) -> Iterator[LineHit]:
         """Yield hits for complete lines in ``data`` (lines end in b'\\n'), in order."""

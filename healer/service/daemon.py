@@ -92,12 +92,9 @@ class Daemon:
             log.error("config_invalid", error=str(exc))
             return 2
         configure_logging(rules.settings.log_level)
-        if "HEALER__KILL_SWITCH" in os.environ:
-            log.warning(
-                "kill_switch_from_environment",
-                value=os.environ["HEALER__KILL_SWITCH"],
-                note="HEALER__KILL_SWITCH overrides the config file; editing kill_switch there has no effect",
-            )
+        for override in rules.settings.overrides:
+            # From .env or the environment, they beat the file: editing that key in the YAML has no effect.
+            log.warning("config_overridden", override=override, note="this key is not read from the config file")
         for err in rules.pattern_errors:
             log.error("pattern_file_rejected", error=str(err))
         s = rules.settings
