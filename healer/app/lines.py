@@ -24,17 +24,31 @@ class Block:
     cut: int  # lines in ``data`` that were longer than max_line and were cut
 
 
-def _cut_long(data: bytes, max_line: int) -> tuple[bytes, int, int]:
-    """``data`` (whole lines) with every line cut to ``max_line`` bytes, its line count, the lines cut.
+def _has_long_line(data: bytes, max_line: int) -> bool:
+    """Whether a line of ``data`` (whole lines) is longer than ``max_line``, without splitting it.
 
-    One C-level split and ``max`` when no line is long, which is nearly always.
+    A line longer than ``max_line`` covers a whole aligned window of ``max_line // 2``
+    bytes, so one ``find`` per window (about 256 per 8 MiB block, each stopping at the
+    first newline) finds every candidate; only those are measured.
     """
+    w = max(1, max_line // 2)
+    for k in range(0, len(data), w):
+        if data.find(b"\n", k, k + w) < 0:
+            start = data.rfind(b"\n", 0, k) + 1
+            end = data.find(b"\n", k)
+            if (len(data) if end < 0 else end) - start > max_line:
+                return True
+    return False
+
+
+def _cut_long(data: bytes, max_line: int) -> tuple[bytes, int, int]:
+    """``data`` (whole lines) with every line cut to ``max_line`` bytes, its line count, the lines cut."""
+    if not _has_long_line(data, max_line):
+        # Same count as data.count(b"\n"), ~3x faster: replace() finds newlines with memchr.
+        return data, len(data) - len(data.replace(b"\n", b"")), 0
     parts = data.split(b"\n")
-    lines = len(parts) - 1
-    if max(map(len, parts)) <= max_line:
-        return data, lines, 0
     cut = sum(1 for p in parts if len(p) > max_line)
-    return b"\n".join(p[:max_line] for p in parts), lines, cut
+    return b"\n".join(p[:max_line] for p in parts), len(parts) - 1, cut
 
 
 def line_blocks(fh: BinaryIO, max_line: int, size: int = BLOCK_BYTES) -> Iterator[Block]:
