@@ -108,7 +108,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except HealerError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from healer.rules.patterns import check_examples
+    from healer.rules.samples import check_examples
 
     failures = check_examples(rules.patterns)
     for err in rules.pattern_errors:
@@ -131,7 +131,7 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
     from healer.app.lines import line_blocks
     from healer.app.ruleset import load_pattern_dirs
     from healer.rules.matcher import Matcher
-    from healer.rules.patterns import check_examples
+    from healer.rules.samples import check_examples
     from healer.settings.schema import SourcesSettings
 
     dirs = [Path(p) for p in args.paths]

@@ -8,7 +8,8 @@ import pytest
 
 from healer.app.ruleset import load_pattern_dirs, typed_settings
 from healer.core.paths import bundled_patterns_dir
-from healer.rules.patterns import check_examples, load_file
+from healer.rules.patterns import load_file
+from healer.rules.samples import check_examples
 from healer.settings.load import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

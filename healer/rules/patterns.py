@@ -383,30 +383,3 @@ def load_patterns(dirs: Sequence[Path], check_step: StepCheck | None = None) -> 
             seen[p.id] = str(path)
         patterns.extend(loaded)
     return LoadResult(tuple(patterns), tuple(errors), tuple(str(f) for f in files))
-
-
-@dataclass(frozen=True)
-class ExampleFailure:
-    pattern: Pattern
-    line: str
-    problem: str
-
-
-def check_examples(patterns: Iterable[Pattern]) -> list[ExampleFailure]:
-    """fail2ban-style: every pattern carries sample lines, and they must behave."""
-    failures = []
-    for p in patterns:
-        if not p.examples:
-            failures.append(ExampleFailure(p, "", "has no examples; add at least one real log line"))
-        for ex in p.examples:
-            got = p.search(ex.line)
-            if got is None:
-                failures.append(ExampleFailure(p, ex.line, "example does not match"))
-            elif ex.groups:
-                for k, want in ex.groups.items():
-                    if got.get(k) != want:
-                        failures.append(ExampleFailure(p, ex.line, f"group {k!r} is {got.get(k)!r}, expected {want!r}"))
-        for line in p.counter_examples:
-            if p.search(line) is not None:
-                failures.append(ExampleFailure(p, line, "counter-example matches"))
-    return failures
