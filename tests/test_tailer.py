@@ -1,4 +1,4 @@
-"""Tests for healer.sources.files: real files, real rotations, real watchdog observer.
+"""Tests for healer.sources.tail: real files, real rotations, real watchdog observer.
 
 Nothing sleeps for long: every wait is a condition wait capped at WAIT seconds,
 so a passing run is fast and a failing run fails in seconds, not minutes.
@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healer.core.batch import Chunk, Offset
-from healer.sources.files import FileSpec, FileTailer, head_hash
+from healer.sources.tail import FileSpec, FileTailer, head_hash
 
 WAIT = 2.0
 
