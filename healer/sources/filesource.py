@@ -70,6 +70,7 @@ class FileSource:
             max_line_bytes=s.max_line_bytes,
             max_catchup_age=s.max_catchup_age,
             clock=self._clock.now,
+            monotonic=self._clock.monotonic,
         )
         self.tailer.start()
         # problems() takes the tailer's lock, which its poll thread holds while it waits for the
