@@ -114,6 +114,7 @@ class FileTailer:
 
         # Cross-thread signalling (observer/timer thread -> poll thread).
         self._wakeup = Wakeup(on_wakeup, rescan_interval)
+        # Per-file reads and sink calls; only ever called under self._lock.
         self._drainer = Drainer(
             sink,
             max_line=max_line_bytes,
