@@ -1,4 +1,4 @@
-"""Fuzz the tailer's pure line splitter, healer.sources.files._split_lines.
+"""Fuzz the tailer's pure line splitter, healer.sources.tail.lines.split_lines.
 
 Invariants: no exception; every output line ends in b"\\n"; the new position
 never goes backwards nor past the bytes seen; kept bytes are bounded by
@@ -16,7 +16,7 @@ import atheris
 from _common import seed_args
 
 with atheris.instrument_imports():
-    from healer.sources.files import _split_lines
+    from healer.sources.tail.lines import split_lines
 
 
 def _reference(stream: bytes, max_line: int) -> tuple[list[bytes], int]:
@@ -42,7 +42,7 @@ def TestOneInput(data: bytes) -> None:
         i += s
     chunks.append(stream[i:])
     for chunk in chunks:
-        out, new_pos, cut, new_buf, new_skip = _split_lines(buf, skipping, chunk, scan, pos, max_line)
+        out, new_pos, cut, new_buf, new_skip = split_lines(buf, skipping, chunk, scan, pos, max_line)
         seen = scan + len(chunk)
         assert pos <= new_pos <= seen, (pos, new_pos, seen)
         assert len(out) <= new_pos - pos + cut, (len(out), new_pos, pos, cut)

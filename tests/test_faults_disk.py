@@ -17,7 +17,7 @@ import structlog
 from torture._engine import make_engine
 
 from healer.core.clock import FakeClock
-from healer.sources.files import FileSpec, FileTailer
+from healer.sources.tail import FileSpec, FileTailer
 
 PATTERN = {"id": "fault-err", "regex": r"FAULT-ERR n=(?P<n>\d+)", "approval": "never", "group_by": []}
 

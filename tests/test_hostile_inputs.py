@@ -20,7 +20,7 @@ from healer.app.reports import errors_text, explain_text
 from healer.core.errors import ConfigError, PatternError
 from healer.core.paths import bundled_patterns_dir
 from healer.rules.patterns import load_file, load_patterns
-from healer.sources.files import FileSpec, FileTailer
+from healer.sources.tail import FileSpec, FileTailer
 
 DATA = Path(__file__).parent / "data" / "hostile"
 YAMLS = sorted((DATA / "yaml").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""Tests for healer.sources.files: real files, real rotations, real watchdog observer.
+"""Tests for healer.sources.tail: real files, real rotations, real watchdog observer.
 
 Nothing sleeps for long: every wait is a condition wait capped at WAIT seconds,
 so a passing run is fast and a failing run fails in seconds, not minutes.
@@ -20,7 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from healer.core.batch import Chunk, Offset
-from healer.sources.files import FileSpec, FileTailer, head_hash
+from healer.core.clock import FakeClock
+from healer.sources.tail import FileSpec, FileTailer, head_hash
+from healer.sources.tail.rotation import ROTATE_LINGER
 
 WAIT = 2.0
 
@@ -434,6 +436,39 @@ def test_rename_rotation_while_running(tmp_path: Path, rec: Recorder, running) -
     firsts = [c for c in rec.chunks if c.offset.inode == log.stat().st_ino]
     assert firsts[0].rotated
     assert rec.offsets[str(log)].inode == log.stat().st_ino
+
+
+def test_renamed_file_lingers_until_the_injected_monotonic_clock_passes_the_deadline(
+    tmp_path: Path, rec: Recorder
+) -> None:
+    """While the new file is empty the writer may still append to the renamed one; after
+    ROTATE_LINGER it is drained one last time (its unfinished line handed out) and closed."""
+    clk = FakeClock()
+    log = tmp_path / "app.log"
+    old = tmp_path / "app.log.1"
+    append(log, b"a\n")
+    t = tailer(tmp_path, rec, monotonic=clk.monotonic)
+    t.poll()
+    os.rename(log, old)
+    log.touch()  # logrotate's create: empty until the writer reopens
+    append(old, b"b\nc")
+    t.poll()
+    clk.advance(ROTATE_LINGER - 1)
+    t.poll()
+    assert rec.lines() == [b"a", b"b"]  # still lingering: "c" may yet be finished
+    append(old, b"d\n")
+    t.poll()
+    assert rec.lines() == [b"a", b"b", b"cd"]
+    append(old, b"e")
+    clk.advance(1)
+    t.poll()
+    assert rec.lines() == [b"a", b"b", b"cd", b"e"]  # final drain: the writer moved on
+    append(old, b"f\n")
+    append(log, b"g\n")
+    t.poll()
+    assert rec.lines() == [b"a", b"b", b"cd", b"e", b"g"]  # the old file is closed
+    firsts = [c for c in rec.chunks if c.offset.inode == log.stat().st_ino]
+    assert firsts[0].rotated and firsts[0].start == 0
 
 
 def test_copytruncate_while_running(tmp_path: Path, rec: Recorder, running) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """The file tailer as a :class:`~healer.sources.base.Source`.
 
-:class:`~healer.sources.files.FileTailer` is torture-tested and stays as it
+:class:`~healer.sources.tail.FileTailer` is torture-tested and stays as it
 is: it calls a *synchronous* sink from its own poll thread, in file order, and
 offers a chunk again when the sink raises. This adapter bridges that sink to
 the daemon's async one: the poll thread waits for the loop to commit the
@@ -19,7 +19,7 @@ import structlog
 from healer.core.batch import Chunk
 from healer.settings.schema import SourcesSettings
 from healer.sources.base import Checkpoints, Sink, SourceContext
-from healer.sources.files import FileSpec, FileTailer
+from healer.sources.tail import FileSpec, FileTailer
 
 log = structlog.get_logger("healer.sources.filesource")
 
@@ -70,6 +70,7 @@ class FileSource:
             max_line_bytes=s.max_line_bytes,
             max_catchup_age=s.max_catchup_age,
             clock=self._clock.now,
+            monotonic=self._clock.monotonic,
         )
         self.tailer.start()
         # problems() takes the tailer's lock, which its poll thread holds while it waits for the

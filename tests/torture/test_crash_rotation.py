@@ -42,7 +42,7 @@ FILES = {"a": "rename", "b": "copytruncate", "c": "recreate"}
 
 
 def _head_hash(path: Path) -> str:
-    """Same as healer.sources.files.head_hash over the file's first line."""
+    """Same as healer.sources.tail.head_hash over the file's first line."""
     try:
         with path.open("rb") as fh:
             data = fh.read(256)
