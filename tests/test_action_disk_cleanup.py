@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest_actions import Recorder, make_ctx
+from support.actions import Recorder, make_ctx
 
 from healer.core.errors import ActionRefused, ParamError
 from healer.core.proc import Runner

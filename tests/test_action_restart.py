@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest_actions import make_ctx
+from support.actions import make_ctx
 
 from healer.core.clock import FakeClock
 from healer.core.errors import ActionError, ActionRefused, ParamError

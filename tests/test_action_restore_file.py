@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest_actions import make_ctx
+from support.actions import make_ctx
 
 from healer.core.errors import ActionRefused, ParamError
 from healer.remedy.builtin.restore_file import RestoreFileAction

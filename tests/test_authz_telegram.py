@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_telegram import FakeTelegram
+from support.fake_telegram import FakeTelegram
 from test_telegram_e2e import CHAT, STRANGER, Healer
 
 # (what the person types, a needle in the allowed chat's answer)

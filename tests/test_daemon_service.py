@@ -12,9 +12,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from notify_socket import NotifySocket
 from prometheus_client.parser import text_string_to_metric_families
 from support.daemon import Daemon, append, base_config, wait_for
+from support.notify_socket import NotifySocket
 
 
 def free_port() -> int:

@@ -7,73 +7,15 @@ windows (threshold, cooldown, verify, budget, approval TTL) take no wall time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from bot_rig import make_healer
+from support.bot_rig import make_healer
+from support.engine import build, feed, pat, reasons, run_jobs
 
 from healer.app.reports import history_text
-from healer.app.ruleset import load_ruleset
-from healer.core.clock import FakeClock
 from healer.core.enums import ApprovalState, AuditKind, IncidentStatus, Outcome, Reason, SettleStatus, Verdict
 from healer.core.jobs import FixJob, UndoJob
-from healer.core.proc import Runner
 from healer.core.records import Event
-from healer.engine.engine import Engine
-from healer.store.db import Store
-
-
-def build(tmp: Path, patterns: list[dict[str, Any]], **cfg: Any) -> tuple[Engine, FakeClock]:
-    (tmp / "patterns").mkdir(parents=True, exist_ok=True)
-    (tmp / "patterns" / "p.yaml").write_text(yaml.safe_dump({"patterns": patterns}))
-    config = {
-        "state_dir": str(tmp / "state"),
-        "patterns_dirs": [str(tmp / "patterns")],
-        "engine": {"verify_window": 10, "fix_budget_per_hour": 100, "breaker_failures": 100},
-        "actions": {"command": {"commands": {"ok": ["true"], "fail": ["false"]}}},
-        "telegram": {"token_env": "HEALER_TEST_NONE"},
-    }
-    for k, v in cfg.items():
-        if isinstance(v, dict) and isinstance(config.get(k), dict):
-            config[k] = {**config[k], **v}  # type: ignore[dict-item]
-        else:
-            config[k] = v
-    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
-    rules = load_ruleset(tmp / "config.yaml")
-    assert rules.pattern_errors == (), rules.pattern_errors
-    clock = FakeClock()
-    return Engine(
-        rules.settings, rules.patterns, Store(tmp / "state" / "healer.db"), clock=clock, runner=Runner()
-    ), clock
-
-
-def pat(pid: str = "boom", **over: Any) -> dict[str, Any]:
-    p = {
-        "id": pid,
-        "severity": "high",
-        "regex": "BOOM (?P<what>[a-z]+)",
-        "remediation": [{"action": "command", "params": {"command": "ok"}}],
-        "threshold": 1,
-        "cooldown": 0,
-        "max_attempts": 3,
-        "approval": "auto",
-        "examples": ["BOOM x"],
-    }
-    p.update(over)
-    return p
-
-
-def feed(engine: Engine, *lines: str) -> Any:
-    return engine.ingest_buffer("".join(line + "\n" for line in lines).encode(), "app", "test.log", source="file")
-
-
-def reasons(engine: Engine) -> list[tuple[str, str, int]]:
-    return [(d.verdict.value, d.reason.value, n) for d, n in engine.store.decision_counts()]
-
-
-def run_jobs(engine: Engine, res: Any) -> list[Any]:
-    return [engine.run_job(j) for j in res.jobs]
 
 
 def test_threshold_then_act_then_verify_window_success(tmp_path: Path) -> None:
@@ -232,11 +174,6 @@ def test_crash_recovery_settles_running_attempts(tmp_path: Path) -> None:
     [recovered] = engine.store.audit_entries(AuditKind.FIX_RECOVERED)
     assert recovered.detail == {"attempt": aid, "outcome": "failed"}
     assert engine.store.held_locks() == []
-
-
-pip_fixtures = pytest.importorskip("test_action_pip_install")
-wheelhouse = pip_fixtures.wheelhouse
-venv_python = pip_fixtures.venv_python
 
 
 def test_chain_pip_install_then_failing_restart_is_rolled_back(tmp_path: Path, venv_python: Path,

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from support.daemon import Daemon, append, base_config, wait_for
+from support.engine import build, feed, pat, run_jobs
 from support.webhooks import serving, settings
 
 from healer.core.clock import FakeClock
@@ -173,8 +174,6 @@ def test_state_dir_full_then_freed(tmp_path: Path) -> None:
 
 
 def test_clock_backwards_keeps_cooldown_and_no_negative_durations(tmp_path: Path) -> None:
-    from test_engine import build, feed, pat, run_jobs
-
     engine, clock = build(tmp_path, [pat(cooldown=600, max_attempts=10)], engine={"verify_window": 10})
     assert isinstance(clock, FakeClock)
     res = feed(engine, "BOOM a")

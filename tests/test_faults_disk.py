@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import structlog
-from torture._engine import make_engine
+from support.engine import make_engine
 
 from healer.core.clock import FakeClock
 from healer.sources.files import FileSpec, FileTailer

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from torture._engine import make_engine
+from support.engine import make_engine
 
 from healer.core.clock import FakeClock
 from healer.core.enums import AuditKind, Outcome

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from torture._engine import make_engine
+from support.engine import make_engine
 
 from healer.core.enums import Outcome
 from healer.core.jobs import FixJob

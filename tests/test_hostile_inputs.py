@@ -13,8 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from bot_rig import make_healer
-from torture._engine import make_engine
+from support.bot_rig import make_healer
+from support.engine import make_engine
 
 from healer.app.reports import errors_text, explain_text
 from healer.core.errors import ConfigError, PatternError

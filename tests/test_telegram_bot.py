@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot_rig import CHAT, Rig, plain, running_bot
+from support.bot_rig import CHAT, Rig, plain, running_bot
 
 from healer.core.enums import IncidentStatus, Reason, Severity, Verdict
 from healer.core.notices import Notice, NoticeKind

@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 import yaml
-from fake_telegram import FakeTelegram
+from support.fake_telegram import FakeTelegram
 
 CHAT = 111
 STRANGER = 666
