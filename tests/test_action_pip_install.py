@@ -39,7 +39,16 @@ def test_missing_module_installed_verified_and_undone(venv_python: Path, wheelho
     assert action.target(ctx) == f"venv:{venv_python}"
     action.check(ctx)
     assert not runner.history  # check() starts nothing
-    before = action.verify(ctx, {"python": str(venv_python), "module": "healer_demo_pkg.sub", "package": "x"})
+    before = action.verify(
+        ctx,
+        {
+            "python": str(venv_python),
+            "module": "healer_demo_pkg.sub",
+            "package": "x",
+            "spec": "x",
+            "was_installed": False,
+        },
+    )
     assert not before.ok
     state = action.apply(ctx)
     assert state["was_installed"] is False

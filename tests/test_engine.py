@@ -10,10 +10,19 @@ from pathlib import Path
 
 import pytest
 from support.bot_rig import make_healer
-from support.engine import build, feed, pat, reasons, run_jobs
+from support.engine import build, feed, pat, reasons, run_fix, run_jobs
 
 from healer.app.reports import history_text
-from healer.core.enums import ApprovalState, AuditKind, IncidentStatus, Outcome, Reason, SettleStatus, Verdict
+from healer.core.enums import (
+    ApprovalState,
+    AuditKind,
+    IncidentStatus,
+    Outcome,
+    Reason,
+    SettleStatus,
+    SourceName,
+    Verdict,
+)
 from healer.core.jobs import FixJob, UndoJob
 from healer.core.records import Event
 
@@ -25,7 +34,7 @@ def test_threshold_then_act_then_verify_window_success(tmp_path: Path) -> None:
     assert feed(engine, "BOOM a", "BOOM a").jobs == []
     res = feed(engine, "BOOM a")
     assert [type(j) for j in res.jobs] == [FixJob]
-    attempt = run_jobs(engine, res)[0]
+    attempt = run_fix(engine, res)
     assert attempt.outcome is Outcome.VERIFYING
     assert reasons(engine) == [("skip", "threshold", 3), ("act", "ok", 1)]
     clock.advance(11)
@@ -63,7 +72,7 @@ def test_failing_fix_escalates_after_max_attempts_and_trips_breaker(tmp_path: Pa
         engine={"breaker_failures": 2},
     )
     for _ in range(2):
-        [a] = run_jobs(engine, feed(engine, "BOOM a"))
+        a = run_fix(engine, feed(engine, "BOOM a"))
         assert a.outcome is Outcome.FAILED
         clock.advance(1)
     inc = engine.store.incidents()[0]
@@ -105,7 +114,8 @@ def test_approval_once_and_expiry(tmp_path: Path) -> None:
     settled = engine.settle_approval(d.id, True, "telegram:1")
     job = settled.job
     assert settled.status is SettleStatus.OK and job is not None and job.groups["what"] == "a"
-    assert engine.run_job(job).outcome is Outcome.VERIFYING
+    attempt = engine.run_job(job)
+    assert attempt is not None and attempt.outcome is Outcome.VERIFYING
     again = engine.settle_approval(d.id, True, "telegram:1")
     assert again.status is SettleStatus.DONE and again.job is None
     feed(engine, "BOOM b")
@@ -137,11 +147,11 @@ def test_one_fault_three_sources_one_incident_one_fix(tmp_path: Path) -> None:
     jobs = feed(engine, f"2026-11-22 ERROR app: {msg}").jobs
     for j in jobs:
         engine.run_job(j)
-    jobs = engine.ingest_events([Event("sentry", "app", msg, 1.0, source_id="issue-1:ev-1")]).jobs
+    jobs = engine.ingest_events([Event(SourceName.SENTRY, "app", msg, 1.0, source_id="issue-1:ev-1")]).jobs
     jobs += engine.ingest_events(
         [
             Event(
-                "alertmanager",
+                SourceName.ALERTMANAGER,
                 "redis",
                 "RedisDown on host1",
                 1.0,
@@ -155,10 +165,14 @@ def test_one_fault_three_sources_one_incident_one_fix(tmp_path: Path) -> None:
     assert inc.sources == ("alertmanager", "file", "sentry") and inc.count == 3
     assert history_text(make_healer(engine).history()).startswith("Fix attempts: 1 total")
     # A re-delivery of the same alert is dropped; a resolved alert closes the incident.
-    engine.ingest_events([Event("alertmanager", "redis", "RedisDown", 1.0, source_id="fp1:2026-11-22T10:00:00Z")])
+    engine.ingest_events(
+        [Event(SourceName.ALERTMANAGER, "redis", "RedisDown", 1.0, source_id="fp1:2026-11-22T10:00:00Z")]
+    )
     assert engine.store.incidents()[0].count == 3
-    engine.ingest_events([Event("alertmanager", "redis", "RedisDown", 2.0, source_id="fp1:2026-11-22T10:00:00Z",
-                                resolved=True)])  # fmt: skip
+    resolved = Event(
+        SourceName.ALERTMANAGER, "redis", "RedisDown", 2.0, source_id="fp1:2026-11-22T10:00:00Z", resolved=True
+    )
+    engine.ingest_events([resolved])
     assert engine.store.incidents()[0].status is IncidentStatus.RESOLVED
 
 
@@ -197,7 +211,7 @@ def test_chain_pip_install_then_failing_restart_is_rolled_back(tmp_path: Path, v
             "restart": {"manager": "command", "units": {"app": {"argv": ["false"], "status_argv": ["false"]}}},
         },
     )  # fmt: skip
-    [attempt] = run_jobs(engine, feed(engine, "ModuleNotFoundError: No module named 'healer_demo_pkg'"))
+    attempt = run_fix(engine, feed(engine, "ModuleNotFoundError: No module named 'healer_demo_pkg'"))
     assert attempt.outcome is Outcome.ROLLED_BACK, attempt
     assert [(s.action, s.outcome.value) for s in attempt.steps] == [
         ("pip_install", "succeeded"), ("restart", "failed"), ("pip_install", "rolled_back"),
@@ -209,7 +223,7 @@ def test_chain_pip_install_then_failing_restart_is_rolled_back(tmp_path: Path, v
 def test_a_fault_fixed_every_week_is_not_escalated(tmp_path: Path) -> None:
     engine, clock = build(tmp_path, [pat(max_attempts=2)])
     for week in range(4):
-        [a] = run_jobs(engine, feed(engine, "BOOM a"))
+        a = run_fix(engine, feed(engine, "BOOM a"))
         assert a is not None and a.outcome is Outcome.VERIFYING, (week, reasons(engine))
         clock.advance(20)
         engine.finalize_due()
@@ -293,7 +307,7 @@ def test_set_config_reverts_after_its_time(tmp_path: Path) -> None:
                  "set_config": {"revert_after": "1h",
                                 "files": {"app": {"path": str(env), "keys": {"MODEL": ["fallback"]}}}}},
     )  # fmt: skip
-    [a] = run_jobs(engine, feed(engine, "HTTPError: 429 Too Many Requests"))
+    a = run_fix(engine, feed(engine, "HTTPError: 429 Too Many Requests"))
     assert a.outcome is Outcome.VERIFYING and "MODEL=fallback" in env.read_text()
     clock.advance(1800)
     assert engine.due_reverts() == []
@@ -327,7 +341,7 @@ def test_every_log_line_of_a_fix_names_its_incident_attempt_and_pattern(tmp_path
     # capture_logs() would drop merge_contextvars, the processor under test; keep it in front of the capture.
     structlog.configure(processors=[structlog.contextvars.merge_contextvars, cap])
     try:
-        [attempt] = run_jobs(engine, res)
+        attempt = run_fix(engine, res)
     finally:
         structlog.configure(**old)
     events = [e["event"] for e in cap.entries]

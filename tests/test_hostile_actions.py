@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import subprocess
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.engine import make_engine
@@ -47,7 +49,7 @@ TARGETS = {
 class RecordingRunner(Runner):
     """Records what would have run; runs nothing, reports failure."""
 
-    def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
+    def run(self, argv: Sequence[str], **kw: object) -> ProcResult:
         res = ProcResult(tuple(argv), 1, "", "not run in tests", 0.0)
         with self._lock:
             self.history.append(res)
@@ -95,9 +97,9 @@ STATS: Counter[str] = Counter()
 
 
 @pytest.mark.parametrize("value", VALUES)
-def test_hostile_group_never_reaches_a_process(value: str, env: dict[str, object], tmp_path: Path) -> None:
+def test_hostile_group_never_reaches_a_process(value: str, env: dict[str, Any], tmp_path: Path) -> None:
     runner = RecordingRunner()
-    engine = make_engine(tmp_path, env["patterns"], env["actions"], runner=runner)  # type: ignore[arg-type]
+    engine = make_engine(tmp_path, env["patterns"], env["actions"], runner=runner)
     data = "".join(f"ERROR HX-{name.upper()} value={value}\n" for name in TARGETS).encode("utf-8", "surrogateescape")
     res = engine.ingest_buffer(data, "app", "hostile")
     jobs = [j for j in res.jobs if isinstance(j, FixJob)]

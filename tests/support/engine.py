@@ -6,16 +6,17 @@ config and a pattern file and loads them through the real ruleset loader, as the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from healer.app.ruleset import load_ruleset, typed_settings
+from healer.core.batch import Chunk
 from healer.core.clock import Clock, FakeClock
 from healer.core.enums import SourceName
-from healer.core.jobs import IngestResult
+from healer.core.jobs import FixJob, IngestResult
 from healer.core.proc import Runner
 from healer.core.records import FixAttempt
 from healer.engine.engine import Engine
@@ -67,7 +68,7 @@ def build(tmp: Path, patterns: list[dict[str, Any]], **cfg: Any) -> tuple[Engine
     }
     for k, v in cfg.items():
         if isinstance(v, dict) and isinstance(config.get(k), dict):
-            config[k] = {**config[k], **v}  # type: ignore[dict-item]
+            config[k] = {**config[k], **v}  # type: ignore[dict-item]  # config mixes str and dict values
         else:
             config[k] = v
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
@@ -107,3 +108,21 @@ def reasons(engine: Engine) -> list[tuple[str, str, int]]:
 
 def run_jobs(engine: Engine, res: IngestResult) -> list[FixAttempt | None]:
     return [engine.run_job(j) for j in res.jobs]
+
+
+def run_fix(engine: Engine, res: IngestResult) -> FixAttempt:
+    """Run the one job of ``res``, which must be a fix that starts, and return its attempt."""
+    [job] = res.jobs
+    assert isinstance(job, FixJob), job
+    attempt = engine.run_job(job)
+    assert attempt is not None, "the fix did not start"
+    return attempt
+
+
+def chunk_sink(engine: Engine) -> Callable[[Chunk], None]:
+    """A FileTailer sink into ``engine``, as the daemon's file source wires one (the result is not the tailer's)."""
+
+    def sink(chunk: Chunk) -> None:
+        engine.ingest_chunk(chunk)
+
+    return sink
