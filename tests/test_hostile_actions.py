@@ -115,17 +115,17 @@ def test_hostile_group_never_reaches_a_process(value: str, env: dict[str, Any], 
     # (``No module named 'requests.whl'`` is fixed by installing requests: argv has only the allowlisted name).
     dotted_ok = "." in value and value.split(".", 1)[0] in ALLOWED_TOKENS
     assert runner.history == [] or dotted_ok, [r.argv for r in runner.history]
-    rows = engine.store.query("SELECT outcome, detail, steps FROM fix_attempts")
+    attempts = engine.store.attempts(limit=10_000)
     STATS["tried"] += len(TARGETS)
-    for r in rows:
-        if dotted_ok and r["outcome"] != "refused":
+    for a in attempts:
+        if dotted_ok and a.outcome is not Outcome.REFUSED:
             STATS["allowlisted_top_level_module"] += 1
             continue
-        assert r["outcome"] in ("refused", "failed", "rolled_back"), dict(r)
-        assert r["detail"], dict(r)
-        STATS["refused" if r["outcome"] == "refused" else "failed"] += 1
+        assert a.outcome in (Outcome.REFUSED, Outcome.FAILED, Outcome.ROLLED_BACK), a
+        assert a.detail, a
+        STATS["refused" if a.outcome is Outcome.REFUSED else "failed"] += 1
     # A line whose group the regex cannot capture (empty value) never decides to act: also no process.
-    STATS["no_attempt"] += len(TARGETS) - len(rows)
+    STATS["no_attempt"] += len(TARGETS) - len(attempts)
     engine.store.close()
 
 
