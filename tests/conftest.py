@@ -12,10 +12,17 @@ from pathlib import Path
 
 import pytest
 from support.pip import build_wheelhouse, make_venv
+from support.tally import TALLIES
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", default=False, help="run the long torture modes (100 kills)")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for name, counts in TALLIES.items():
+        if counts:
+            terminalreporter.write_line(f"{name}: {dict(counts)}")
 
 
 # Module scope: a test installs into the venv and undoes it; a fresh venv per module keeps a

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import html
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from support.bot_rig import make_healer
 from support.engine import chunk_sink, make_engine
+from support.tally import tally
 
 from healer.app.reports import errors_text, explain_text
 from healer.core.errors import ConfigError, PatternError
@@ -26,7 +26,7 @@ from healer.telegram.render import bold, esc
 DATA = Path(__file__).parent / "data" / "hostile"
 YAMLS = sorted((DATA / "yaml").glob("*.yaml"))
 PWNED = Path("/tmp/healer-pwned")
-STATS: Counter[str] = Counter()
+STATS = tally("hostile input cases")
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
@@ -149,7 +149,3 @@ def test_chat_markup_and_ansi_escaped_in_reports(tmp_path: Path) -> None:
         out = esc(h)
         assert "<" not in out and ">" not in out, (h, out)
         assert bold(h) == f"<b>{out}</b>"
-
-
-def test_zz_hostile_inputs_summary() -> None:
-    print(f"hostile input cases: {dict(STATS)} total={sum(STATS.values())}")
