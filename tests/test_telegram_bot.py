@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import pytest
 from support.bot_rig import CHAT, Rig, plain, running_bot
+from support.telegram_daemon import ASK
 
 from healer.core.enums import IncidentStatus, Reason, Severity, Verdict
 from healer.core.notices import Notice, NoticeKind
@@ -18,16 +19,6 @@ from healer.core.records import Decision, Incident
 from healer.telegram.app import approval_keyboard
 from healer.telegram.outbox import OUTBOX_MAX, Outbox, Outgoing
 
-ASK = {
-    "id": "tg-ask",
-    "description": "Fixable, but only after a human says so.",
-    "severity": "high",
-    "regex": r"ASKME failure (?P<what>\w+)",
-    "remediation": [{"action": "command", "params": {"command": "ok"}}],
-    "approval": "ask",
-    "cooldown": 0,
-    "examples": ["ASKME failure now"],
-}
 AUTO = {
     **ASK,
     "id": "tg-auto",

@@ -19,6 +19,18 @@ from support.fake_telegram import FakeTelegram
 CHAT = 111
 STRANGER = 666
 
+# Waits for a human: also the in-process bot tests' pattern.
+ASK: dict[str, Any] = {
+    "id": "tg-ask",
+    "description": "Fixable, but only after a human says so.",
+    "severity": "high",
+    "regex": r"ASKME failure (?P<what>\w+)",
+    "remediation": [{"action": "command", "params": {"command": "ok"}}],
+    "approval": "ask",
+    "cooldown": 0,
+    "examples": ["ASKME failure now"],
+}
+
 PATTERNS = {
     "patterns": [
         {
@@ -47,16 +59,7 @@ PATTERNS = {
             "cooldown": 0,
             "examples": ["FIXME failure now"],
         },
-        {
-            "id": "tg-ask",
-            "description": "Fixable, but only after a human says so.",
-            "severity": "high",
-            "regex": r"ASKME failure (?P<what>\w+)",
-            "remediation": [{"action": "command", "params": {"command": "ok"}}],
-            "approval": "ask",
-            "cooldown": 0,
-            "examples": ["ASKME failure now"],
-        },
+        ASK,
     ]
 }
 
