@@ -8,8 +8,30 @@ the initial test directory's conftest, so it lives here rather than in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from support.pip import build_wheelhouse, make_venv
+from support.tally import TALLIES
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", default=False, help="run the long torture modes (100 kills)")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for name, counts in TALLIES.items():
+        if counts:
+            terminalreporter.write_line(f"{name}: {dict(counts)}")
+
+
+# Module scope: a test installs into the venv and undoes it; a fresh venv per module keeps a
+# failure in one module from leaking an installed package into another.
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheelhouse(tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheelhouse"))
+
+
+@pytest.fixture(scope="module")
+def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_venv(tmp_path_factory.mktemp("venv"))

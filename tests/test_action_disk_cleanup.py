@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest_actions import Recorder, make_ctx
+from support.actions import Recorder, make_ctx
 
 from healer.core.errors import ActionRefused, ParamError
 from healer.core.proc import Runner
 from healer.remedy import openfiles
-from healer.remedy.builtin.disk_cleanup import DiskCleanupAction
+from healer.remedy.builtin.disk_cleanup import DiskCleanupAction, DiskState
 
 OLD = time.time() - 30 * 86400
 
@@ -113,7 +113,7 @@ def test_journal_vacuum_goes_through_runner(tmp_path: Path) -> None:
     s = settings(root, journal_vacuum_size="200M", journalctl="/bin/true")
     state = DiskCleanupAction().apply(make_ctx(s, {}, tmp_path, runner=runner))
     assert runner.history[-1].argv == ("/bin/true", f"--vacuum-size={200 * 1024 * 1024}")
-    assert state["journal"]["rc"] == 0
+    assert state["journal"] is not None and state["journal"]["rc"] == 0
 
 
 @pytest.fixture
@@ -147,7 +147,11 @@ def test_real_full_disk_is_freed(tmpfs: Path, tmp_path: Path) -> None:
     s = settings(tmpfs, min_free_percent=50, max_delete_bytes="6M")
     action = DiskCleanupAction()
     ctx = make_ctx(s, {}, tmp_path / "s")
-    assert not action.verify(ctx, {"roots": [str(tmpfs)]}).ok
+    nothing_done: DiskState = {
+        "roots": [str(tmpfs)], "planned": [], "removed": [], "freed_bytes": 0, "skipped": {},
+        "uninspected_processes": 0, "cleared_processes": [], "journal": None, "reversible": True,
+    }  # fmt: skip
+    assert not action.verify(ctx, nothing_done).ok
     state = action.apply(ctx)
     assert state["freed_bytes"] <= 6 * 1024 * 1024
     result = action.verify(ctx, state)

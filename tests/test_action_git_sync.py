@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest_actions import Recorder, make_ctx
+from support.actions import Recorder, make_ctx
 
 from healer.core.errors import ActionError, ActionRefused, ParamError
 from healer.remedy.builtin.git_sync import GitSyncAction

@@ -2,56 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest_actions import make_ctx
+from support.actions import make_ctx
 
 from healer.core.errors import ActionRefused, ParamError
 from healer.core.proc import Runner
 from healer.remedy.builtin.pip_install import PipInstallAction, canonical
-
-
-@pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = tmp_path_factory.mktemp("src")
-    pkg = src / "healer_demo_pkg"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("VALUE = 42\n")
-    (pkg / "sub.py").write_text("X = 1\n")
-    (src / "setup.py").write_text(
-        "from setuptools import setup\nsetup(name='healer-demo-pkg', version='1.0', packages=['healer_demo_pkg'])\n"
-    )
-    out = tmp_path_factory.mktemp("wheelhouse")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--disable-pip-version-check",
-            "-q",
-            "-w",
-            str(out),
-            str(src),
-        ],
-        check=True,
-        timeout=120,
-    )
-    assert list(out.glob("healer_demo_pkg-1.0-*.whl"))
-    return out
-
-
-@pytest.fixture(scope="module")
-def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    return venv / "bin" / "python"
 
 
 def make_settings(python: Path, wheelhouse: Path, **extra: object):
@@ -80,7 +39,16 @@ def test_missing_module_installed_verified_and_undone(venv_python: Path, wheelho
     assert action.target(ctx) == f"venv:{venv_python}"
     action.check(ctx)
     assert not runner.history  # check() starts nothing
-    before = action.verify(ctx, {"python": str(venv_python), "module": "healer_demo_pkg.sub", "package": "x"})
+    before = action.verify(
+        ctx,
+        {
+            "python": str(venv_python),
+            "module": "healer_demo_pkg.sub",
+            "package": "x",
+            "spec": "x",
+            "was_installed": False,
+        },
+    )
     assert not before.ok
     state = action.apply(ctx)
     assert state["was_installed"] is False

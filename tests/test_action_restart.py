@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest_actions import make_ctx
+from support.actions import make_ctx
 
 from healer.core.clock import FakeClock
 from healer.core.errors import ActionError, ActionRefused, ParamError
 from healer.core.proc import ProcResult, Runner
-from healer.remedy.builtin.restart import RestartAction
+from healer.remedy.builtin.restart import RestartAction, RestartState
 
 BIN = Path(sys.executable).parent
 SUPERVISORD = BIN / "supervisord"
@@ -169,7 +169,8 @@ def test_verify_fails_when_port_never_answers(supervisor: Supervisor, tmp_path: 
         "actions.restart",
     )
     ctx = make_ctx(s, {"service": "tcpserver"}, tmp_path)
-    result = RestartAction().verify(ctx, {})
+    state: RestartState = {"service": "tcpserver", "manager": "supervisor", "unit": "tcpserver", "argv": []}
+    result = RestartAction().verify(ctx, state)
     assert not result.ok and "tcp" in result.detail
 
 
@@ -195,7 +196,7 @@ class RecordingRunner(Runner):
         super().__init__()
         self.rcs = dict(rcs or {})
 
-    def run(self, argv: Sequence[str], **kwargs: object) -> ProcResult:  # type: ignore[override]
+    def run(self, argv: Sequence[str], **kwargs: object) -> ProcResult:
         rc = self.rcs.get(argv[1], 0)
         res = ProcResult(tuple(argv), rc, "active\n" if rc == 0 else "failed\n", "", 0.0)
         self.history.append(res)
@@ -228,7 +229,8 @@ def test_systemd_failures(tmp_path: Path) -> None:
     # A frozen clock must not make verify spin forever: the loop is bounded by a count too.
     runner = RecordingRunner({"is-active": 3})
     ctx = make_ctx(settings, {"service": "web"}, tmp_path, runner=runner, clock=FakeClock())
-    result = RestartAction().verify(ctx, {})
+    state: RestartState = {"service": "web", "manager": "systemd", "unit": "web.service", "argv": []}
+    result = RestartAction().verify(ctx, state)
     assert not result.ok and "not healthy" in result.detail
     assert 1 <= len(runner.history) <= 2
 

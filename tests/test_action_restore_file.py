@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest_actions import make_ctx
+from support.actions import make_ctx
 
 from healer.core.errors import ActionRefused, ParamError
 from healer.remedy.builtin.restore_file import RestoreFileAction
@@ -71,7 +71,7 @@ def test_broken_file_backed_up_replaced_and_undo_restores(app: Path, tmp_path: P
     action = RestoreFileAction()
     state = action.apply(ctx)
     assert "line 2" in state["reason"]
-    assert Path(state["backup"]).read_bytes() == broken
+    assert state["backup"] is not None and Path(state["backup"]).read_bytes() == broken
     assert (app / ".env").read_bytes() == TEMPLATE
     assert stat.S_IMODE((app / ".env").stat().st_mode) == 0o600  # kept the old file's mode
     action.undo(ctx, state)
@@ -82,7 +82,8 @@ def test_empty_file_is_restored_with_backup(app: Path, tmp_path: Path) -> None:
     (app / ".env").write_bytes(b"")
     ctx = make_ctx(settings(app), {"file": "env"}, tmp_path / "s")
     state = RestoreFileAction().apply(ctx)
-    assert state["reason"] == "empty" and Path(state["backup"]).read_bytes() == b""
+    assert state["reason"] == "empty" and state["backup"] is not None
+    assert Path(state["backup"]).read_bytes() == b""
     assert (app / ".env").read_bytes() == TEMPLATE
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest_actions import Recorder, make_ctx
+from support.actions import Recorder, make_ctx
 
 from healer.core.clock import FakeClock
 from healer.core.errors import ActionError, ActionRefused, ParamError
@@ -59,9 +59,11 @@ def test_env_key_changes_backup_and_exact_undo(env_file: Path, tmp_path: Path) -
     assert body == ENV.decode().replace('MODEL="gpt-big"', 'MODEL="local-fallback"')
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o640
     assert state["revert_at"] == clock.now() + 3600
-    assert Path(state["backup"]).read_bytes() == ENV
-    assert stat.S_IMODE(Path(state["backup"]).stat().st_mode) == 0o600
-    assert rec.checkpoints and rec.checkpoints[0]["backup"] == state["backup"]
+    backup = state["backup"]
+    assert backup is not None
+    assert Path(backup).read_bytes() == ENV
+    assert stat.S_IMODE(Path(backup).stat().st_mode) == 0o600
+    assert rec.checkpoints and rec.checkpoints[0]["backup"] == backup
     assert action.verify(ctx, state).ok
     action.undo(ctx, state)
     assert env_file.read_bytes() == ENV
@@ -239,6 +241,7 @@ def test_undo_is_refused_when_the_file_was_replaced_since(env_file: Path, tmp_pa
     replacement.rename(env_file)
     with pytest.raises(ActionError, match="replaced since healer wrote it") as err:
         SetConfigAction().undo(ctx, state)
-    assert state["backup"] in str(err.value)
+    backup = state["backup"]
+    assert backup is not None and backup in str(err.value)
     assert env_file.read_bytes() == b"MODEL=saved-by-an-editor\n"
-    assert Path(state["backup"]).read_bytes() == ENV
+    assert Path(backup).read_bytes() == ENV

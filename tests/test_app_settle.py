@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot_rig import make_healer
-from torture._engine import make_engine
+from support.bot_rig import make_healer
+from support.engine import make_engine
 
 from healer.app.reports import settle_text
 from healer.core.enums import Reason, SettleStatus, SourceName, Verdict

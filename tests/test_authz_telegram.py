@@ -10,15 +10,16 @@ results from it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_telegram import FakeTelegram
-from test_telegram_e2e import CHAT, STRANGER, Healer
+from support.fake_telegram import FakeTelegram
+from support.telegram_daemon import CHAT, STRANGER, Healer
+
+from healer.core.enums import AuditKind
 
 # (what the person types, a needle in the allowed chat's answer)
 COMMANDS = [
@@ -60,11 +61,7 @@ def _buttons(msg: dict[str, Any]) -> tuple[str, str]:
 
 
 def _refusals(h: Healer) -> list[tuple[str, dict[str, Any]]]:
-    return [(a, json.loads(d)) for a, d in h.query("SELECT actor, detail FROM audit WHERE kind = 'telegram_refused'")]
-
-
-def _attempts(h: Healer) -> int:
-    return int(h.query("SELECT count(*) FROM fix_attempts")[0][0])
+    return [(e.actor, dict(e.detail)) for e in h.store.audit(AuditKind.TELEGRAM_REFUSED)]
 
 
 def test_allowed_chat_is_served_stranger_is_refused_for_every_command_and_button(healer: Healer) -> None:
@@ -72,7 +69,7 @@ def test_allowed_chat_is_served_stranger_is_refused_for_every_command_and_button
     h.connected()
     h.append("ASKME failure one", "ASKME failure two")  # two incidents, each waiting for a human
     one, two = _approvals(h, 2)
-    assert _attempts(h) == 0
+    assert h.attempts() == 0
 
     # -- the stranger: every command, then Approve and Reject on both requests ----------------
     for text, _ in COMMANDS:
@@ -98,8 +95,9 @@ def test_allowed_chat_is_served_stranger_is_refused_for_every_command_and_button
     assert len(stranger_texts) == 1 and "not allowed" in stranger_texts[0], stranger_texts
     answers = [c.params["text"] for c in h.fake.calls_of("answerCallbackQuery")[n_answers:]]
     assert answers == ["Not allowed."] * 4, answers
-    assert _attempts(h) == 0, "a fix attempt resulted from the stranger"
-    assert not h.query("SELECT 1 FROM audit WHERE kind IN ('fix_requested', 'chat_match', 'approval')")
+    assert h.attempts() == 0, "a fix attempt resulted from the stranger"
+    for kind in (AuditKind.FIX_REQUESTED, AuditKind.CHAT_MATCH, AuditKind.APPROVAL):
+        assert not h.store.audit(kind), kind
     assert not h.fake.calls_of("editMessageText"), "a stranger's press changed an approval message"
     assert not [t for t in h.fake.texts(CHAT) if "not allowed" in t.lower()]
     print(f"stranger: {expected} attempts -> {expected} audit rows, 1 refusal message, 0 fix attempts")
@@ -108,13 +106,13 @@ def test_allowed_chat_is_served_stranger_is_refused_for_every_command_and_button
     approve_one, _ = _buttons(one)
     _, reject_two = _buttons(two)
     h.fake.press(CHAT, one, approve_one)
-    h.wait(lambda: _attempts(h) == 1, "the approved fix")
+    h.wait(lambda: len(h.store.attempts()) == 1, "the approved fix")
     h.fake.press(CHAT, two, reject_two)
     edits = lambda: [str(c.params.get("text")) for c in h.fake.calls_of("editMessageText")]  # noqa: E731
     h.wait(lambda: any("Rejected by" in t for t in edits()), "the rejection in the message")
     h.wait(lambda: any("Fixes: 1 attempted, 1 succeeded" in t for t in edits()), "the approved outcome")
     time.sleep(0.3)
-    assert _attempts(h) == 1  # the rejected one ran nothing
+    assert h.attempts() == 1  # the rejected one ran nothing
 
     # -- the allowed chat: every command gets its answer ------------------------------------------
     for text, needle in COMMANDS:
@@ -122,7 +120,7 @@ def test_allowed_chat_is_served_stranger_is_refused_for_every_command_and_button
         h.fake.send_text(CHAT, text)
         call = h.fake.wait_text(needle, CHAT, timeout=15, after=before)
         assert "not allowed" not in str(call.params["text"]).lower()
-    assert h.query("SELECT 1 FROM audit WHERE kind = 'chat_match'")  # the pasted line, explained
+    assert h.store.audit(AuditKind.CHAT_MATCH)  # the pasted line, explained
     assert len(_refusals(h)) == expected  # nothing from the allowed chat was refused
     assert len(h.fake.texts(STRANGER)) == 1
     print(f"allowed: {len(COMMANDS)} commands answered, 1 approved (ran), 1 rejected (nothing ran)")

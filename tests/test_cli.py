@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from daemon_helpers import TEST_PATTERNS, base_config, write_config
+from support.daemon import TEST_PATTERNS, base_config, write_config
 
 from healer.core.errors import StoreError
 from healer.store.db import SCHEMA_VERSION, Store

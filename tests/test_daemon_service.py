@@ -12,9 +12,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from notify_socket import NotifySocket
 from prometheus_client.parser import text_string_to_metric_families
 from support.daemon import Daemon, append, base_config, wait_for
+from support.notify_socket import NotifySocket
+
+from healer.core.enums import AuditKind, Outcome
 
 
 def free_port() -> int:
@@ -39,7 +41,7 @@ def test_sd_notify_ready_watchdog_reload_stopping(tmp_path: Path) -> None:
         ns.wait_for("READY", "1")
         assert d.stop(signal.SIGTERM) == 0
         ns.wait_for("STOPPING", "1")
-    assert d.query("SELECT 1 FROM audit WHERE kind = 'daemon_stopped'")
+    assert d.store.audit(AuditKind.DAEMON_STOPPED)
 
 
 def test_sigterm_during_long_fix_never_leaves_it_running(tmp_path: Path) -> None:
@@ -48,12 +50,12 @@ def test_sigterm_during_long_fix_never_leaves_it_running(tmp_path: Path) -> None
     cfg["engine"] = {"verify_window": 30, "drain_timeout": 10}
     d = Daemon(tmp_path, cfg).start()
     append(tmp_path / "logs" / "app.log", "ERROR BOOM slow")
-    assert wait_for(lambda: d.query("SELECT 1 FROM fix_attempts WHERE outcome = 'running'"), 10)
+    assert wait_for(lambda: [a for a in d.store.attempts() if a.outcome is Outcome.RUNNING], 10)
     t0 = time.monotonic()
     assert d.stop(signal.SIGTERM) == 0
     assert time.monotonic() - t0 < 15
-    outcomes = [r["outcome"] for r in d.query("SELECT outcome FROM fix_attempts")]
-    assert outcomes and "running" not in outcomes, outcomes
+    outcomes = [a.outcome for a in d.store.attempts()]
+    assert outcomes and Outcome.RUNNING not in outcomes, outcomes
     assert "daemon_stopped" in d.log_text()
 
 

@@ -7,73 +7,24 @@ windows (threshold, cooldown, verify, budget, approval TTL) take no wall time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from bot_rig import make_healer
+from support.bot_rig import make_healer
+from support.engine import build, feed, pat, reasons, run_fix, run_jobs
 
 from healer.app.reports import history_text
-from healer.app.ruleset import load_ruleset
-from healer.core.clock import FakeClock
-from healer.core.enums import ApprovalState, AuditKind, IncidentStatus, Outcome, Reason, SettleStatus, Verdict
+from healer.core.enums import (
+    ApprovalState,
+    AuditKind,
+    IncidentStatus,
+    Outcome,
+    Reason,
+    SettleStatus,
+    SourceName,
+    Verdict,
+)
 from healer.core.jobs import FixJob, UndoJob
-from healer.core.proc import Runner
 from healer.core.records import Event
-from healer.engine.engine import Engine
-from healer.store.db import Store
-
-
-def build(tmp: Path, patterns: list[dict[str, Any]], **cfg: Any) -> tuple[Engine, FakeClock]:
-    (tmp / "patterns").mkdir(parents=True, exist_ok=True)
-    (tmp / "patterns" / "p.yaml").write_text(yaml.safe_dump({"patterns": patterns}))
-    config = {
-        "state_dir": str(tmp / "state"),
-        "patterns_dirs": [str(tmp / "patterns")],
-        "engine": {"verify_window": 10, "fix_budget_per_hour": 100, "breaker_failures": 100},
-        "actions": {"command": {"commands": {"ok": ["true"], "fail": ["false"]}}},
-        "telegram": {"token_env": "HEALER_TEST_NONE"},
-    }
-    for k, v in cfg.items():
-        if isinstance(v, dict) and isinstance(config.get(k), dict):
-            config[k] = {**config[k], **v}  # type: ignore[dict-item]
-        else:
-            config[k] = v
-    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
-    rules = load_ruleset(tmp / "config.yaml")
-    assert rules.pattern_errors == (), rules.pattern_errors
-    clock = FakeClock()
-    return Engine(
-        rules.settings, rules.patterns, Store(tmp / "state" / "healer.db"), clock=clock, runner=Runner()
-    ), clock
-
-
-def pat(pid: str = "boom", **over: Any) -> dict[str, Any]:
-    p = {
-        "id": pid,
-        "severity": "high",
-        "regex": "BOOM (?P<what>[a-z]+)",
-        "remediation": [{"action": "command", "params": {"command": "ok"}}],
-        "threshold": 1,
-        "cooldown": 0,
-        "max_attempts": 3,
-        "approval": "auto",
-        "examples": ["BOOM x"],
-    }
-    p.update(over)
-    return p
-
-
-def feed(engine: Engine, *lines: str) -> Any:
-    return engine.ingest_buffer("".join(line + "\n" for line in lines).encode(), "app", "test.log", source="file")
-
-
-def reasons(engine: Engine) -> list[tuple[str, str, int]]:
-    return [(d.verdict.value, d.reason.value, n) for d, n in engine.store.decision_counts()]
-
-
-def run_jobs(engine: Engine, res: Any) -> list[Any]:
-    return [engine.run_job(j) for j in res.jobs]
 
 
 def test_threshold_then_act_then_verify_window_success(tmp_path: Path) -> None:
@@ -83,7 +34,7 @@ def test_threshold_then_act_then_verify_window_success(tmp_path: Path) -> None:
     assert feed(engine, "BOOM a", "BOOM a").jobs == []
     res = feed(engine, "BOOM a")
     assert [type(j) for j in res.jobs] == [FixJob]
-    attempt = run_jobs(engine, res)[0]
+    attempt = run_fix(engine, res)
     assert attempt.outcome is Outcome.VERIFYING
     assert reasons(engine) == [("skip", "threshold", 3), ("act", "ok", 1)]
     clock.advance(11)
@@ -121,7 +72,7 @@ def test_failing_fix_escalates_after_max_attempts_and_trips_breaker(tmp_path: Pa
         engine={"breaker_failures": 2},
     )
     for _ in range(2):
-        [a] = run_jobs(engine, feed(engine, "BOOM a"))
+        a = run_fix(engine, feed(engine, "BOOM a"))
         assert a.outcome is Outcome.FAILED
         clock.advance(1)
     inc = engine.store.incidents()[0]
@@ -163,7 +114,8 @@ def test_approval_once_and_expiry(tmp_path: Path) -> None:
     settled = engine.settle_approval(d.id, True, "telegram:1")
     job = settled.job
     assert settled.status is SettleStatus.OK and job is not None and job.groups["what"] == "a"
-    assert engine.run_job(job).outcome is Outcome.VERIFYING
+    attempt = engine.run_job(job)
+    assert attempt is not None and attempt.outcome is Outcome.VERIFYING
     again = engine.settle_approval(d.id, True, "telegram:1")
     assert again.status is SettleStatus.DONE and again.job is None
     feed(engine, "BOOM b")
@@ -195,11 +147,11 @@ def test_one_fault_three_sources_one_incident_one_fix(tmp_path: Path) -> None:
     jobs = feed(engine, f"2026-11-22 ERROR app: {msg}").jobs
     for j in jobs:
         engine.run_job(j)
-    jobs = engine.ingest_events([Event("sentry", "app", msg, 1.0, source_id="issue-1:ev-1")]).jobs
+    jobs = engine.ingest_events([Event(SourceName.SENTRY, "app", msg, 1.0, source_id="issue-1:ev-1")]).jobs
     jobs += engine.ingest_events(
         [
             Event(
-                "alertmanager",
+                SourceName.ALERTMANAGER,
                 "redis",
                 "RedisDown on host1",
                 1.0,
@@ -213,10 +165,14 @@ def test_one_fault_three_sources_one_incident_one_fix(tmp_path: Path) -> None:
     assert inc.sources == ("alertmanager", "file", "sentry") and inc.count == 3
     assert history_text(make_healer(engine).history()).startswith("Fix attempts: 1 total")
     # A re-delivery of the same alert is dropped; a resolved alert closes the incident.
-    engine.ingest_events([Event("alertmanager", "redis", "RedisDown", 1.0, source_id="fp1:2026-11-22T10:00:00Z")])
+    engine.ingest_events(
+        [Event(SourceName.ALERTMANAGER, "redis", "RedisDown", 1.0, source_id="fp1:2026-11-22T10:00:00Z")]
+    )
     assert engine.store.incidents()[0].count == 3
-    engine.ingest_events([Event("alertmanager", "redis", "RedisDown", 2.0, source_id="fp1:2026-11-22T10:00:00Z",
-                                resolved=True)])  # fmt: skip
+    resolved = Event(
+        SourceName.ALERTMANAGER, "redis", "RedisDown", 2.0, source_id="fp1:2026-11-22T10:00:00Z", resolved=True
+    )
+    engine.ingest_events([resolved])
     assert engine.store.incidents()[0].status is IncidentStatus.RESOLVED
 
 
@@ -232,11 +188,6 @@ def test_crash_recovery_settles_running_attempts(tmp_path: Path) -> None:
     [recovered] = engine.store.audit_entries(AuditKind.FIX_RECOVERED)
     assert recovered.detail == {"attempt": aid, "outcome": "failed"}
     assert engine.store.held_locks() == []
-
-
-pip_fixtures = pytest.importorskip("test_action_pip_install")
-wheelhouse = pip_fixtures.wheelhouse
-venv_python = pip_fixtures.venv_python
 
 
 def test_chain_pip_install_then_failing_restart_is_rolled_back(tmp_path: Path, venv_python: Path,
@@ -260,7 +211,7 @@ def test_chain_pip_install_then_failing_restart_is_rolled_back(tmp_path: Path, v
             "restart": {"manager": "command", "units": {"app": {"argv": ["false"], "status_argv": ["false"]}}},
         },
     )  # fmt: skip
-    [attempt] = run_jobs(engine, feed(engine, "ModuleNotFoundError: No module named 'healer_demo_pkg'"))
+    attempt = run_fix(engine, feed(engine, "ModuleNotFoundError: No module named 'healer_demo_pkg'"))
     assert attempt.outcome is Outcome.ROLLED_BACK, attempt
     assert [(s.action, s.outcome.value) for s in attempt.steps] == [
         ("pip_install", "succeeded"), ("restart", "failed"), ("pip_install", "rolled_back"),
@@ -272,7 +223,7 @@ def test_chain_pip_install_then_failing_restart_is_rolled_back(tmp_path: Path, v
 def test_a_fault_fixed_every_week_is_not_escalated(tmp_path: Path) -> None:
     engine, clock = build(tmp_path, [pat(max_attempts=2)])
     for week in range(4):
-        [a] = run_jobs(engine, feed(engine, "BOOM a"))
+        a = run_fix(engine, feed(engine, "BOOM a"))
         assert a is not None and a.outcome is Outcome.VERIFYING, (week, reasons(engine))
         clock.advance(20)
         engine.finalize_due()
@@ -356,7 +307,7 @@ def test_set_config_reverts_after_its_time(tmp_path: Path) -> None:
                  "set_config": {"revert_after": "1h",
                                 "files": {"app": {"path": str(env), "keys": {"MODEL": ["fallback"]}}}}},
     )  # fmt: skip
-    [a] = run_jobs(engine, feed(engine, "HTTPError: 429 Too Many Requests"))
+    a = run_fix(engine, feed(engine, "HTTPError: 429 Too Many Requests"))
     assert a.outcome is Outcome.VERIFYING and "MODEL=fallback" in env.read_text()
     clock.advance(1800)
     assert engine.due_reverts() == []
@@ -390,7 +341,7 @@ def test_every_log_line_of_a_fix_names_its_incident_attempt_and_pattern(tmp_path
     # capture_logs() would drop merge_contextvars, the processor under test; keep it in front of the capture.
     structlog.configure(processors=[structlog.contextvars.merge_contextvars, cap])
     try:
-        [attempt] = run_jobs(engine, res)
+        attempt = run_fix(engine, res)
     finally:
         structlog.configure(**old)
     events = [e["event"] for e in cap.entries]

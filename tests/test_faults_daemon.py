@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from support.daemon import Daemon, append, base_config, wait_for
+from support.engine import build, feed, pat, run_fix
 from support.webhooks import serving, settings
 
 from healer.core.clock import FakeClock
@@ -173,13 +174,11 @@ def test_state_dir_full_then_freed(tmp_path: Path) -> None:
 
 
 def test_clock_backwards_keeps_cooldown_and_no_negative_durations(tmp_path: Path) -> None:
-    from test_engine import build, feed, pat, run_jobs
-
     engine, clock = build(tmp_path, [pat(cooldown=600, max_attempts=10)], engine={"verify_window": 10})
     assert isinstance(clock, FakeClock)
     res = feed(engine, "BOOM a")
     assert [type(j) for j in res.jobs] == [FixJob]
-    [attempt] = run_jobs(engine, res)
+    attempt = run_fix(engine, res)
     clock.advance(11)
     assert engine.finalize_due() == [attempt.id]  # verified and fixed
     # NTP steps the wall clock back by an hour; the fault comes back straight away.
@@ -201,7 +200,7 @@ def test_clock_backwards_keeps_cooldown_and_no_negative_durations(tmp_path: Path
     clock.advance(3600 + 600)
     res = feed(engine, "BOOM a")
     assert [type(j) for j in res.jobs] == [FixJob]
-    [second] = run_jobs(engine, res)
+    second = run_fix(engine, res)
     # A second backwards step during the verify window: it still ends, once, without going negative.
     clock.set(clock.now() - 3600)
     assert engine.finalize_due() == []

@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
-from torture._engine import make_engine
+from support.engine import chunk_sink, make_engine
 
 from healer.core.clock import FakeClock
+from healer.engine.engine import Engine
 from healer.sources.tail import FileSpec, FileTailer
 
 PATTERN = {"id": "fault-err", "regex": r"FAULT-ERR n=(?P<n>\d+)", "approval": "never", "group_by": []}
@@ -28,12 +31,12 @@ def _lines(path: Path, start: int, n: int) -> None:
             fh.write(f"ERROR FAULT-ERR n={i}\n")
 
 
-def _recorded(engine) -> list[int]:  # type: ignore[no-untyped-def]
+def _recorded(engine: Engine) -> list[int]:
     return sorted(int(m.rsplit("=", 1)[1]) for m in engine.store.event_messages())
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
     mnt = tmp_path / "state"
@@ -49,7 +52,7 @@ def test_state_dir_full_then_readonly_then_recovers(tmp_path: Path, small_tmpfs:
     engine = make_engine(tmp_path, [PATTERN], clock=FakeClock())
     log = tmp_path / "app.log"
     log.write_text("")
-    tailer = FileTailer([FileSpec(str(log), "app")], {}, engine.ingest_chunk, clock=engine.clock.now)
+    tailer = FileTailer([FileSpec(str(log), "app")], {}, chunk_sink(engine), clock=engine.clock.now)
     _lines(log, 0, 10)
     tailer.poll()
     assert _recorded(engine) == list(range(10))
@@ -96,7 +99,7 @@ def test_database_locked_by_another_process(tmp_path: Path) -> None:
     engine.store.db.execute("PRAGMA busy_timeout=200")
     log = tmp_path / "app.log"
     _lines(log, 0, 5)
-    tailer = FileTailer([FileSpec(str(log), "app")], {}, engine.ingest_chunk, clock=engine.clock.now)
+    tailer = FileTailer([FileSpec(str(log), "app")], {}, chunk_sink(engine), clock=engine.clock.now)
     other = sqlite3.connect(str(tmp_path / "state" / "healer.db"), isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     with structlog.testing.capture_logs() as logs:
@@ -114,7 +117,11 @@ def test_database_locked_by_another_process(tmp_path: Path) -> None:
 
 def test_clock_jumping_backwards(tmp_path: Path) -> None:
     clock = FakeClock()
-    pattern = {**PATTERN, "approval": "auto", "remediation": [{"action": "command", "params": {"command": "ok"}}]}
+    pattern: dict[str, Any] = {
+        **PATTERN,
+        "approval": "auto",
+        "remediation": [{"action": "command", "params": {"command": "ok"}}],
+    }
     pattern["cooldown"] = 60
     engine = make_engine(tmp_path, [pattern], {"command": {"commands": {"ok": {"argv": ["true"]}}}}, clock=clock)
     engine.ingest_buffer(b"ERROR FAULT-ERR n=1\n", "app", "t")

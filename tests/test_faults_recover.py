@@ -9,15 +9,18 @@ whose ``apply`` did not return as interrupted, and undo.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
-from torture._engine import make_engine
+from support.engine import make_engine
 
 from healer.core.clock import FakeClock
 from healer.core.enums import AuditKind, Outcome
 from healer.core.jobs import FixJob
 from healer.core.proc import ProcResult, Runner
+from healer.engine.engine import Engine
 
 PATTERN = {
     "id": "slow-fix",
@@ -33,18 +36,18 @@ class Killed(BaseException):
 
 
 class DyingRunner(Runner):
-    def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
+    def run(self, argv: Sequence[str], **kw: object) -> ProcResult:
         raise Killed()
 
 
 class OkRunner(Runner):
-    def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
+    def run(self, argv: Sequence[str], **kw: object) -> ProcResult:
         res = ProcResult(tuple(argv), 0, "", "", 0.0)
         self.history.append(res)
         return res
 
 
-def _job(engine) -> FixJob:  # type: ignore[no-untyped-def]
+def _job(engine: Engine) -> FixJob:
     res = engine.ingest_buffer(b"ERROR SLOW-FIX disk\n", "app", "test")
     jobs = [j for j in res.jobs if isinstance(j, FixJob)]
     assert jobs, res.decisions
@@ -73,15 +76,14 @@ def test_completed_step_recovers_into_a_fresh_verify_window(tmp_path: Path) -> N
     clock = FakeClock()
     engine = make_engine(tmp_path, [PATTERN], ACTIONS, clock=clock, runner=OkRunner())
     job = _job(engine)
-    orig = engine.store.finish_attempt
 
-    def die(*a, **k):  # type: ignore[no-untyped-def]
+    def die(*a: object, **k: object) -> NoReturn:
         raise Killed()
 
-    engine.store.finish_attempt = die  # type: ignore[method-assign]
-    with pytest.raises(Killed):
-        engine.run_fix(job)
-    engine.store.finish_attempt = orig  # type: ignore[method-assign]
+    with pytest.MonkeyPatch.context() as mp:  # the kill lands inside finish_attempt, after the steps ran
+        mp.setattr(engine.store, "finish_attempt", die)
+        with pytest.raises(Killed):
+            engine.run_fix(job)
     engine2 = make_engine(tmp_path, [PATTERN], ACTIONS, clock=clock, runner=OkRunner(), store=engine.store)
     [(_aid, outcome)] = engine2.recover()
     # Every step verified: it is watched for a full window again, not declared succeeded on the spot.

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot_rig import Rig, plain, running_bot
+from support.bot_rig import Rig, plain, running_bot
 
 FIXABLE = {
     "id": "agree-fix",

@@ -11,11 +11,13 @@ every case ends in a recorded refusal.
 from __future__ import annotations
 
 import subprocess
-from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
-from torture._engine import make_engine
+from support.engine import make_engine
+from support.tally import tally
 
 from healer.core.enums import Outcome
 from healer.core.jobs import FixJob
@@ -47,7 +49,7 @@ TARGETS = {
 class RecordingRunner(Runner):
     """Records what would have run; runs nothing, reports failure."""
 
-    def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
+    def run(self, argv: Sequence[str], **kw: object) -> ProcResult:
         res = ProcResult(tuple(argv), 1, "", "not run in tests", 0.0)
         with self._lock:
             self.history.append(res)
@@ -91,13 +93,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"tmp": tmp, "actions": actions, "patterns": patterns}
 
 
-STATS: Counter[str] = Counter()
+STATS = tally("hostile action cases")
 
 
 @pytest.mark.parametrize("value", VALUES)
-def test_hostile_group_never_reaches_a_process(value: str, env: dict[str, object], tmp_path: Path) -> None:
+def test_hostile_group_never_reaches_a_process(value: str, env: dict[str, Any], tmp_path: Path) -> None:
     runner = RecordingRunner()
-    engine = make_engine(tmp_path, env["patterns"], env["actions"], runner=runner)  # type: ignore[arg-type]
+    engine = make_engine(tmp_path, env["patterns"], env["actions"], runner=runner)
     data = "".join(f"ERROR HX-{name.upper()} value={value}\n" for name in TARGETS).encode("utf-8", "surrogateescape")
     res = engine.ingest_buffer(data, "app", "hostile")
     jobs = [j for j in res.jobs if isinstance(j, FixJob)]
@@ -113,24 +115,19 @@ def test_hostile_group_never_reaches_a_process(value: str, env: dict[str, object
     # (``No module named 'requests.whl'`` is fixed by installing requests: argv has only the allowlisted name).
     dotted_ok = "." in value and value.split(".", 1)[0] in ALLOWED_TOKENS
     assert runner.history == [] or dotted_ok, [r.argv for r in runner.history]
-    rows = engine.store.query("SELECT outcome, detail, steps FROM fix_attempts")
+    attempts = engine.store.attempts(limit=10_000)
     STATS["tried"] += len(TARGETS)
-    for r in rows:
-        if dotted_ok and r["outcome"] != "refused":
+    for a in attempts:
+        if dotted_ok and a.outcome is not Outcome.REFUSED:
             STATS["allowlisted_top_level_module"] += 1
             continue
-        assert r["outcome"] in ("refused", "failed", "rolled_back"), dict(r)
-        assert r["detail"], dict(r)
-        STATS["refused" if r["outcome"] == "refused" else "failed"] += 1
+        assert a.outcome in (Outcome.REFUSED, Outcome.FAILED, Outcome.ROLLED_BACK), a
+        assert a.detail, a
+        STATS["refused" if a.outcome is Outcome.REFUSED else "failed"] += 1
     # A line whose group the regex cannot capture (empty value) never decides to act: also no process.
-    STATS["no_attempt"] += len(TARGETS) - len(rows)
+    assert len(attempts) <= len(TARGETS), attempts  # at most one attempt per hostile line
+    STATS["no_attempt"] += len(TARGETS) - len(attempts)
     engine.store.close()
-
-
-def test_zz_hostile_summary() -> None:
-    print(f"hostile action cases: {dict(STATS)}")
-    if STATS["tried"]:
-        assert sum(v for k, v in STATS.items() if k != "tried") == STATS["tried"]
 
 
 def _git(cwd: Path, *args: str) -> str:

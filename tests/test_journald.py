@@ -109,7 +109,8 @@ def test_entry_mapping_handles_bytes_and_priorities() -> None:
     assert ev is not None
     assert ev.message == "café \x01 boom" and ev.severity is Severity.CRITICAL and ev.ts == 1_700_000_000.0
     assert ev.fields["unit"] == "a.service" and ev.source_id == "s=1" and ev.service == "web"
-    sev = {p: entry_to_event({"MESSAGE": "m", "PRIORITY": str(p)}, "s").severity for p in range(8)}  # type: ignore[union-attr]
+    events = {p: entry_to_event({"MESSAGE": "m", "PRIORITY": str(p)}, "s") for p in range(8)}
+    sev = {p: ev.severity for p, ev in events.items() if ev is not None}
     assert sev == {
         0: Severity.CRITICAL,
         1: Severity.CRITICAL,

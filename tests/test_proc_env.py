@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_actions import Recorder, make_ctx
+from support.actions import Recorder, make_ctx
 
 from healer.core.proc import OUTPUT_LIMIT, Runner
 from healer.remedy.builtin.command import CommandAction

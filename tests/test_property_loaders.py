@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from uuid import UUID
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,7 +85,9 @@ def test_config_validate_raises_only_config_error(raw: dict) -> None:
     st.tuples(*[st.integers(0, 255)] * 4),
     st.tuples(*[st.integers(0, 255)] * 4),
 )
-def test_fingerprint_stable_under_masked_fields(n1: int, n2: int, u1, u2, ip1, ip2) -> None:  # type: ignore[no-untyped-def]
+def test_fingerprint_stable_under_masked_fields(
+    n1: int, n2: int, u1: UUID, u2: UUID, ip1: tuple[int, ...], ip2: tuple[int, ...]
+) -> None:
     def msg(n: int, u: object, ip: tuple[int, ...]) -> str:
         return f"timeout after {n} ms on request {u} from {'.'.join(map(str, ip))} retry #{n % 7}"
 

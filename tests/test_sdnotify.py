@@ -7,7 +7,7 @@ import time
 
 import pytest
 import structlog.testing
-from notify_socket import NotifySocket
+from support.notify_socket import NotifySocket
 
 from healer.service.sdnotify import Notifier
 

@@ -12,8 +12,9 @@ import pytest
 from healer.service.privileges import normalize_unit, polkit_rule, sudoers_rule, validate_unit
 
 SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
-NODE = shutil.which("node")
-VISUDO = shutil.which("visudo")
+# "" = absent (the tests that need one skip), so argv items stay plain str.
+NODE = shutil.which("node") or ""
+VISUDO = shutil.which("visudo") or ""
 
 # Runs the generated rule against a stub of polkit's JS API and prints the
 # decision for each (user, verb, unit) case, so we test behaviour, not text.
@@ -56,7 +57,7 @@ def test_injected_names_raise(bad):
 
 def test_string_instead_of_list_is_rejected():
     with pytest.raises(TypeError):
-        polkit_rule("redis.service")  # type: ignore[arg-type]
+        polkit_rule("redis.service")  # type: ignore[arg-type]  # the wrong type is the point of the test
 
 
 def test_empty_list_is_rejected():
@@ -80,14 +81,14 @@ def test_normalize_adds_service_suffix():
     assert validate_unit("getty@tty1.service") == "getty@tty1.service"
 
 
-@pytest.mark.skipif(NODE is None, reason="node not installed")
+@pytest.mark.skipif(not NODE, reason="node not installed")
 def test_polkit_rule_is_valid_js(tmp_path):
     f = tmp_path / "r.rules.js"
     f.write_text(polkit_rule(["redis.service", "nginx", "app@1.service"]))
     subprocess.run([NODE, "--check", str(f)], check=True)
 
 
-@pytest.mark.skipif(NODE is None, reason="node not installed")
+@pytest.mark.skipif(not NODE, reason="node not installed")
 def test_polkit_rule_behaviour(tmp_path):
     units = ["redis.service", "nginx", "app@1.service"]
     text = polkit_rule(units)
@@ -121,7 +122,7 @@ def test_sudoers_exact_lines():
     assert "\\:" in sudoers_rule(["a:b.service"])
 
 
-@pytest.mark.skipif(VISUDO is None, reason="visudo (Debian sudo) not installed")
+@pytest.mark.skipif(not VISUDO, reason="visudo (Debian sudo) not installed")
 def test_sudoers_passes_visudo(tmp_path):
     f = tmp_path / "healer"
     f.write_text(sudoers_rule(["redis.service", "app@1.service", "a:b.service"], systemctl="/bin/systemctl"))

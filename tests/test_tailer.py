@@ -12,8 +12,9 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from hypothesis import given, settings
@@ -95,8 +96,8 @@ def numbered(a: int, b: int) -> bytes:
     return b"".join(b"line %d\n" % i for i in range(a, b))
 
 
-def tailer(tmp_path: Path, rec: Recorder, pattern: str = "*.log", **kw: object) -> FileTailer:
-    return FileTailer([FileSpec(str(tmp_path / pattern), "svc")], rec.offsets, rec, **kw)  # type: ignore[arg-type]
+def tailer(tmp_path: Path, rec: Recorder, pattern: str = "*.log", **kw: Any) -> FileTailer:
+    return FileTailer([FileSpec(str(tmp_path / pattern), "svc")], rec.offsets, rec, **kw)
 
 
 @pytest.fixture
@@ -379,7 +380,7 @@ def test_followed_file_becomes_directory(tmp_path: Path, rec: Recorder) -> None:
 
 
 @pytest.fixture
-def running(tmp_path: Path, rec: Recorder):  # type: ignore[no-untyped-def]
+def running(tmp_path: Path, rec: Recorder) -> Iterator[Callable[..., FileTailer]]:
     made: list[FileTailer] = []
 
     def make(pattern: str = "*.log", **kw: object) -> FileTailer:
@@ -395,7 +396,7 @@ def running(tmp_path: Path, rec: Recorder):  # type: ignore[no-untyped-def]
     assert len(rec.threads) <= len(made), "sink called from more than one thread per tailer"
 
 
-def test_follows_appends_with_inotify(tmp_path: Path, rec: Recorder, running) -> None:  # type: ignore[no-untyped-def]
+def test_follows_appends_with_inotify(tmp_path: Path, rec: Recorder, running: Callable[..., FileTailer]) -> None:
     log = tmp_path / "app.log"
     append(log, b"first\n")
     running()
@@ -420,7 +421,7 @@ def test_glob_picks_up_file_and_directory_created_later(tmp_path: Path, rec: Rec
         t.stop()
 
 
-def test_rename_rotation_while_running(tmp_path: Path, rec: Recorder, running) -> None:  # type: ignore[no-untyped-def]
+def test_rename_rotation_while_running(tmp_path: Path, rec: Recorder, running: Callable[..., FileTailer]) -> None:
     log = tmp_path / "app.log"
     append(log, numbered(0, 3))
     running()
@@ -471,7 +472,7 @@ def test_renamed_file_lingers_until_the_injected_monotonic_clock_passes_the_dead
     assert firsts[0].rotated and firsts[0].start == 0
 
 
-def test_copytruncate_while_running(tmp_path: Path, rec: Recorder, running) -> None:  # type: ignore[no-untyped-def]
+def test_copytruncate_while_running(tmp_path: Path, rec: Recorder, running: Callable[..., FileTailer]) -> None:
     log = tmp_path / "app.log"
     append(log, numbered(0, 3))
     running()
@@ -488,7 +489,7 @@ def test_copytruncate_while_running(tmp_path: Path, rec: Recorder, running) -> N
     assert rec.offsets[str(log)].position == log.stat().st_size
 
 
-def test_delete_and_recreate_while_running(tmp_path: Path, rec: Recorder, running) -> None:  # type: ignore[no-untyped-def]
+def test_delete_and_recreate_while_running(tmp_path: Path, rec: Recorder, running: Callable[..., FileTailer]) -> None:
     log = tmp_path / "app.log"
     append(log, numbered(0, 2))
     running()
@@ -538,10 +539,10 @@ def test_numbered_stream_survives_many_rotations_and_restarts(tmp_path: Path, re
     n = 0
     total_rot = 0
 
-    def write(k: int, w: object) -> None:
+    def write(k: int, w: IO[bytes]) -> None:
         nonlocal n
-        w.write(numbered(n, n + k))  # type: ignore[attr-defined]
-        w.flush()  # type: ignore[attr-defined]
+        w.write(numbered(n, n + k))
+        w.flush()
         n += k
 
     def seen(x: int) -> bool:

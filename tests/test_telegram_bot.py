@@ -7,9 +7,11 @@ executor, ``every``), never from a daemon; periodic jobs are run by the test.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from bot_rig import CHAT, Rig, plain, running_bot
+import pytest
+from support.bot_rig import CHAT, Rig, plain, running_bot
+from support.telegram_daemon import ASK
 
 from healer.core.enums import IncidentStatus, Reason, Severity, Verdict
 from healer.core.notices import Notice, NoticeKind
@@ -17,16 +19,6 @@ from healer.core.records import Decision, Incident
 from healer.telegram.app import approval_keyboard
 from healer.telegram.outbox import OUTBOX_MAX, Outbox, Outgoing
 
-ASK = {
-    "id": "tg-ask",
-    "description": "Fixable, but only after a human says so.",
-    "severity": "high",
-    "regex": r"ASKME failure (?P<what>\w+)",
-    "remediation": [{"action": "command", "params": {"command": "ok"}}],
-    "approval": "ask",
-    "cooldown": 0,
-    "examples": ["ASKME failure now"],
-}
 AUTO = {
     **ASK,
     "id": "tg-auto",
@@ -135,7 +127,18 @@ async def test_approval_notice_goes_to_every_notify_chat_with_buttons(tmp_path: 
         assert datas == ["ap:42", "rj:42"]
 
 
-async def test_notify_never_raises(tmp_path: Path) -> None:
+async def test_notify_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def routing_bug(*args: object) -> NoReturn:
+        raise RuntimeError("a routing bug")
+
     async with running_bot(tmp_path, [NOTIFY]) as rig:
-        rig.bot.router.route = None  # type: ignore[assignment]  # a routing bug
-        rig.bot.notify(Notice(NoticeKind.HEALTH, Severity.LOW, "x"))
+        monkeypatch.setattr(rig.bot.router, "route", routing_bug)
+        rig.bot.notify(Notice(NoticeKind.HEALTH, Severity.HIGH, "lost to the bug"))  # returns, does not raise
+        monkeypatch.undo()
+        # The bot is not wedged by it: the next notice is delivered, and only that one.
+        inc = Incident(3, "fp", "p", Severity.HIGH, IncidentStatus.OPEN, "svc", "m", 1, 0.0, 0.0)
+        d = Decision(42, 3, "p", Verdict.ASK, Reason.APPROVAL, 0.0)
+        rig.bot.notify(Notice(NoticeKind.APPROVAL, Severity.LOW, "p wants to run x", incident=inc, decision=d))
+        await rig.wait(lambda: rig.fake.sent(CHAT), "the notice after the bug")
+        texts = rig.fake.texts(CHAT)
+        assert len(texts) == 1 and "lost to the bug" not in texts[0], texts

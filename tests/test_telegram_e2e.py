@@ -6,12 +6,7 @@ incidents or messages. Conditions are polled with short sleeps and a deadline.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,142 +15,10 @@ from typing import Any
 import psutil
 import pytest
 import yaml
-from fake_telegram import FakeTelegram
+from support.fake_telegram import FakeTelegram
+from support.telegram_daemon import CHAT, STRANGER, Healer
 
-CHAT = 111
-STRANGER = 666
-
-PATTERNS = {
-    "patterns": [
-        {
-            "id": "tg-alpha",
-            "description": "Alpha broke (notify only).",
-            "severity": "high",
-            "regex": r"ALPHA failure (?P<what>\w+)",
-            "approval": "never",
-            "examples": ["ALPHA failure now"],
-        },
-        {
-            "id": "tg-beta",
-            "description": "Beta broke (medium, digest).",
-            "severity": "medium",
-            "regex": r"BETA failure (?P<what>\w+)",
-            "approval": "never",
-            "examples": ["BETA failure now"],
-        },
-        {
-            "id": "tg-fixme",
-            "description": "Fixable by a harmless command.",
-            "severity": "high",
-            "regex": r"FIXME failure (?P<what>\w+)",
-            "remediation": [{"action": "command", "params": {"command": "ok"}}],
-            "approval": "auto",
-            "cooldown": 0,
-            "examples": ["FIXME failure now"],
-        },
-        {
-            "id": "tg-ask",
-            "description": "Fixable, but only after a human says so.",
-            "severity": "high",
-            "regex": r"ASKME failure (?P<what>\w+)",
-            "remediation": [{"action": "command", "params": {"command": "ok"}}],
-            "approval": "ask",
-            "cooldown": 0,
-            "examples": ["ASKME failure now"],
-        },
-    ]
-}
-
-
-class Healer:
-    """One daemon process plus its fake Bot API, log file and database."""
-
-    def __init__(
-        self, tmp: Path, fake: FakeTelegram, engine: dict[str, Any] | None = None, health: dict[str, Any] | None = None
-    ) -> None:
-        self.tmp = tmp
-        self.fake = fake
-        self.log = tmp / "app.log"
-        self.log.write_text("")
-        (tmp / "patterns").mkdir()
-        (tmp / "patterns" / "test.yaml").write_text(yaml.safe_dump(PATTERNS))
-        cfg = {
-            "state_dir": str(tmp / "state"),
-            "patterns_dirs": [str(tmp / "patterns")],
-            "log_level": "info",
-            "sources": {"files": [{"path": str(self.log), "service": "app"}]},
-            "engine": {"verify_window": 0.5, **(engine or {})},
-            "telegram": {
-                "base_url": fake.base_url,
-                "allowed_chat_ids": [CHAT],
-                "digest_interval": 1,
-                "update_interval": 1,
-                "health_interval": 1,
-            },
-            "actions": {"command": {"commands": {"ok": {"argv": ["true"]}}}},
-        }
-        if health:
-            cfg["health"] = health
-        self.config = tmp / "healer.yaml"
-        self.config.write_text(yaml.safe_dump(cfg))
-        self.db = tmp / "state" / "healer.db"
-        self.stderr = open(tmp / "daemon.log", "wb")  # noqa: SIM115
-        env = {**os.environ, "HEALER_TELEGRAM_TOKEN": fake.token}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "healer.cli", "run", "-c", str(self.config)],
-            env=env,
-            cwd=tmp,
-            stdout=self.stderr,
-            stderr=self.stderr,
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.stderr.close()
-
-    def daemon_log(self) -> str:
-        return (self.tmp / "daemon.log").read_text(errors="replace")
-
-    def append(self, *lines: str) -> None:
-        with self.log.open("a") as f:
-            f.write("".join(line + "\n" for line in lines))
-
-    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if not self.db.exists():
-            return []
-        con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            con.close()
-
-    def wait(self, pred: Any, what: str, timeout: float = 10.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"daemon died:\n{self.daemon_log()[-3000:]}"
-            got = pred()
-            if got:
-                return got
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}\nsent: {self.fake.texts()!r}\n{self.daemon_log()[-3000:]}")
-
-    def connected(self) -> None:
-        self.wait(lambda: self.fake.calls_of("getUpdates"), "the bot to poll")
-
-    def ask(self, text: str, needle: str, chat: int = CHAT, timeout: float = 10.0) -> str:
-        """Type ``text`` in ``chat``; return the first later reply containing ``needle``."""
-        before = len(self.fake.sent(chat))
-        self.fake.send_text(chat, text)
-        call = self.fake.wait_text(needle, chat, timeout=timeout, after=before)
-        return str(call.params["text"])
+from healer.core.enums import AuditKind
 
 
 @pytest.fixture
@@ -212,7 +75,7 @@ def test_periodic_health_speaks_only_when_a_threshold_is_crossed(tmp_path: Path,
 def test_show_errors_lists_three_patterns(healer: Healer) -> None:
     healer.connected()
     healer.append("ALPHA failure one", "BETA failure two", "FIXME failure three")
-    healer.wait(lambda: len(healer.query("SELECT DISTINCT pattern_id FROM events")) == 3, "three events")
+    healer.wait(lambda: len({i.pattern_id for i in healer.store.incidents()}) == 3, "three incidents")
     text = healer.ask("show errors 6h", "Errors in the last")
     for pid in ("tg-alpha", "tg-beta", "tg-fixme"):
         assert pid in text
@@ -229,20 +92,20 @@ def test_fix_errors_runs_the_harmless_action(tmp_path: Path, fake: FakeTelegram)
         cfg = yaml.safe_load(h.config.read_text())
         cfg["kill_switch"] = True
         h.config.write_text(yaml.safe_dump(cfg))
-        h.wait(lambda: h.query("SELECT 1 FROM audit WHERE kind = 'config_changed'"), "reload")
+        h.wait(lambda: h.store.audit(AuditKind.CONFIG_CHANGED), "reload")
         h.append("FIXME failure three")
-        h.wait(lambda: h.query("SELECT 1 FROM incidents WHERE pattern_id = 'tg-fixme'"), "incident")
+        h.wait(lambda: [i for i in h.store.incidents() if i.pattern_id == "tg-fixme"], "incident")
         assert "nothing was run" in h.ask("fix errors", "kill switch").lower()
-        assert h.query("SELECT 1 FROM audit WHERE kind = 'fix_refused'")
-        assert h.query("SELECT count(*) FROM fix_attempts")[0][0] == 0
+        assert h.store.audit(AuditKind.FIX_REFUSED)
+        assert h.attempts() == 0
         # ...then off again, and "fix errors" runs the fix and reports it.
         cfg["kill_switch"] = False
         h.config.write_text(yaml.safe_dump(cfg))
-        h.wait(lambda: len(h.query("SELECT 1 FROM audit WHERE kind = 'config_changed'")) >= 2, "reload")
+        h.wait(lambda: len(h.store.audit(AuditKind.CONFIG_CHANGED)) >= 2, "reload")
         text = h.ask("/fix", "Fixes:")
         assert "1 attempted, 1 succeeded, 0 failed" in text, text
         assert "command" in text
-        assert h.query("SELECT count(*) FROM fix_attempts")[0][0] == 1
+        assert h.attempts() == 1
         assert "Fix attempts: 1 total" in h.ask("history", "Fix attempts")
     finally:
         h.stop()
@@ -263,7 +126,7 @@ def test_approve_runs_once_then_already_decided(healer: Healer) -> None:
     msg = _approval_message(healer)
     data = msg["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
     healer.fake.press(CHAT, msg, data)
-    healer.wait(lambda: healer.query("SELECT 1 FROM fix_attempts"), "the approved fix")
+    healer.wait(lambda: healer.store.attempts(), "the approved fix")
     edits = lambda: [str(c.params.get("text")) for c in healer.fake.calls_of("editMessageText")]  # noqa: E731
     healer.wait(lambda: any("Fixes: 1 attempted, 1 succeeded" in t for t in edits()), "the outcome in the message")
     assert "Fix attempts: 1 total" in healer.ask("history", "Fix attempts")
@@ -273,7 +136,7 @@ def test_approve_runs_once_then_already_decided(healer: Healer) -> None:
     answer = healer.fake.calls_of("answerCallbackQuery")[-1].params
     assert "already decided" in answer["text"].lower()
     time.sleep(0.3)
-    assert healer.query("SELECT count(*) FROM fix_attempts")[0][0] == 1
+    assert healer.attempts() == 1
     assert all(c.params.get("_ok") for c in healer.fake.calls_of("answerCallbackQuery"))
 
 
@@ -287,39 +150,39 @@ def test_expired_approval_is_refused(healer_short_ttl: Healer) -> None:
     h.wait(lambda: h.fake.calls_of("answerCallbackQuery"), "an answer")
     assert "expired" in h.fake.calls_of("answerCallbackQuery")[0].params["text"].lower()
     time.sleep(0.3)
-    assert h.query("SELECT count(*) FROM fix_attempts")[0][0] == 0
+    assert h.attempts() == 0
 
 
 def test_stranger_is_refused_once_and_audited(healer: Healer) -> None:
     healer.connected()
     healer.append("FIXME failure x")  # fixed automatically: one attempt, whatever the stranger does
-    healer.wait(lambda: healer.query("SELECT 1 FROM fix_attempts"), "the automatic fix")
+    healer.wait(lambda: healer.store.attempts(), "the automatic fix")
     for text in ("fix errors", "/fix", "health check"):
         healer.fake.send_text(STRANGER, text)
-    healer.wait(lambda: len(healer.query("SELECT 1 FROM audit WHERE kind = 'telegram_refused'")) == 3, "3 audit rows")
+    healer.wait(lambda: len(healer.store.audit(AuditKind.TELEGRAM_REFUSED)) == 3, "3 audit entries")
     healer.fake.wait_text("not allowed", STRANGER)
     time.sleep(0.5)
     assert len(healer.fake.sent(STRANGER)) == 1  # one refusal, not one per message
-    rows = healer.query("SELECT actor, detail FROM audit WHERE kind = 'telegram_refused'")
-    assert all(actor == f"telegram:{STRANGER}" for actor, _ in rows)
-    assert healer.query("SELECT count(*) FROM fix_attempts")[0][0] == 1
-    assert not healer.query("SELECT 1 FROM audit WHERE kind = 'fix_requested'")
+    entries = healer.store.audit(AuditKind.TELEGRAM_REFUSED)
+    assert entries and all(e.actor == f"telegram:{STRANGER}" for e in entries)
+    assert healer.attempts() == 1
+    assert not healer.store.audit(AuditKind.FIX_REQUESTED)
     # A button press from a stranger is answered and refused too.
     healer.fake.press(STRANGER, {"message_id": 1, "date": 0, "chat": {"id": STRANGER, "type": "private"}}, "ap:1")
     healer.wait(lambda: healer.fake.calls_of("answerCallbackQuery"), "an answer to the stranger's press")
-    healer.wait(lambda: len(healer.query("SELECT 1 FROM audit WHERE kind = 'telegram_refused'")) == 4, "4th audit row")
+    healer.wait(lambda: len(healer.store.audit(AuditKind.TELEGRAM_REFUSED)) == 4, "4th audit entry")
 
 
 def test_storm_gives_one_message(healer: Healer) -> None:
     healer.connected()
     healer.append(*["ALPHA failure storm"] * 1000)
-    healer.wait(lambda: healer.query("SELECT count FROM incidents WHERE count >= 1000"), "1000 events")
+    healer.wait(lambda: [i for i in healer.store.incidents() if i.count >= 1000], "1000 events")
     healer.fake.wait_text("New incident", CHAT)
     time.sleep(2.5)  # several update/digest intervals
     alpha = [t for t in healer.fake.texts(CHAT) if "tg-alpha" in t]
     assert len([t for t in alpha if "New incident" in t]) == 1, alpha
     assert len(alpha) <= 3, alpha  # the announcement plus at most a couple of "still firing" updates
-    assert healer.query("SELECT count(*) FROM incidents WHERE pattern_id = 'tg-alpha'")[0][0] == 1
+    assert len([i for i in healer.store.incidents() if i.pattern_id == "tg-alpha"]) == 1
 
 
 def test_medium_incident_arrives_in_digest(healer: Healer) -> None:
@@ -335,8 +198,8 @@ def test_pasted_error_line_is_explained_not_acted_on(healer: Healer) -> None:
     text = healer.ask("FIXME failure pasted <b>bold</b>", "matches")
     assert "tg-fixme" in text and "command(command=ok)" in text
     assert "<b>bold</b>" not in text and "&lt;b&gt;bold" in text  # quoted text escaped
-    assert healer.query("SELECT 1 FROM audit WHERE kind = 'chat_match'")
-    assert healer.query("SELECT count(*) FROM fix_attempts")[0][0] == 0
+    assert healer.store.audit(AuditKind.CHAT_MATCH)
+    assert healer.attempts() == 0
 
 
 def test_rate_limited_message_still_arrives(healer: Healer) -> None:
@@ -353,7 +216,7 @@ def test_api_down_daemon_keeps_healing_and_backlog_arrives(tmp_path: Path, fake:
     try:
         h.wait(lambda: fake.calls_of("getMe"), "a connection attempt")
         h.append("FIXME failure while down")
-        h.wait(lambda: h.query("SELECT 1 FROM fix_attempts"), "a fix attempt while the API is down")
+        h.wait(lambda: h.store.attempts(), "a fix attempt while the API is down")
         assert "daemon_ready" in h.daemon_log()
         assert not fake.sent()
         fake.down = False
@@ -363,7 +226,7 @@ def test_api_down_daemon_keeps_healing_and_backlog_arrives(tmp_path: Path, fake:
         before = len(fake.sent())
         fake.down = True
         h.append("FIXME failure second")
-        h.wait(lambda: len(h.query("SELECT 1 FROM fix_attempts")) == 2, "a second attempt while down")
+        h.wait(lambda: len(h.store.attempts()) == 2, "a second attempt while down")
         time.sleep(1.0)
         assert len(fake.sent()) == before
         fake.down = False

@@ -1,4 +1,10 @@
-"""Shared test support: one daemon process harness, one webhook harness.
+"""Shared test support, one module per kind of harness.
+
+``daemon`` (the daemon as a child process, and ``StoreView``: its store read through the typed API),
+``telegram_daemon`` (that daemon with the bot on), ``fake_telegram`` (the one fake Bot API), ``bot_rig``
+(the bot and healer app in process), ``webhooks`` (the webhook server harness), ``engine`` (the
+in-process engine builders), ``actions`` (action contexts that record audit), ``notify_socket``
+(the systemd notify socket), ``pip`` (wheelhouse and venv), ``waiting`` (polling helpers).
 
 Test modules import from here, never from each other.
 """

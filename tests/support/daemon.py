@@ -17,9 +17,17 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+from healer.core.enums import AuditKind
+from healer.core.errors import StoreError
+from healer.core.records import FixAttempt, Incident
+from healer.store.audit import AuditEntry
+from healer.store.db import Store
+
+T = TypeVar("T")
 
 HEALER = [sys.executable, "-m", "healer.cli"]
 
@@ -61,6 +69,42 @@ def ro_query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row
         return list(con.execute(sql, args).fetchall())
     finally:
         con.close()
+
+
+class StoreView:
+    """The daemon's store read from outside through the typed ``Store`` API, read-only, as the CLI reads it.
+
+    Empty while the store does not exist yet or is being created, so tests can poll it.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+
+    def _read(self, fn: Callable[[Store], list[T]]) -> list[T]:
+        if not self.db.exists():
+            return []
+        try:
+            store = Store(self.db, readonly=True)
+        except StoreError:
+            return []
+        try:
+            return fn(store)
+        except sqlite3.OperationalError:  # tables not created yet
+            return []
+        finally:
+            store.close()
+
+    def audit(self, kind: AuditKind) -> list[AuditEntry]:
+        """Entries of ``kind``, newest first."""
+        return self._read(lambda s: s.audit_entries(kind, limit=10_000))
+
+    def attempts(self) -> list[FixAttempt]:
+        """Fix attempts, newest first."""
+        return self._read(lambda s: s.attempts(limit=10_000))
+
+    def incidents(self) -> list[Incident]:
+        """Incidents of any status, newest first."""
+        return self._read(lambda s: s.incidents(limit=10_000))
 
 
 def integrity(db: Path) -> str:
@@ -222,6 +266,7 @@ class Daemon(DaemonProcess):
             (tmp / "patterns").mkdir(exist_ok=True)
             (tmp / "patterns" / "test.yaml").write_text(yaml.safe_dump(patterns, sort_keys=False))
         self.db_path = Path(cfg["state_dir"]) / "healer.db"
+        self.store = StoreView(self.db_path)
         super().__init__(self.config_path, tmp / "daemon.log", new_session=False)
 
     def start(self, env: Mapping[str, str] | None = None) -> Daemon:  # type: ignore[override]  # returns self to chain

@@ -92,9 +92,9 @@ class NotifySocket:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no {key}={value} within {timeout}s; got {self.messages!r}")
-            msg = self.receive(left)
-            if msg is not None and key in msg and (value is None or msg[key] == value):
-                return msg
+            got = self.receive(left)
+            if got is not None and key in got and (value is None or got[key] == value):
+                return got
 
     def drain(self, timeout: float = 0.2) -> list[dict[str, str]]:
         """Everything that arrives until the socket is quiet for ``timeout``."""

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fake_telegram import Call, FakeTelegram
 
 from healer.app.ruleset import Ruleset, load_ruleset
 from healer.app.usecases import Healer
@@ -37,6 +36,7 @@ from healer.engine.engine import Engine
 from healer.settings.schema import TelegramSettings
 from healer.store.db import Store
 from healer.telegram.app import TelegramBot
+from support.fake_telegram import Call, FakeTelegram
 
 CHAT = 111
 STRANGER = 666

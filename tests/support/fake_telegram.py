@@ -85,7 +85,7 @@ class FakeTelegram:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # aiohttp types _server as optional; started above
 
     def stop(self) -> None:
         loop = self._loop
@@ -178,7 +178,8 @@ class FakeTelegram:
                     return c
             return None
 
-        return self.wait_for(find, timeout, f"a message containing {needle!r}")  # type: ignore[no-any-return]
+        found: Call = self.wait_for(find, timeout, f"a message containing {needle!r}")
+        return found
 
     # -- the API ------------------------------------------------------------------------
     async def _params(self, request: web.Request) -> dict[str, Any]:
