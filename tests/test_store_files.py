@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from healer.core.enums import AuditKind
 from healer.store.db import Store
 
 
@@ -34,7 +35,7 @@ def test_state_dir_and_database_files_are_private(tmp_path: Path, umask: int) ->
     store = Store(state / "healer.db")
     try:
         with store.tx() as db:  # a write, so the WAL and its index exist
-            store.audit_in(db, "daemon_started", "test", {}, 1.0)
+            store.audit_in(db, AuditKind.DAEMON_STARTED, "test", {}, 1.0)
         files = {p.name: mode(p) for p in state.iterdir()}
         assert mode(state) == 0o700
         assert files == {"healer.db": 0o600, "healer.db-wal": 0o600, "healer.db-shm": 0o600}

@@ -29,7 +29,7 @@ from healer.store.db import AttemptRecord
 
 log = structlog.get_logger("healer.engine.fixes")
 
-AuditFn = Callable[[str, Mapping[str, object]], None]
+AuditFn = Callable[[AuditKind, Mapping[str, object]], None]
 
 
 class Fixer:
@@ -56,7 +56,7 @@ class Fixer:
         now = w.clock.now()
         attempt_box: list[int] = []
 
-        def audit(kind: str, data: Mapping[str, object]) -> None:
+        def audit(kind: AuditKind, data: Mapping[str, object]) -> None:
             w.store.audit(kind, "engine", {"attempt": attempt_box[0] if attempt_box else None, **data}, w.clock.now())
 
         reverter = Reverter()

@@ -24,6 +24,7 @@ from healer.app.health import HealthWatch
 from healer.app.ruleset import Ruleset, load_ruleset
 from healer.app.usecases import Healer
 from healer.core.clock import Clock, SystemClock
+from healer.core.enums import AuditKind
 from healer.core.errors import HealerError
 from healer.core.jobs import Job
 from healer.core.logsetup import configure as configure_logging
@@ -124,7 +125,7 @@ class Daemon:
         )
         self.metrics.record_reload(True, self.clock.now())
         store.audit(
-            "daemon_started",
+            AuditKind.DAEMON_STARTED,
             "daemon",
             {"config": str(self.config_path), "pid": os.getpid(), "patterns": len(rules.patterns),
              "kill_switch": s.kill_switch},
@@ -224,7 +225,7 @@ class Daemon:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(bot.notify, notice)
 
-    def _audit(self, kind: str, data: Mapping[str, object]) -> None:
+    def _audit(self, kind: AuditKind, data: Mapping[str, object]) -> None:
         """Called on the loop by sources; the write goes to the ingest thread."""
         store, workers = self.store, self.workers
         if store is None or workers is None:
@@ -297,7 +298,9 @@ class Daemon:
             # They keep their 'running' rows; the next start's recover() settles them (verify, or undo).
             log.warning("drain_timeout", running=running)
         self.workers.shutdown()
-        self.store.audit("daemon_stopped", "daemon", {"pid": os.getpid(), "unfinished": running}, self.clock.now())
+        self.store.audit(
+            AuditKind.DAEMON_STOPPED, "daemon", {"pid": os.getpid(), "unfinished": running}, self.clock.now()
+        )
         if not running:
             self.store.close()  # never pulled from under a fix thread that is still running
         log.info("daemon_stopped")

@@ -24,6 +24,7 @@ import structlog
 
 from healer.app.ruleset import Ruleset, load_ruleset
 from healer.core.clock import Clock
+from healer.core.enums import AuditKind
 from healer.core.errors import HealerError
 from healer.engine.engine import Engine
 from healer.service.metrics import Metrics
@@ -94,7 +95,7 @@ class Reloader:
             new = await asyncio.to_thread(load_ruleset, self.config_path)
         except HealerError as exc:
             log.error("config_rejected", why=why, error=str(exc), keeping="last good config")
-            self.store.audit("config_rejected", "daemon", {"why": why, "error": str(exc)}, self.clock.now())
+            self.store.audit(AuditKind.CONFIG_REJECTED, "daemon", {"why": why, "error": str(exc)}, self.clock.now())
             if self.metrics is not None:
                 self.metrics.record_reload(False, self.clock.now())
             self.notifier.ready(self.status())
@@ -113,7 +114,7 @@ class Reloader:
             self.metrics.record_reload(True, self.clock.now())
         changed = await asyncio.to_thread(changed_keys, old.settings.raw, new.settings.raw)
         self.store.audit(
-            "config_changed",
+            AuditKind.CONFIG_CHANGED,
             "daemon",
             {
                 "why": why,

@@ -18,11 +18,12 @@ from typing import Protocol
 
 from healer.core.batch import Batch, Offset
 from healer.core.clock import Clock
+from healer.core.enums import AuditKind
 
 Sink = Callable[[Batch], Awaitable[None]]
 """Commit one batch (events and checkpoint in one transaction); raise to have it offered again."""
 
-Audit = Callable[[str, Mapping[str, object]], None]
+Audit = Callable[[AuditKind, Mapping[str, object]], None]
 """Record a security-relevant event (``kind``, details) in the store's audit trail."""
 
 

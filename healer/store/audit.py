@@ -24,13 +24,12 @@ class AuditEntry:
 
 
 class Audit(Database):
-    def audit(self, kind: AuditKind | str, actor: str, detail: Mapping[str, Any], now: float) -> None:
-        """``kind`` is an ``AuditKind``; plain strings are accepted until the front ends pass the enum."""
+    def audit(self, kind: AuditKind, actor: str, detail: Mapping[str, Any], now: float) -> None:
         with self.tx() as db:
             self.audit_in(db, kind, actor, detail, now)
 
     def audit_in(
-        self, db: sqlite3.Connection, kind: AuditKind | str, actor: str, detail: Mapping[str, Any], now: float
+        self, db: sqlite3.Connection, kind: AuditKind, actor: str, detail: Mapping[str, Any], now: float
     ) -> None:
         db.execute(
             "INSERT INTO audit (ts, kind, actor, detail) VALUES (?,?,?,?)", (now, str(kind), actor, to_json(detail))

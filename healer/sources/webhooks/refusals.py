@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from healer.core.enums import AuditKind
+
 log = structlog.get_logger("healer.sources.webhooks")
 
-Audit = Callable[[str, Mapping[str, object]], None]
-KIND = "webhook_refused"
+Audit = Callable[[AuditKind, Mapping[str, object]], None]
+KIND = AuditKind.WEBHOOK_REFUSED
 
 
 @dataclass
