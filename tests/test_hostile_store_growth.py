@@ -97,3 +97,26 @@ def test_100k_distinct_notify_only_incidents_are_bounded_and_the_live_ones_survi
         assert store.incident(attempt.incident_id) is not None
     finally:
         store.close()
+
+
+def test_the_cap_takes_notify_only_incidents_before_one_with_a_fix_history(tmp_path: Path) -> None:
+    failing = {**AUTO, "id": "g-fails", "regex": r"BROKEN failure (?P<what>\w+)"}
+    failing["remediation"] = [{"action": "command", "params": {"command": "no"}}]
+    actions = {"command": {"commands": {"ok": {"argv": ["true"]}, "no": {"argv": ["false"]}}}}
+    rules = load_ruleset(write_config(tmp_path, [failing, FLOOD], actions=actions, engine={"max_incidents": 100}))
+    store = Store(rules.settings.state_dir / "healer.db")
+    clock = FakeClock(1_800_000_000.0)
+    engine = Engine(rules.settings, rules.patterns, store, clock=clock)
+    try:
+        (job,) = engine.ingest_buffer(b"BROKEN failure now\n", "app", "app.log", SourceName.FILE).jobs
+        attempt = engine.run_job(job)
+        assert attempt is not None and attempt.outcome is Outcome.FAILED
+        clock.advance(60)
+        data = "".join(f"FLOOD failure {w}\n" for w in words(300)).encode()
+        engine.ingest_buffer(data, "app", "app.log", SourceName.FILE)
+        assert store.prune_incidents(clock.now(), 7, 100) == 201
+        # The oldest incident, but the one whose failed fix a person may still want to read: kept.
+        assert store.incident(attempt.incident_id) is not None
+        assert len(store.incidents(limit=1000)) == 100
+    finally:
+        store.close()
