@@ -16,20 +16,11 @@ import itertools
 from pathlib import Path
 
 from bot_rig import CHAT, running_bot
+from test_telegram_bot import ASK
 
 from healer.telegram.outbox import OUTBOX_MAX
 from healer.telegram.router import FLOOD_WINDOW, NEW_PER_WINDOW
 
-ASK = {
-    "id": "tg-ask",
-    "description": "Fixable, but only after a human says so.",
-    "severity": "high",
-    "regex": r"ASKME failure (?P<what>\w+)",
-    "remediation": [{"action": "command", "params": {"command": "ok"}}],
-    "approval": "ask",
-    "cooldown": 0,
-    "examples": ["ASKME failure now"],
-}
 FLOOD = {
     "id": "tg-flood",
     "description": "Notify only, and every line is a different incident.",
@@ -44,7 +35,7 @@ LINES = 3000
 def words(n: int) -> list[str]:
     """``n`` distinct letter-only words (digits and hex would be masked into one fingerprint)."""
     letters = "ghijklmnopqrstuvwxyz"
-    return ["".join(w) for w in itertools.islice(itertools.product(letters, repeat=3), n)]
+    return ["".join(w) for w in itertools.islice(itertools.product(letters, repeat=4), n)]
 
 
 async def test_flood_after_an_approval_request_the_approval_and_status_go_first(tmp_path: Path) -> None:

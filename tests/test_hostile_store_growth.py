@@ -11,12 +11,13 @@ approval still settles). The engine logs incident notices at a bounded rate.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import pytest
 import structlog
 from bot_rig import write_config
+from test_hostile_outbox import FLOOD, words
+from test_telegram_bot import ASK, AUTO
 
 from healer.app.ruleset import load_ruleset
 from healer.core.clock import FakeClock
@@ -29,30 +30,6 @@ pytestmark = pytest.mark.slow
 LINES = 100_000
 CAP = 1_000
 DAY = 86400.0
-
-ASK = {
-    "id": "g-ask",
-    "severity": "high",
-    "regex": r"ASKME failure (?P<what>\w+)",
-    "remediation": [{"action": "command", "params": {"command": "ok"}}],
-    "approval": "ask",
-    "cooldown": 0,
-    "examples": ["ASKME failure now"],
-}
-AUTO = {**ASK, "id": "g-auto", "regex": r"AUTO failure (?P<what>\w+)", "approval": "auto"}
-AUTO["examples"] = ["AUTO failure x"]
-FLOOD = {
-    "id": "g-flood",
-    "severity": "high",
-    "regex": r"FLOOD failure (?P<what>[a-z]+)",
-    "approval": "never",
-    "examples": ["FLOOD failure now"],
-}
-
-
-def words(n: int) -> list[str]:
-    """``n`` distinct letter-only words (digits and hex would be masked into one fingerprint)."""
-    return ["".join(w) for w in itertools.islice(itertools.product("ghijklmnopqrstuvwxyz", repeat=4), n)]
 
 
 def test_100k_distinct_notify_only_incidents_are_bounded_and_the_live_ones_survive(tmp_path: Path) -> None:
@@ -68,7 +45,7 @@ def test_100k_distinct_notify_only_incidents_are_bounded_and_the_live_ones_survi
         (job,) = engine.ingest_buffer(b"AUTO failure now\n", "app", "app.log", SourceName.FILE).jobs
         attempt = engine.run_job(job)
         assert attempt is not None and attempt.outcome is Outcome.VERIFYING
-        (pending,) = [d for d in store.decisions() if d.pattern_id == "g-ask" and d.verdict.value == "ask"]
+        (pending,) = [d for d in store.decisions() if d.pattern_id == "tg-ask" and d.verdict.value == "ask"]
 
         clock.advance(60)
         data = "".join(f"FLOOD failure {w}\n" for w in words(LINES)).encode()
@@ -93,7 +70,7 @@ def test_100k_distinct_notify_only_incidents_are_bounded_and_the_live_ones_survi
         clock.advance(31 * DAY)
         store.prune_incidents(clock.now(), 7, CAP)
         left = store.incidents(status=[IncidentStatus.OPEN.value], limit=10 * CAP)
-        assert {i.pattern_id for i in left} <= {"g-ask", "g-auto"}
+        assert {i.pattern_id for i in left} <= {"tg-ask", "tg-auto"}
         assert store.incident(attempt.incident_id) is not None
     finally:
         store.close()
