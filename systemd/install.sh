@@ -226,26 +226,34 @@ if [ "$ROOT" = / ]; then
 fi
 
 # ------------------------------------------------------------------- polkit
-# Generated from actions.restart.units of the installed config when the
-# venv can read it; otherwise the shipped example (edit the unit list!).
+# Generated from the units actions.restart.units RESOLVES to (each entry's
+# `unit`, systemd-managed ones only), by healer's own loader in the venv, so
+# the rule grants exactly what the daemon will ask for. No units configured,
+# or a config healer refuses: no rule at all (a stale one from an earlier
+# install is removed), never the shipped example.
 rule="$(mktemp)"
-if [ -f "$CONFIG_DIR/config.yaml" ] && "$VENV/bin/python" - "$CONFIG_DIR/config.yaml" >"$rule" 2>/dev/null <<'PY'
-import sys
-import yaml
-from healer.service.privileges import polkit_rule
-cfg = yaml.safe_load(open(sys.argv[1])) or {}
-units = (((cfg.get("actions") or {}).get("restart") or {}).get("units")) or []
-if not units:
-    sys.exit(1)
-sys.stdout.write(polkit_rule([str(u) for u in units]))
-PY
-then
-    :
+err="$(mktemp)"
+rc=0
+if [ -f "$CONFIG_DIR/config.yaml" ]; then
+    "$VENV/bin/python" -m healer.service.privileges polkit-config "$CONFIG_DIR/config.yaml" \
+        >"$rule" 2>"$err" || rc=$?
 else
-    cp "$SOURCE/systemd/healer-restart.rules" "$rule"
+    rc=3
 fi
-put "$rule" "$POLKIT_DST" 0644
-rm -f "$rule"
+if [ "$rc" = 0 ]; then
+    put "$rule" "$POLKIT_DST" 0644
+else
+    if [ "$rc" = 3 ]; then
+        say "no systemd units in actions.restart.units: no polkit rule installed"
+    else
+        say "warning: could not read $CONFIG_DIR/config.yaml ($(tr '\n' ' ' <"$err")): no polkit rule installed; fix the config and rerun install.sh"
+    fi
+    if [ -e "$POLKIT_DST" ]; then
+        rm -f "$POLKIT_DST"
+        say "removed $POLKIT_DST"
+    fi
+fi
+rm -f "$rule" "$err"
 
 # ---------------------------------------------------------------- logrotate
 put "$SOURCE/systemd/healer.logrotate" "$LOGROTATE_DST" 0644

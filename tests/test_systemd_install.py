@@ -56,7 +56,7 @@ def source(tmp_path_factory):
             shutil.copy2(REPO / optional, src / optional)
     if not (src / "config.example.yaml").exists():
         # The core engineer's example config may not exist yet.
-        (src / "config.example.yaml").write_text("actions:\n  restart:\n    units: [myapp.service]\n")
+        (src / "config.example.yaml").write_text("actions:\n  restart:\n    units:\n      myapp: {}\n")
     wheels = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)],
@@ -100,7 +100,6 @@ def test_install_twice_identical_then_uninstall(source, tmp_path):
     files = {
         "opt/healer/bin/healer": None,
         "etc/systemd/system/healer.service": "0o644",
-        "etc/polkit-1/rules.d/50-healer-restart.rules": "0o644",
         "etc/logrotate.d/healer": "0o644",
         "usr/lib/sysusers.d/healer.conf": "0o644",
         "usr/lib/tmpfiles.d/healer.conf": "0o644",
@@ -135,17 +134,18 @@ def test_install_twice_identical_then_uninstall(source, tmp_path):
     assert not (root / "etc/healer").exists()
 
 
-def test_polkit_rule_falls_back_to_shipped_example(source, tmp_path):
-    """With --no-deps the staged venv has no PyYAML, so the rule cannot be
-    generated from the config; the shipped example must be installed instead
-    (generation itself is covered by test_systemd_privileges)."""
+def test_polkit_rule_is_never_the_shipped_example(source, tmp_path):
+    """With --no-deps the staged venv cannot run healer's loader, so no rule is
+    installed (never the example, which grants units nobody allowlisted);
+    generation is covered by test_hostile_polkit and test_systemd_privileges."""
     src, wheel = source
     root = tmp_path / "root"
     (root / "etc/healer").mkdir(parents=True)
-    (root / "etc/healer/config.yaml").write_text("actions:\n  restart:\n    units: [redis-server.service]\n")
-    run_install(src, wheel, root)
-    rule = (root / "etc/polkit-1/rules.d/50-healer-restart.rules").read_text()
-    assert rule == (src / "systemd/healer-restart.rules").read_text()
+    config = "actions:\n  restart:\n    units:\n      redis: {unit: redis-server}\n"
+    (root / "etc/healer/config.yaml").write_text(config)
+    res = run_install(src, wheel, root)
+    assert not (root / "etc/polkit-1/rules.d/50-healer-restart.rules").exists()
+    assert "no polkit rule installed" in res.stdout
 
 
 def test_prefix_is_rewritten_in_unit(source, tmp_path):

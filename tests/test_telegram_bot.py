@@ -105,7 +105,7 @@ async def test_errors_with_a_bad_window_answers_with_usage(tmp_path: Path) -> No
 
 async def test_digest_and_health_come_from_the_hosts_scheduler(tmp_path: Path) -> None:
     async with running_bot(tmp_path, [NOTIFY]) as rig:
-        assert set(rig.jobs) == {"telegram-digest", "telegram-updates"}  # no health job, no JobQueue
+        assert set(rig.jobs) == {"telegram-digest", "telegram-updates", "telegram-flood"}  # no health job, no JobQueue
         await rig.ingest("MEDIUM failure one")
         await rig.wait(lambda: rig.bot.router.digest_ids(), "the incident routed to the digest")
         assert not any("tg-medium" in t for t in rig.fake.texts(CHAT))

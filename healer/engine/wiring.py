@@ -9,7 +9,8 @@ from typing import Any
 import structlog
 
 from healer.core.clock import Clock
-from healer.core.notices import Notice, NoticeSink
+from healer.core.lograte import LogBudget
+from healer.core.notices import Notice, NoticeKind, NoticeSink
 from healer.core.proc import Runner
 from healer.rules.matcher import Matcher
 from healer.rules.patterns import Pattern
@@ -36,6 +37,9 @@ class Wiring:
     draining: bool = False
     matcher: Matcher = field(default_factory=lambda: Matcher([]))
     by_id: dict[str, Pattern] = field(default_factory=dict)
+    # Incident news is logged at a bounded rate (a flood of distinct lines is otherwise one log
+    # line each); notices about action taken are always logged.
+    incident_log: LogBudget = field(default_factory=LogBudget)
 
     def load(self, settings: Settings, patterns: Sequence[Pattern]) -> None:
         self.matcher = Matcher(patterns)
@@ -44,7 +48,11 @@ class Wiring:
 
     def emit(self, notices: Iterable[Notice]) -> None:
         for n in notices:
-            log.info("notice", kind=n.kind.value, severity=n.severity.value, text=n.text[:300])
+            news = n.kind in (NoticeKind.INCIDENT, NoticeKind.INCIDENT_UPDATE)
+            left_out = self.incident_log.spend(self.clock.monotonic()) if news else 0
+            if left_out is not None:
+                extra = {"left_out": left_out} if left_out else {}
+                log.info("notice", kind=n.kind.value, severity=n.severity.value, text=n.text[:300], **extra)
             if self.notice is not None:
                 try:
                     self.notice(n)

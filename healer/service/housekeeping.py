@@ -44,8 +44,14 @@ async def settle_due(engine: Engine, workers: Workers) -> None:
 
 async def prune(engine: Engine, store: Store, workers: Workers, clock: Clock) -> None:
     e = engine.settings.engine
-    n = await workers.in_ingest(store.prune, clock.now(), e.event_retention_days, e.max_events)
-    log.info("store_pruned", events=n)
+
+    def both() -> tuple[int, int]:
+        now = clock.now()
+        events = store.prune(now, e.event_retention_days, e.max_events)
+        return events, store.prune_incidents(now, e.event_retention_days, e.max_incidents)
+
+    events, incidents = await workers.in_ingest(both)
+    log.info("store_pruned", events=events, incidents=incidents)
 
 
 def status_line(rules: Ruleset | None, store: Store | None) -> str:

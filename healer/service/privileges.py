@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 # systemd unit-name characters (unit-name.c: VALID_CHARS plus "@" and ".").
 UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@-]+$")
@@ -141,13 +142,56 @@ def sudoers_rule(units: list[str], systemctl: str = "/usr/bin/systemctl", user: 
     return "\n".join(lines) + "\n"
 
 
+def configured_units(config_path: Path) -> list[str]:
+    """The systemd unit names ``actions.restart.units`` resolves to, through healer's own loader.
+
+    The name polkit sees is each entry's ``unit`` (``redis: {unit: redis-server.service}``
+    means ``redis-server.service``), never the key, and only for entries systemd manages:
+    supervisor and command units never reach polkit. Loading the config exactly as the
+    daemon does (``.env`` beside it, overrides, validation) is the point: install.sh must
+    grant what the daemon will ask for, and nothing for a config the daemon would refuse.
+    Raises ConfigError for a bad config.
+    """
+    # Imported here: the rule builders above are pure and used without a config.
+    from healer.app.ruleset import load_ruleset
+    from healer.remedy.builtin.restart import RestartSettings
+
+    restart = load_ruleset(config_path).settings.actions.get("restart")
+    if not isinstance(restart, RestartSettings):
+        return []  # no restart section: the action refuses every fix, nothing to grant
+    return [spec.unit for spec in restart.units.values() if spec.manager == "systemd"]
+
+
+def _config_rule(config: str) -> tuple[int, str]:
+    """install.sh's ``polkit-config CONFIG``: (0, rule), (3, "") for no units, (2, error)."""
+    from healer.core.errors import ConfigError
+
+    try:
+        units = configured_units(Path(config))
+    except ConfigError as exc:
+        return 2, f"error: {exc}"
+    if not units:
+        return 3, ""
+    return 0, polkit_rule(units)
+
+
+USAGE = (
+    "usage: python -m healer.service.privileges {polkit|sudoers} UNIT...\n"
+    "       python -m healer.service.privileges polkit-config CONFIG  (exit 3: no systemd units configured)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m healer.service.privileges {polkit|sudoers} UNIT...``, for install.sh."""
+    """``python -m healer.service.privileges {polkit|sudoers} UNIT... | polkit-config CONFIG``, for install.sh."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "polkit-config":
+        code, text = _config_rule(args[1])
+        (sys.stdout if code == 0 else sys.stderr).write(text + ("\n" if code == 2 else ""))
+        return code
     if len(args) < 2 or args[0] not in ("polkit", "sudoers"):
-        print("usage: python -m healer.service.privileges {polkit|sudoers} UNIT...", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     try:
         text = polkit_rule(args[1:]) if args[0] == "polkit" else sudoers_rule(args[1:])

@@ -116,6 +116,8 @@ class EngineSettings(Model):
     approval_ttl: Duration = 3600.0
     event_retention_days: Annotated[Number, Field(ge=0)] = 7.0
     max_events: Annotated[int, Field(strict=True, ge=100)] = 200_000
+    # Incidents are capped like events: distinct hostile lines must not grow the store without bound.
+    max_incidents: Annotated[int, Field(strict=True, ge=100)] = 50_000
     drain_timeout: Duration = 20.0
 
 

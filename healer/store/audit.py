@@ -1,4 +1,6 @@
-"""The audit trail, the small key/value state (the circuit breaker) and pruning."""
+"""The audit trail, the small key/value state (the circuit breaker) and pruning events and audit.
+
+Incidents are pruned by ``prune.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from healer.core.enums import AuditKind, IncidentStatus
+from healer.core.enums import AuditKind
 from healer.store.connection import Database, to_json
 
 _BREAKER_KEY = "breaker_open_until"
@@ -74,12 +76,4 @@ class Audit(Database):
                 ).rowcount
             old = now - max(retention_days, 30) * 86400
             db.execute("DELETE FROM audit WHERE ts < ?", (old,))
-            # Settled history beyond retention goes too, so hostile lines that each make
-            # a new incident cannot grow the store without bound.
-            settled = (old, IncidentStatus.FIXED.value, IncidentStatus.RESOLVED.value)
-            stale = "SELECT id FROM incidents WHERE last_seen < ? AND status IN (?, ?)"
-            db.execute(f"DELETE FROM decisions WHERE incident_id IN ({stale})", settled)  # noqa: S608 -- constant SQL
-            db.execute(f"DELETE FROM fix_attempts WHERE incident_id IN ({stale})", settled)  # noqa: S608 -- constant SQL
-            db.execute(f"DELETE FROM incident_sources WHERE incident_id IN ({stale})", settled)  # noqa: S608 -- constant
-            db.execute("DELETE FROM incidents WHERE last_seen < ? AND status IN (?, ?)", settled)
             return n

@@ -5,7 +5,8 @@
 - ``incidents.py``: events and incidents
 - ``decisions.py``: decisions and approvals (``ApprovalState``)
 - ``attempts.py``: fix attempts, undo checkpoints and target locks
-- ``audit.py``: the audit trail, breaker state, pruning
+- ``audit.py``: the audit trail, breaker state, pruning events
+- ``prune.py``: pruning incidents (retention and the ``max_incidents`` cap)
 - ``reads.py``: read models for reports
 
 Every method returns frozen records, never ``sqlite3.Row`` (two deprecated
@@ -21,6 +22,7 @@ from healer.store.connection import Tx
 from healer.store.decisions import Decisions, PendingApproval
 from healer.store.incidents import EventRow, IncidentFacts, Incidents, Recorded
 from healer.store.offsets import Offsets
+from healer.store.prune import Pruning
 from healer.store.schema import SCHEMA_VERSION
 
 __all__ = [
@@ -37,5 +39,5 @@ __all__ = [
 ]
 
 
-class Store(Offsets, Incidents, Decisions, Attempts, Audit):
+class Store(Offsets, Incidents, Decisions, Attempts, Audit, Pruning):
     """The one entry point to the store; each base class is one aggregate over the shared connection."""

@@ -43,9 +43,9 @@ from healer.core.notices import Notice, NoticeKind
 from healer.settings.schema import TelegramSettings
 from healer.telegram.commands import BOT_COMMANDS
 from healer.telegram.handlers import Handlers
-from healer.telegram.outbox import Outbox, Outgoing
+from healer.telegram.outbox import Lane, Outbox, Outgoing
 from healer.telegram.render import truncate
-from healer.telegram.router import Router
+from healer.telegram.router import ALWAYS_NOW, FLOOD_WINDOW, Router
 
 log = structlog.get_logger("healer.telegram")
 
@@ -130,6 +130,7 @@ class TelegramBot:
         s = self.settings
         self._every("telegram-digest", s.digest_interval, self._digest)
         self._every("telegram-updates", s.update_interval, self._updates)
+        self._every("telegram-flood", FLOOD_WINDOW, self._flood)
 
     async def _connect(self) -> None:
         delay = 1.0
@@ -213,11 +214,14 @@ class TelegramBot:
         markup = None
         if notice is not None and notice.kind is NoticeKind.APPROVAL and notice.decision is not None:
             markup = approval_keyboard(notice.decision.id)
+        # What a person may have to act on goes first and is never dropped; incident news,
+        # digests and flood summaries queue behind it in the bounded lane.
+        lane = Lane.PRIORITY if notice is not None and notice.kind in ALWAYS_NOW else Lane.BULK
         for chat_id in self.settings.notify_chat_ids:
-            self.outbox.put(Outgoing(chat_id, text, markup))
+            self.outbox.put(Outgoing(chat_id, text, markup, lane))
 
     def reply(self, chat_id: int, text: str) -> None:
-        self.outbox.put(Outgoing(chat_id, truncate(text)))
+        self.outbox.put(Outgoing(chat_id, truncate(text), lane=Lane.PRIORITY))
 
     async def _send(self, out: Outgoing) -> None:
         await self.app.bot.send_message(
@@ -231,7 +235,7 @@ class TelegramBot:
     def _status_line(self) -> str:
         return (
             f"Telegram: {self.outbox.qsize()} queued, {self.outbox.dropped} dropped, "
-            f"{self.router.suppressed} repeats suppressed"
+            f"{self.router.suppressed} repeats suppressed, {self.router.summarised} new incidents summarised"
         )
 
     # -- periodic (registered with ``every``) -------------------------------------------------------
@@ -243,6 +247,9 @@ class TelegramBot:
         text = self.router.take_digest(counts)
         if text is not None:
             self._enqueue_notice(text, None)
+
+    async def _flood(self) -> None:
+        self.router.flush(self._clock.now())
 
     async def _updates(self) -> None:
         now = self._clock.now()

@@ -1,17 +1,30 @@
-"""The one way a message leaves: a bounded queue drained by one task, with backoff.
+"""The one way a message leaves: two queues drained by one task, with backoff.
 
 Healing must never wait on Telegram. Putting a message in the outbox never
-blocks and never fails; when the queue is full the oldest message is dropped
-and counted, so memory stays bounded during a long outage and the newest
-news (which says most about now) is kept. One task sends, in order, and
-retries a message until it goes or Telegram refuses it for good; it waits
-for :attr:`Outbox.ready` (set once the bot is connected) before each try.
+blocks and never fails. There are two lanes:
+
+* ``Lane.PRIORITY``: approvals, escalations, fix results, the breaker, health
+  and command replies, the messages a person may have to act on. Never
+  dropped, always sent before anything in the other lane. It stays small by
+  construction: approvals and fixes are bounded by the hourly budget, replies
+  by the people allowed to ask.
+* ``Lane.BULK``: incident notices, digests, "still firing". Bounded; when full
+  the oldest is dropped and counted, so memory stays bounded during a long
+  outage and the newest news is kept. An incident flood lands here (and the
+  router already summarises most of it), so it can never push out an approval
+  or make ``/status`` wait behind it (issue 19 #8).
+
+One task sends and retries a message until it goes or Telegram refuses it for
+good; it waits for :attr:`Outbox.ready` (set once the bot is connected)
+before each try.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -25,11 +38,17 @@ OUTBOX_MAX = 1000
 SEND_BACKOFF_MAX = 5.0  # while the API is down, one try every few seconds is cheap and recovers fast
 
 
+class Lane(enum.Enum):
+    PRIORITY = "priority"  # never dropped, sent first
+    BULK = "bulk"  # bounded, oldest dropped
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     chat_id: int
     text: str  # HTML, already escaped
     markup: InlineKeyboardMarkup | None = None
+    lane: Lane = Lane.BULK
 
 
 Send = Callable[[Outgoing], Awaitable[object]]
@@ -38,47 +57,61 @@ Send = Callable[[Outgoing], Awaitable[object]]
 class Outbox:
     def __init__(self, send: Send, maxsize: int = OUTBOX_MAX) -> None:
         self._send = send
-        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=maxsize)
+        self._maxsize = maxsize
+        self._priority: deque[Outgoing] = deque()
+        self._bulk: deque[Outgoing] = deque()
+        self._waiting = asyncio.Event()  # set while anything is queued
+        self._idle = asyncio.Event()  # set while nothing is queued or being sent
+        self._idle.set()
         self.ready = asyncio.Event()
         self.dropped = 0
 
     def qsize(self) -> int:
-        return self._queue.qsize()
+        return len(self._priority) + len(self._bulk)
 
     def empty(self) -> bool:
-        return self._queue.empty()
+        return self.qsize() == 0
 
     def take(self) -> Outgoing:
-        """The oldest queued message, without sending it (tests look at what would go)."""
-        out = self._queue.get_nowait()
-        self._queue.task_done()
+        """The message that would go next, without sending it: priority first, then the oldest.
+
+        Raises IndexError when empty (tests look at what would go)."""
+        out = self._priority.popleft() if self._priority else self._bulk.popleft()
+        if self.empty():
+            self._waiting.clear()
         return out
 
     def put(self, out: Outgoing) -> None:
-        """Bounded: when full, the oldest message goes. Never blocks, never raises."""
-        if self._queue.full():
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.take()
-            self.dropped += 1
-            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
-                log.warning("telegram_outbox_full", dropped=self.dropped, size=self._queue.maxsize)
-        self._queue.put_nowait(out)
+        """Never blocks, never raises; a full bulk lane drops its oldest message."""
+        if out.lane is Lane.PRIORITY:
+            self._priority.append(out)
+        else:
+            if len(self._bulk) >= self._maxsize:
+                self._bulk.popleft()
+                self.dropped += 1
+                if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                    log.warning("telegram_outbox_full", dropped=self.dropped, size=self._maxsize)
+            self._bulk.append(out)
+        self._idle.clear()
+        self._waiting.set()
 
     async def drain(self, seconds: float) -> None:
         """At shutdown: give queued messages a moment to leave (only if they can)."""
         if not self.ready.is_set():
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), seconds)
+            await asyncio.wait_for(self._idle.wait(), seconds)
 
     async def run(self) -> None:
-        """The only place that sends: in order, each retried until it goes or is refused."""
+        """The only place that sends: priority first, each retried until it goes or is refused."""
         while True:
-            out = await self._queue.get()
+            await self._waiting.wait()
+            out = self.take()
             try:
                 await self._deliver(out)
             finally:
-                self._queue.task_done()
+                if self.empty():
+                    self._idle.set()
 
     async def _deliver(self, out: Outgoing) -> None:
         delay = 0.5

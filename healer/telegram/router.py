@@ -13,6 +13,14 @@ Severity decides the route (``telegram.routing``): ``immediate`` sends now,
 circuit breaker, approvals, health) always go now, whatever the severity:
 they are the things a human may have to act on.
 
+A flood of *distinct* incidents (3,000 different lines right after an
+approval request) is not deduplicated by any of that, so new-incident notices
+are also capped: at most ``NEW_PER_WINDOW`` are announced one by one per
+``FLOOD_WINDOW`` seconds, and the rest are summarised in one "N more new
+incidents: …" message when the window ends (:meth:`Router.flush`, run by a
+scheduled job, or the next notice after the window). The outbox sends those
+in its bulk lane, behind approvals and replies (issue 19 #8).
+
 The router is synchronous and does no I/O: :meth:`Router.route` is called on
 the event loop from ``TelegramBot.notify`` and must return at once.
 """
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from healer.core.notices import Notice, NoticeKind
 from healer.telegram.render import bold, esc, notice_html, truncate
@@ -32,6 +40,9 @@ ALWAYS_NOW = frozenset(
 MAX_TRACKED = 500  # incidents remembered for dedup; the least recently active is forgotten first
 FORGET_AFTER = 86400.0  # an incident quiet this long is announced again if it comes back
 DIGEST_MAX_ITEMS = 40
+NEW_PER_WINDOW = 10  # new incidents announced one by one per window; the rest are summarised
+FLOOD_WINDOW = 60.0
+SUMMARY_MAX_ITEMS = 20
 
 Send = Callable[[str, Notice | None], None]
 
@@ -48,6 +59,14 @@ class _Tracked:
 
 
 @dataclass
+class _Overflow:
+    """New incidents of the current window beyond the cap, for the one summary message."""
+
+    total: int = 0
+    items: list[str] = field(default_factory=list)  # the first SUMMARY_MAX_ITEMS, as HTML lines
+
+
+@dataclass
 class _DigestItem:
     pattern_id: str
     severity: str
@@ -56,12 +75,18 @@ class _DigestItem:
 
 
 class Router:
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, *, per_window: int = NEW_PER_WINDOW, window: float = FLOOD_WINDOW) -> None:
         self._send = send
+        self._per_window = per_window
+        self._window = window
+        self._window_start = float("-inf")
+        self._window_sent = 0
+        self._overflow = _Overflow()
         self._tracked: OrderedDict[int, _Tracked] = OrderedDict()
         self._digest: OrderedDict[int, _DigestItem] = OrderedDict()
         self._digest_other: list[str] = []
         self.suppressed = 0  # notices swallowed as repeats, for /status
+        self.summarised = 0  # new incidents only counted in a "N more" summary, for /status
 
     # -- routing -----------------------------------------------------------------------
     def route(self, notice: Notice, routing: Mapping[str, str], now: float) -> str:
@@ -90,8 +115,7 @@ class Router:
                     return "dedup"
                 self._digest[inc.id] = _DigestItem(inc.pattern_id, inc.severity.value, inc.count, notice.text)
                 return "digest"
-            self._send(notice_html(notice), notice)
-            return "immediate"
+            return self._announce_new(notice, now)
         if how == "none":
             return "none"
         if how == "digest":
@@ -100,6 +124,41 @@ class Router:
             return "digest"
         self._send(notice_html(notice), notice)
         return "immediate"
+
+    def _announce_new(self, notice: Notice, now: float) -> str:
+        """A new incident, announced now unless this window's quota is spent (then summarised)."""
+        self.flush(now)
+        if self._window_sent < self._per_window:
+            self._window_sent += 1
+            self._send(notice_html(notice), notice)
+            return "immediate"
+        inc = notice.incident
+        assert inc is not None
+        # Summarised, so no "still firing" updates for it either: they would be the flood again.
+        self._tracked[inc.id].route = "summary"
+        self._overflow.total += 1
+        self.summarised += 1
+        if len(self._overflow.items) < SUMMARY_MAX_ITEMS:
+            self._overflow.items.append(
+                f"• #{inc.id} [{esc(inc.severity.value)}] {esc(inc.pattern_id)}: {esc(notice.text[:120])}"
+            )
+        return "summary"
+
+    def flush(self, now: float) -> bool:
+        """End the window if it is over: send the summary of what it held back. True if sent."""
+        if now - self._window_start < self._window:
+            return False
+        self._window_start = now
+        self._window_sent = 0
+        over, self._overflow = self._overflow, _Overflow()
+        if not over.total:
+            return False
+        lines = [bold(f"{over.total} more new incident(s)") + f" (only {self._per_window} are announced a minute):"]
+        lines += over.items
+        if over.total > len(over.items):
+            lines.append(f"… and {over.total - len(over.items)} more; send <b>errors</b> for the list")
+        self._send(truncate("\n".join(lines)), None)
+        return True
 
     def _track(self, t: _Tracked) -> None:
         self._tracked[t.incident_id] = t
