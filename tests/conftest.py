@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.install import snapshot_with_wheel
 from support.pip import build_wheelhouse, make_venv
 from support.tally import TALLIES
 
@@ -35,3 +36,9 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_venv(tmp_path_factory.mktemp("venv"))
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A snapshot of the repo and a wheel of it, for the install.sh tests (built once a run)."""
+    return snapshot_with_wheel(tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel"))

@@ -12,30 +12,15 @@ is queued, so the order the fake server sees is the order the outbox chose.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from pathlib import Path
 
-from bot_rig import CHAT, running_bot
-from test_telegram_bot import ASK
+from support.bot_rig import CHAT, running_bot
+from support.telegram_daemon import ASK, FLOOD, words
 
 from healer.telegram.outbox import OUTBOX_MAX
 from healer.telegram.router import FLOOD_WINDOW, NEW_PER_WINDOW
 
-FLOOD = {
-    "id": "tg-flood",
-    "description": "Notify only, and every line is a different incident.",
-    "severity": "high",
-    "regex": r"FLOOD failure (?P<what>[a-z]+)",
-    "approval": "never",
-    "examples": ["FLOOD failure now"],
-}
 LINES = 3000
-
-
-def words(n: int) -> list[str]:
-    """``n`` distinct letter-only words (digits and hex would be masked into one fingerprint)."""
-    letters = "ghijklmnopqrstuvwxyz"
-    return ["".join(w) for w in itertools.islice(itertools.product(letters, repeat=4), n)]
 
 
 async def test_flood_after_an_approval_request_the_approval_and_status_go_first(tmp_path: Path) -> None:

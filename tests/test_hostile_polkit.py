@@ -18,7 +18,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from test_systemd_install import run_install, source  # noqa: F401  (source: the module's wheel fixture, reused)
+from support.install import run_install
 
 REPO = Path(__file__).resolve().parent.parent
 NODE = shutil.which("node")
@@ -98,7 +98,7 @@ def test_a_config_healer_refuses_gives_no_rule_and_says_why(tmp_path):
 
 
 @pytest.mark.slow
-def test_install_sh_installs_no_rule_for_the_example_config(source, tmp_path):  # noqa: F811  (fixture)
+def test_install_sh_installs_no_rule_for_the_example_config(source, tmp_path):
     src, wheel = source
     root = tmp_path / "root"
     root.mkdir()
@@ -113,7 +113,7 @@ def test_install_sh_installs_no_rule_for_the_example_config(source, tmp_path):  
 
 @pytest.mark.slow
 @pytest.mark.skipif(NODE is None, reason="node not installed")
-def test_install_sh_generates_the_rule_from_the_resolved_units(source, tmp_path):  # noqa: F811  (fixture)
+def test_install_sh_generates_the_rule_from_the_resolved_units(source, tmp_path):
     src, wheel = source
     root = tmp_path / "root"
     (root / "etc/healer").mkdir(parents=True)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import structlog
-from bot_rig import write_config
-from test_hostile_outbox import FLOOD, words
-from test_telegram_bot import ASK, AUTO
+from support.bot_rig import write_config
+from support.telegram_daemon import ASK, AUTO, FLOOD, words
 
 from healer.app.ruleset import load_ruleset
 from healer.core.clock import FakeClock

@@ -13,10 +13,10 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.install import run_install
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "systemd" / "install.sh"
@@ -39,48 +39,6 @@ def manifest(root: Path) -> dict[str, tuple[str, str]]:
             else:
                 out[rel] = (oct(st.st_mode & 0o7777), hashlib.sha256(p.read_bytes()).hexdigest())
     return out
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    """A snapshot of the repo, plus a wheel of it."""
-    src = tmp_path_factory.mktemp("src")
-    ignore = shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".venv", ".*cache")
-    for item in ["pyproject.toml", "healer", "patterns", "systemd"]:
-        if (REPO / item).is_dir():
-            shutil.copytree(REPO / item, src / item, ignore=ignore)
-        else:
-            shutil.copy2(REPO / item, src / item)
-    for optional in ["config.example.yaml", ".env.example", "README.md"]:
-        if (REPO / optional).exists():
-            shutil.copy2(REPO / optional, src / optional)
-    if not (src / "config.example.yaml").exists():
-        # The core engineer's example config may not exist yet.
-        (src / "config.example.yaml").write_text("actions:\n  restart:\n    units:\n      myapp: {}\n")
-    wheels = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = wheels.glob("healer-*.whl")
-    return src, wheel
-
-
-def run_install(src: Path, wheel: Path, root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    argv = [
-        "bash",
-        str(src / "systemd" / "install.sh"),
-        "--source", str(src),
-        "--root", str(root),
-        "--python", sys.executable,
-        "--package", str(wheel),
-        "--pip-args", "--no-deps --no-index",
-        *extra,
-    ]  # fmt: skip
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res
 
 
 def test_install_twice_identical_then_uninstall(source, tmp_path):

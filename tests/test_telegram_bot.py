@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import pytest
 from support.bot_rig import CHAT, Rig, plain, running_bot
-from support.telegram_daemon import ASK
+from support.telegram_daemon import ASK, AUTO
 
 from healer.core.enums import IncidentStatus, Reason, Severity, Verdict
 from healer.core.notices import Notice, NoticeKind
@@ -19,13 +19,6 @@ from healer.core.records import Decision, Incident
 from healer.telegram.app import approval_keyboard
 from healer.telegram.outbox import OUTBOX_MAX, Outbox, Outgoing
 
-AUTO = {
-    **ASK,
-    "id": "tg-auto",
-    "regex": r"AUTO failure (?P<what>\w+)",
-    "approval": "auto",
-    "examples": ["AUTO failure x"],
-}
 NOTIFY = {
     "id": "tg-medium",
     "severity": "medium",

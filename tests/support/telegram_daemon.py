@@ -6,6 +6,7 @@ a bot section, the test patterns, and the chat-side helpers (type a message, wai
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -138,3 +139,26 @@ class Healer(DaemonProcess):
         first = self.history().splitlines()[0]
         assert first.startswith("Fix attempts: "), first
         return int(first.split()[2])
+
+
+AUTO: dict[str, Any] = {
+    **ASK,
+    "id": "tg-auto",
+    "regex": r"AUTO failure (?P<what>\w+)",
+    "approval": "auto",
+    "examples": ["AUTO failure x"],
+}
+FLOOD: dict[str, Any] = {
+    "id": "tg-flood",
+    "description": "Notify only, and every line is a different incident.",
+    "severity": "high",
+    "regex": r"FLOOD failure (?P<what>[a-z]+)",
+    "approval": "never",
+    "examples": ["FLOOD failure now"],
+}
+
+
+def words(n: int) -> list[str]:
+    """``n`` distinct letter-only words (digits and hex would be masked into one fingerprint)."""
+    letters = "ghijklmnopqrstuvwxyz"
+    return ["".join(w) for w in itertools.islice(itertools.product(letters, repeat=4), n)]
