@@ -33,7 +33,8 @@ from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_vali
 from healer.core.enums import AuditKind
 from healer.core.errors import ActionError, ActionRefused
 from healer.remedy.base import Action, ActionContext, VerifyResult, register
-from healer.settings.fields import Items, Model, Name, Text, Timeout, name_entries, required
+from healer.remedy.common import screen_name
+from healer.settings.fields import ActionModel, Items, Model, Name, Text, Timeout, name_entries, required
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.restart")
@@ -95,7 +96,7 @@ class UnitSpec(Model):
         return self
 
 
-class RestartSettings(Model):
+class RestartSettings(ActionModel):
     manager: Manager = "systemd"  # the default for units that name none
     units: Annotated[Mapping[str, UnitSpec], required("list the units healer may restart, e.g. {redis: {}}")]
     systemctl: Name = "systemctl"
@@ -127,6 +128,7 @@ class RestartState(TypedDict):
 class RestartAction(Action[RestartSettings, RestartState]):
     name = "restart"
     reversible = False
+    default_grace = 10.0  # clients time out and log against the old process for a while
     param_keys = frozenset({"service"})
 
     @classmethod
@@ -139,6 +141,7 @@ class RestartAction(Action[RestartSettings, RestartState]):
     def _unit(ctx: ActionContext, settings: RestartSettings) -> UnitSpec:
         key = ctx.params.get("service", "")
         if key not in settings.units:
+            screen_name(key, "actions.restart.units", "service")
             raise ActionRefused(f"service {key!r} is not in actions.restart.units; it will not be restarted")
         return settings.units[key]
 
