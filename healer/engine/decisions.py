@@ -87,7 +87,7 @@ class Decider:
                 Notice(
                     NoticeKind.ESCALATION,
                     _urgent(pattern.severity),
-                    f"{pattern.id}: escalated to a human ({decision.reason.value}: {decision.detail})",
+                    escalation_text(pattern.id, decision.reason, decision.detail),
                     incident=inc,
                     decision=decision,
                 )
@@ -137,7 +137,7 @@ class Decider:
             store.audit_in(db, AuditKind.SECURITY_REFUSAL, "engine", {"incident": inc.id, "detail": detail}, now)
             text = f"SECURITY: {pattern.id}: {detail}. Nothing was executed; a human should look at the source."
             return Notice(NoticeKind.ESCALATION, Severity.CRITICAL, text, incident=inc, decision=d)
-        text = f"{pattern.id}: escalated to a human ({reason.value}): {detail}"
+        text = escalation_text(pattern.id, reason, detail)
         return Notice(NoticeKind.ESCALATION, _urgent(pattern.severity), text, incident=inc, decision=d)
 
     def _trip_breaker(self, db: Tx, inc: Incident, pattern: Pattern, outcome: Outcome, now: float) -> Notice:
@@ -148,7 +148,7 @@ class Decider:
         store.open_breaker(db, until)
         store.audit_in(db, AuditKind.BREAKER_TRIPPED, "engine", {"until": until, "last": outcome.value}, now)
         failed = store.failed_since(db, now - e.breaker_window)
-        which = "; ".join(f"fix #{a} (incident #{i}): {d[:120]}" for a, i, d in failed)
+        which = "; ".join(f"fix #{a} of {p} (incident #{i}): {d[:120]}" for a, i, p, d in failed)
         detail = (
             f"circuit breaker open for {e.breaker_cooldown:.0f}s after {e.breaker_failures} failed fixes"
             f" in {e.breaker_window:.0f}s; every fix is notify-only until then. Tripped by: {which}"
@@ -157,6 +157,10 @@ class Decider:
             db, inc.id, pattern.id, Verdict.ESCALATE, Reason.CIRCUIT_OPEN, now, detail, collapse=False
         )
         return Notice(NoticeKind.ESCALATION, _urgent(pattern.severity), detail, incident=inc, decision=d)
+
+
+def escalation_text(pattern_id: str, reason: Reason, detail: str) -> str:
+    return f"{pattern_id}: escalated to a human ({reason.value}): {detail}"
 
 
 def _urgent(severity: Severity) -> Severity:

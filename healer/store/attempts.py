@@ -246,14 +246,14 @@ class Attempts(Database):
         ).fetchall()
         return [PastAttempt(int(r[0]), Outcome(r[1]), str(r[2]), None if r[3] is None else float(r[3])) for r in rows]
 
-    def failed_since(self, db: sqlite3.Connection, since: float, limit: int = 5) -> list[tuple[int, int, str]]:
-        """(attempt, incident, detail) of the failed fixes since ``since``, newest first: what tripped the breaker."""
+    def failed_since(self, db: sqlite3.Connection, since: float, limit: int = 5) -> list[tuple[int, int, str, str]]:
+        """(attempt, incident, pattern, detail) of the fixes failed since ``since``, newest first: what tripped it."""
         rows = db.execute(
-            "SELECT id, incident_id, detail FROM fix_attempts WHERE finished >= ? AND outcome IN (?, ?, ?)"
-            " ORDER BY id DESC LIMIT ?",
+            "SELECT a.id, a.incident_id, i.pattern_id, a.detail FROM fix_attempts a JOIN incidents i"
+            " ON i.id = a.incident_id WHERE a.finished >= ? AND a.outcome IN (?, ?, ?) ORDER BY a.id DESC LIMIT ?",
             (since, *FAILED_OUTCOMES, limit),
         ).fetchall()
-        return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
+        return [(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
 
     def failures_since(self, db: sqlite3.Connection, since: float) -> int:
         r = db.execute(

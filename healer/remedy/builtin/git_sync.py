@@ -293,6 +293,10 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         marked = self._conflict_markers(git, state["old_head"])
         if marked:
             return VerifyResult(False, f"conflict markers in {', '.join(marked[:5])}")
+        # The positive probe's other half: nothing tracked is left modified (local edits went to the stash).
+        dirty = git.out("status", "--porcelain", "--untracked-files=no").splitlines()
+        if dirty:
+            return VerifyResult(False, f"the tree is not clean: {', '.join(d[3:] for d in dirty[:5])}")
         detail = f"HEAD {head[:12]} matches {state['upstream']}"
         stash = state.get("stash")
         if stash:
