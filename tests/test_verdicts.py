@@ -7,6 +7,8 @@ is injected. Every assertion reads what a user reads: ``healer explain``,
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -14,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from healer.app.reports import explain_text, history_text
@@ -26,6 +29,8 @@ from healer.core.proc import Runner
 from healer.core.records import Event, FixAttempt
 from healer.core.stamps import iso_time, leading_time
 from healer.engine.engine import Engine
+from healer.remedy.base import ActionContext
+from healer.remedy.builtin.git_sync import GitSyncAction
 from healer.store.db import Store
 
 
@@ -321,3 +326,52 @@ def test_leading_timestamps_are_read_cheaply_and_only_when_there() -> None:
     for line in ("hello 2026-12-02 06:21:12", "2026-13-02 06:21:12 x", "2026-12-02 06:21:123", "", "9" * 10_000):
         assert leading_time(line) is None
     assert iso_time("") is None
+
+
+IDENT = {
+    "GIT_AUTHOR_NAME": "Dev",
+    "GIT_AUTHOR_EMAIL": "d@example.invalid",
+    "GIT_COMMITTER_NAME": "Dev",
+    "GIT_COMMITTER_EMAIL": "d@example.invalid",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, **IDENT}
+    out = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
+
+
+def test_a_synced_checkout_must_also_be_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # the action's git reads no ~/.gitconfig of the host
+    remote, dev, server = tmp_path / "remote.git", tmp_path / "dev", tmp_path / "server"
+    _git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", str(remote))
+    _git(tmp_path, "clone", "-q", str(remote), str(dev))
+    _git(dev, "checkout", "-q", "-b", "main")
+    (dev / "app.py").write_text("VERSION = 1\n")
+    _git(dev, "add", ".")
+    _git(dev, "commit", "-q", "-m", "initial")
+    _git(dev, "push", "-q", "-u", "origin", "main")
+    _git(tmp_path, "clone", "-q", str(remote), str(server))
+    (dev / "app.py").write_text("VERSION = 2\n")
+    _git(dev, "commit", "-q", "-am", "upstream change")
+    _git(dev, "push", "-q", "origin", "main")
+    action = GitSyncAction()
+    config = {"repos": {"app": {"path": str(server), "remote": "origin", "branch": "main"}}, "timeout": 30}
+    ctx = ActionContext(
+        incident_id=1,
+        attempt_id=1,
+        pattern_id="behind",
+        params={"repo": "app"},
+        settings=action.parse_settings(config, "actions.git_sync"),
+        state_dir=tmp_path / "state",
+    )
+    action.check(ctx)
+    state = action.apply(ctx)
+    probe = action.verify(ctx, state)
+    assert probe.ok and "matches origin/main" in probe.detail
+    (server / "app.py").write_text("VERSION = 'edited by hand after the sync'\n")
+    probe = action.verify(ctx, state)
+    assert not probe.ok and probe.detail == "the tree is not clean: app.py"

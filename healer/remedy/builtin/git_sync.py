@@ -296,7 +296,8 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         # The positive probe's other half: nothing tracked is left modified (local edits went to the stash).
         dirty = git.out("status", "--porcelain", "--untracked-files=no").splitlines()
         if dirty:
-            return VerifyResult(False, f"the tree is not clean: {', '.join(d[3:] for d in dirty[:5])}")
+            changed = ", ".join(d.split(maxsplit=1)[-1] for d in dirty[:5])  # "XY path", XY may be " M"
+            return VerifyResult(False, f"the tree is not clean: {changed}")
         detail = f"HEAD {head[:12]} matches {state['upstream']}"
         stash = state.get("stash")
         if stash:
