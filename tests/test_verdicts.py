@@ -328,19 +328,11 @@ def test_leading_timestamps_are_read_cheaply_and_only_when_there() -> None:
     assert iso_time("") is None
 
 
-IDENT = {
-    "GIT_AUTHOR_NAME": "Dev",
-    "GIT_AUTHOR_EMAIL": "d@example.invalid",
-    "GIT_COMMITTER_NAME": "Dev",
-    "GIT_COMMITTER_EMAIL": "d@example.invalid",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
-
 def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, **IDENT}
-    out = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=30)
+    """The developer's git: a fixed identity, and no system or user config (HOME is the test's)."""
+    who = ["-c", "user.name=Dev", "-c", "user.email=dev@example.invalid"]
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
+    out = subprocess.run(["git", *who, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=30)
     return out.stdout.strip()
 
 
