@@ -35,7 +35,11 @@ class Recurrence:
 
 
 def grace_for(settings: Settings, actions: Sequence[str]) -> float:
-    """The longest grace of the chain's actions: each one's ``verify_grace``, else the default."""
+    """The longest grace of the chain's actions: each one's ``verify_grace``, else the default.
+
+    Never more than half the verify window: a grace as long as the window
+    would leave nothing that could count as a recurrence.
+    """
     grace = 0.0
     for name in actions:
         configured = getattr(settings.actions.get(name), "verify_grace", None)
@@ -47,7 +51,9 @@ def grace_for(settings: Settings, actions: Sequence[str]) -> float:
         except ParamError:  # an action that no longer exists: the engine-wide floor only
             own = 0.0
         grace = max(grace, settings.engine.verify_grace, own)
-    return grace if actions else settings.engine.verify_grace
+    if not actions:
+        grace = settings.engine.verify_grace
+    return min(grace, settings.engine.verify_window / 2)
 
 
 def event_time(ev: Event, arrived: float) -> tuple[float, bool]:

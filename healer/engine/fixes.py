@@ -19,7 +19,7 @@ from healer.core.jobs import FixJob
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import FixAttempt
 from healer.engine.decisions import Decider
-from healer.engine.evidence import grace_for, security_detail
+from healer.engine.evidence import security_detail
 from healer.engine.wiring import Wiring
 from healer.remedy.base import Action, ActionContext, get_action, render
 from healer.remedy.reverter import Reverter
@@ -29,11 +29,6 @@ from healer.settings.schema import Settings
 from healer.store.db import AttemptRecord
 
 log = structlog.get_logger("healer.engine.fixes")
-
-
-def watch_for(settings: Settings, actions: Sequence[str]) -> float:
-    """The verify window, never shorter than the chain's grace (a recurrence must be possible to see)."""
-    return max(settings.engine.verify_window, grace_for(settings, actions))
 
 
 AuditFn = Callable[[str, Mapping[str, object]], None]
@@ -131,7 +126,7 @@ class Fixer:
             end,
             chain.detail,
             chain.steps,
-            verify_until=end + watch_for(settings, names) if watching else None,
+            verify_until=end + settings.engine.verify_window if watching else None,
             revert_at=reverter.revert_at() if watching else None,
         )
         log.info("fix_finished", outcome=chain.outcome.value, detail=chain.detail)
@@ -234,7 +229,7 @@ class Fixer:
             now = w.clock.now()
             watching = outcome is Outcome.VERIFYING
             with w.store.tx() as db:
-                until = now + watch_for(w.settings, rec.actions) if watching else None
+                until = now + w.settings.engine.verify_window if watching else None
                 w.store.set_outcome(db, rec.id, outcome, detail, now, verify_until=until)
                 audit = {"attempt": rec.id, "outcome": outcome.value}
                 w.store.audit_in(db, AuditKind.FIX_RECOVERED, "engine", audit, now)
