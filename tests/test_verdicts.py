@@ -7,6 +7,7 @@ is injected. Every assertion reads what a user reads: ``healer explain``,
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,8 @@ from healer.core.stamps import iso_time, leading_time
 from healer.engine.engine import Engine
 from healer.remedy.base import ActionContext
 from healer.remedy.builtin.git_sync import GitSyncAction
+from healer.sources.journal_entries import entry_to_event
+from healer.sources.webhooks import alertmanager
 from healer.store.db import Store
 
 
@@ -367,3 +370,18 @@ def test_a_synced_checkout_must_also_be_clean(tmp_path: Path, monkeypatch: pytes
     (server / "app.py").write_text("VERSION = 'edited by hand after the sync'\n")
     probe = action.verify(ctx, state)
     assert not probe.ok and probe.detail == "the tree is not clean: app.py"
+
+
+def test_sources_carry_the_events_own_time() -> None:
+    entry = {"MESSAGE": "BOOM a", "__REALTIME_TIMESTAMP": "1796192472500000", "__CURSOR": "c", "PRIORITY": "3"}
+    ev = entry_to_event(entry, "app")
+    assert ev is not None and ev.happened == 1796192472.5
+    body = {
+        "status": "firing",
+        "alerts": [
+            {"status": "firing", "labels": {"alertname": "RedisDown"}, "startsAt": "2026-12-02T06:21:12Z",
+             "fingerprint": "f1"},
+        ],
+    }  # fmt: skip
+    [alert] = alertmanager.parse(json.dumps(body).encode(), {}, now=1796199999.0)
+    assert alert.happened == 1796192472.0 and alert.ts == 1796199999.0
