@@ -205,7 +205,8 @@ class RecordingRunner(Runner):
 
 def test_systemd_argv(tmp_path: Path) -> None:
     settings = RestartAction.parse_settings(
-        {"manager": "systemd", "units": {"web": {"unit": "nginx.service", "timeout": 1}}}, "actions.restart"
+        {"manager": "systemd", "units": {"web": {"unit": "nginx.service", "timeout": 1, "stay_up": 0.01}}},
+        "actions.restart",
     )
     runner = RecordingRunner()
     ctx = make_ctx(settings, {"service": "web"}, tmp_path, runner=runner)
@@ -216,6 +217,7 @@ def test_systemd_argv(tmp_path: Path) -> None:
     assert [r.argv for r in runner.history] == [
         ("systemctl", "restart", "nginx.service"),
         ("systemctl", "is-active", "nginx.service"),
+        ("systemctl", "is-active", "nginx.service"),  # still up after stay_up
     ]
 
 

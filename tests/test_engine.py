@@ -47,7 +47,7 @@ def test_threshold_then_act_then_verify_window_success(tmp_path: Path) -> None:
 def test_recurrence_inside_verify_window_fails_the_fix(tmp_path: Path, cooldown: int) -> None:
     engine, clock = build(tmp_path, [pat(cooldown=cooldown)])
     run_jobs(engine, feed(engine, "BOOM a"))
-    clock.advance(2)
+    clock.advance(6)  # past the fix's grace (engine.verify_grace, 5s): this line is new evidence
     res = feed(engine, "BOOM a")
     # Only the undo: no new fix may start on the target while the old one is rolled back.
     assert [type(j) for j in res.jobs] == [UndoJob]
@@ -142,11 +142,12 @@ def test_one_fault_three_sources_one_incident_one_fix(tmp_path: Path) -> None:
         "redis-down", regex=r"(?:Error 111 connecting to [a-z0-9.]+:6379|RedisDown)", group_by=[],
         cooldown=600, examples=["RedisDown"],
     )  # fmt: skip
-    engine, _ = build(tmp_path, [redis])
+    engine, clock = build(tmp_path, [redis])
     msg = "redis.exceptions.ConnectionError: Error 111 connecting to localhost:6379. Connection refused."
     jobs = feed(engine, f"2026-11-22 ERROR app: {msg}").jobs
     for j in jobs:
         engine.run_job(j)
+    clock.advance(6)  # past the fix's grace: what arrives now (no own time) is a recurrence
     jobs = engine.ingest_events([Event(SourceName.SENTRY, "app", msg, 1.0, source_id="issue-1:ev-1")]).jobs
     jobs += engine.ingest_events(
         [

@@ -13,7 +13,17 @@ from typing import Any
 import pytest
 
 from healer.core.enums import Approval, IncidentStatus, Outcome, Reason, Severity, Trigger, Verdict
-from healer.engine.policy import ActiveFix, Guardrails, IncidentSnapshot, Ruling, Subject, decide, gate
+from healer.engine.policy import (
+    ActiveFix,
+    FailureFacts,
+    Guardrails,
+    IncidentSnapshot,
+    Ruling,
+    Subject,
+    after_failure,
+    decide,
+    gate,
+)
 from healer.rules.patterns import Pattern, Step
 
 NOW = 1_700_000_000.0
@@ -77,6 +87,13 @@ TABLE: list[tuple[str, IncidentSnapshot, dict[str, Any], dict[str, Any], Trigger
     ("escalated recently", snap(status=IncidentStatus.ESCALATED, escalated_at=NOW - 600, attempts=9), {}, {},
      Trigger.MANUAL, Verdict.SKIP, Reason.FAILED_BEFORE,
      "escalated 600s ago; not retried automatically for 3600s"),
+    ("resolved since its escalation and back: the same fault failed before",
+     snap(status=IncidentStatus.OPEN, escalated_at=NOW - 600, attempts=0), {}, {},
+     Trigger.AUTO, Verdict.ESCALATE, Reason.FAILED_BEFORE,
+     "the same fault was escalated 600s ago and is back; not retried automatically for 3600s"),
+    ("an escalation older than failure_memory is forgotten once resolved",
+     snap(status=IncidentStatus.OPEN, escalated_at=NOW - 3601), {}, {},
+     Trigger.AUTO, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
     ("max attempts beats cooldown and budget", snap(attempts=3, last_fix_at=NOW - 1, fixes_last_hour=99), {}, {},
      Trigger.AUTO, Verdict.ESCALATE, Reason.MAX_ATTEMPTS, "3 attempts made"),
     ("cooldown beats budget", snap(last_fix_at=NOW - 10, fixes_last_hour=99), {}, {},
@@ -117,8 +134,37 @@ def test_decision_table(
     assert ruling == Ruling(verdict, reason, detail), situation
 
 
+# After a fix failed or was undone: does the incident go to a human, and why. First match wins.
+AFTER: list[tuple[str, FailureFacts, dict[str, Any], Ruling | None]] = [
+    ("hostile input beats flapping and max attempts",
+     FailureFacts(IncidentStatus.OPEN, attempts=3, unheld=2, hostile="parameter module refused 'a;b'"), {},
+     Ruling(Verdict.ESCALATE, Reason.HOSTILE_INPUT, "parameter module refused 'a;b'")),
+    ("hostile input on the first attempt", FailureFacts(IncidentStatus.OPEN, attempts=1, hostile="x"), {},
+     Ruling(Verdict.ESCALATE, Reason.HOSTILE_INPUT, "x")),
+    ("did not hold twice in a row: flapping, before max attempts",
+     FailureFacts(IncidentStatus.OPEN, attempts=2, unheld=2), {},
+     Ruling(Verdict.ESCALATE, Reason.FLAPPING, "the fix held only briefly 2 times in a row (flapping)")),
+    ("did not hold once: retried", FailureFacts(IncidentStatus.OPEN, attempts=1, unheld=1), {}, None),
+    ("last attempt used", FailureFacts(IncidentStatus.OPEN, attempts=3), {},
+     Ruling(Verdict.ESCALATE, Reason.MAX_ATTEMPTS, "3 attempts failed")),
+    ("attempts left", FailureFacts(IncidentStatus.OPEN, attempts=2), {}, None),
+    ("already escalated: said once", FailureFacts(IncidentStatus.ESCALATED, attempts=5, unheld=3, hostile="x"), {},
+     None),
+    ("max attempts of the pattern", FailureFacts(IncidentStatus.OPEN, attempts=1), {"max_attempts": 1},
+     Ruling(Verdict.ESCALATE, Reason.MAX_ATTEMPTS, "1 attempts failed")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("situation", "facts", "pat_over", "ruling"), AFTER, ids=[row[0] for row in AFTER])
+def test_after_failure_table(
+    situation: str, facts: FailureFacts, pat_over: dict[str, Any], ruling: Ruling | None
+) -> None:
+    assert after_failure(facts, pattern(**pat_over)) == ruling, situation
+
+
 def test_every_reason_is_reached_by_the_table() -> None:
-    assert {row[6] for row in TABLE} == set(Reason)
+    after = {row[3].reason for row in AFTER if row[3] is not None}
+    assert {row[6] for row in TABLE} | after == set(Reason)
 
 
 def test_an_old_escalation_is_reopened_with_a_fresh_count() -> None:

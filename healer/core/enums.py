@@ -57,6 +57,8 @@ class Reason(StrEnum):
     FAILED_BEFORE = "failed_before"
     IN_PROGRESS = "in_progress"
     DRAINING = "draining"
+    FLAPPING = "flapping"  # the fix applied but did not hold, twice in a row
+    HOSTILE_INPUT = "hostile_input"  # a captured value was refused as an injection attempt
 
 
 class IncidentStatus(StrEnum):
@@ -142,6 +144,7 @@ class AuditKind(StrEnum):
     FIX_REVERTED = "fix_reverted"
     FIX_RECOVERED = "fix_recovered"
     BREAKER_TRIPPED = "breaker_tripped"
+    SECURITY_REFUSAL = "security_refusal"  # a captured value refused as an injection attempt
     INCIDENT_RESOLVED = "incident_resolved"
     TELEGRAM_REFUSED = "telegram_refused"
     CHAT_MATCH = "chat_match"

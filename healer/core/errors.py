@@ -79,6 +79,21 @@ class ActionRefused(ActionError):
     """
 
 
+class HostileValue(ActionRefused):
+    """A value taken from a log line was refused because it looks like an attack, not a name.
+
+    Raised by an action's allowlist screening; the engine turns it into a
+    security escalation naming ``param``, the (untrusted) ``value`` and
+    ``rule``, the check it failed. Never executed: raised before any process.
+    """
+
+    def __init__(self, param: str, value: str, rule: str) -> None:
+        self.param = param
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{param} {value!r} {rule}")
+
+
 class ParamError(HealerError):
     """An action's parameters or settings are invalid at load time."""
 

@@ -22,6 +22,9 @@ class Event:
     ``message`` is hostile text. ``fields`` carries source-specific labels
     (``alertname``, ``level``, ``culprit`` ...) that patterns may select on.
     ``source_id`` is the sender's own id, used to drop re-deliveries.
+    ``happened`` is when the event says it happened (journald's realtime
+    stamp, a webhook's own time, a log line's leading timestamp), None when
+    it does not say: a fix is judged by it, so a backlog never undoes one.
     """
 
     source: SourceName
@@ -34,6 +37,7 @@ class Event:
     link: str = ""
     source_id: str = ""
     resolved: bool = False
+    happened: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

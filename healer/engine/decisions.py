@@ -1,19 +1,22 @@
 """Take a decision, record it, and carry out what it implies (a job, a question, an escalation).
 
-Also the other end of a failed fix: escalate the incident after its last
-allowed attempt, and trip the circuit breaker after too many failures.
+Also the other end of a failed fix: escalate the incident when a human is
+needed (``policy.after_failure``: hostile input, flapping, last attempt
+used), and trip the circuit breaker after too many failures,
+itself an escalation that names the fixes that tripped it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from healer.core.enums import AuditKind, IncidentStatus, Outcome, Reason, Trigger, Verdict
+from healer.core.enums import AuditKind, IncidentStatus, Outcome, Reason, Severity, Trigger, Verdict
 from healer.core.jobs import FixJob, IngestResult
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import Decision, Incident
 from healer.engine import guardrails
-from healer.engine.policy import Ruling, Subject, decide, describe, gate
+from healer.engine.evidence import RECURRED
+from healer.engine.policy import FailureFacts, Ruling, Subject, after_failure, decide, describe, gate
 from healer.engine.wiring import Wiring
 from healer.rules.patterns import Pattern
 from healer.store.db import Tx
@@ -83,8 +86,8 @@ class Decider:
             result.notices.append(
                 Notice(
                     NoticeKind.ESCALATION,
-                    pattern.severity,
-                    f"{pattern.id}: escalated to a human ({decision.reason.value}: {decision.detail})",
+                    _urgent(pattern.severity),
+                    escalation_text(pattern.id, decision.reason, decision.detail),
                     incident=inc,
                     decision=decision,
                 )
@@ -94,44 +97,72 @@ class Decider:
     def breaker_open(self, now: float) -> bool:
         return guardrails.breaker_open(self.w.store, now)
 
-    def after_failure(self, incident_id: int, pattern: Pattern, outcome: Outcome, detail: str, now: float) -> None:
-        """A fix failed (or was undone): escalate after the last attempt; trip the breaker after too many."""
+    def after_failure(
+        self, incident_id: int, pattern: Pattern, outcome: Outcome, detail: str, now: float, hostile: str = ""
+    ) -> None:
+        """A fix failed (or was undone): escalate when a human is needed; trip the breaker after too many.
+
+        ``hostile`` describes a captured value a step refused as an injection
+        attempt: escalated as a security notice, whatever the attempt count.
+        """
         e = self.w.settings.engine
         store = self.w.store
         notices: list[Notice] = []
         with store.tx() as db:
             inc = store.incident_in(db, incident_id)
-            if inc.attempts >= pattern.max_attempts and inc.status is not IncidentStatus.ESCALATED:
-                store.set_incident_status(db, incident_id, IncidentStatus.ESCALATED, now)
-                d, _ = store.record_decision(
-                    db,
-                    incident_id,
-                    pattern.id,
-                    Verdict.ESCALATE,
-                    Reason.MAX_ATTEMPTS,
-                    now,
-                    f"{inc.attempts} attempts failed; last: {detail}",
-                    collapse=False,
-                )
-                notices.append(
-                    Notice(
-                        NoticeKind.ESCALATION,
-                        pattern.severity,
-                        f"{pattern.id}: {inc.attempts} fixes failed, escalated to a human",
-                        incident=inc,
-                        decision=d,
-                    )
-                )
+            facts = self._failure_facts(db, inc, hostile)
+            ruling = after_failure(facts, pattern)
+            if ruling is not None:
+                last = f"; last: {detail}" if ruling.reason is not Reason.HOSTILE_INPUT else ""
+                notices.append(self._escalate(db, inc, pattern, ruling.reason, ruling.detail + last, now))
             if not self.breaker_open(now) and store.failures_since(db, now - e.breaker_window) >= e.breaker_failures:
-                until = now + e.breaker_cooldown
-                store.open_breaker(db, until)
-                store.audit_in(db, AuditKind.BREAKER_TRIPPED, "engine", {"until": until, "last": outcome.value}, now)
-                notices.append(
-                    Notice(
-                        NoticeKind.BREAKER,
-                        pattern.severity,
-                        f"circuit breaker open for {e.breaker_cooldown:.0f}s after "
-                        f"{e.breaker_failures} failed fixes: notify-only",
-                    )
-                )
+                notices.append(self._trip_breaker(db, inc, pattern, outcome, now))
         self.w.emit(notices)
+
+    def _failure_facts(self, db: Tx, inc: Incident, hostile: str) -> FailureFacts:
+        past = self.w.store.past_attempts(db, inc.id)
+        unheld = 0
+        for a in past:
+            if not a.detail.startswith(RECURRED):
+                break
+            unheld += 1
+        return FailureFacts(inc.status, inc.attempts, unheld, hostile)
+
+    def _escalate(self, db: Tx, inc: Incident, pattern: Pattern, reason: Reason, detail: str, now: float) -> Notice:
+        """Record the ESCALATE decision and mark the incident; the notice is always at least high severity."""
+        store = self.w.store
+        store.set_incident_status(db, inc.id, IncidentStatus.ESCALATED, now)
+        d, _ = store.record_decision(db, inc.id, pattern.id, Verdict.ESCALATE, reason, now, detail, collapse=False)
+        if reason is Reason.HOSTILE_INPUT:
+            store.audit_in(db, AuditKind.SECURITY_REFUSAL, "engine", {"incident": inc.id, "detail": detail}, now)
+            text = f"SECURITY: {pattern.id}: {detail}. Nothing was executed; a human should look at the source."
+            return Notice(NoticeKind.ESCALATION, Severity.CRITICAL, text, incident=inc, decision=d)
+        text = escalation_text(pattern.id, reason, detail)
+        return Notice(NoticeKind.ESCALATION, _urgent(pattern.severity), text, incident=inc, decision=d)
+
+    def _trip_breaker(self, db: Tx, inc: Incident, pattern: Pattern, outcome: Outcome, now: float) -> Notice:
+        """Open the breaker and say, once, which failed fixes tripped it."""
+        e = self.w.settings.engine
+        store = self.w.store
+        until = now + e.breaker_cooldown
+        store.open_breaker(db, until)
+        store.audit_in(db, AuditKind.BREAKER_TRIPPED, "engine", {"until": until, "last": outcome.value}, now)
+        failed = store.failed_since(db, now - e.breaker_window)
+        which = "; ".join(f"fix #{a} of {p} (incident #{i}): {d[:120]}" for a, i, p, d in failed)
+        detail = (
+            f"circuit breaker open for {e.breaker_cooldown:.0f}s after {e.breaker_failures} failed fixes"
+            f" in {e.breaker_window:.0f}s; every fix is notify-only until then. Tripped by: {which}"
+        )
+        d, _ = store.record_decision(
+            db, inc.id, pattern.id, Verdict.ESCALATE, Reason.CIRCUIT_OPEN, now, detail, collapse=False
+        )
+        return Notice(NoticeKind.ESCALATION, _urgent(pattern.severity), detail, incident=inc, decision=d)
+
+
+def escalation_text(pattern_id: str, reason: Reason, detail: str) -> str:
+    return f"{pattern_id}: escalated to a human ({reason.value}): {detail}"
+
+
+def _urgent(severity: Severity) -> Severity:
+    """An escalation needs a human now: never below high, whatever the pattern's own severity."""
+    return severity if severity.rank <= Severity.HIGH.rank else Severity.HIGH

@@ -19,6 +19,7 @@ from healer.core.jobs import FixJob
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import FixAttempt
 from healer.engine.decisions import Decider
+from healer.engine.evidence import security_detail
 from healer.engine.wiring import Wiring
 from healer.remedy.base import Action, ActionContext, get_action, render
 from healer.remedy.reverter import Reverter
@@ -129,7 +130,8 @@ class Fixer:
         )
         log.info("fix_finished", outcome=chain.outcome.value, detail=chain.detail)
         if not watching:
-            self.decider.after_failure(job.incident_id, pattern, chain.outcome, chain.detail, end)
+            hostile = "" if chain.hostile is None else security_detail(pattern.id, chain.hostile)
+            self.decider.after_failure(job.incident_id, pattern, chain.outcome, chain.detail, end, hostile)
         attempt = w.store.attempt(aid)
         assert attempt is not None
         text = f"fix #{aid} {chain.outcome.value}: {chain.detail}"

@@ -14,7 +14,9 @@ from healer.core.enums import AuditKind, Outcome, SourceName, Trigger
 from healer.core.jobs import IngestResult, UndoJob
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import Event, Incident
+from healer.core.stamps import leading_time
 from healer.engine.decisions import Decider
+from healer.engine.evidence import grace_for, recurrence
 from healer.engine.wiring import Wiring
 from healer.rules.fingerprint import fingerprint
 from healer.rules.matcher import LineHit
@@ -22,7 +24,6 @@ from healer.rules.patterns import Pattern
 from healer.store.db import EventRow, Tx
 
 Extra = Callable[[Tx], None]
-RECURRED = "incident recurred within the verify window"
 
 
 class Ingestor:
@@ -35,9 +36,7 @@ class Ingestor:
         now = self.w.clock.now()
         source = SourceName.FILE
         hits = [h for h in self.w.matcher.scan(chunk.data) if h.pattern.selects(source, chunk.service, {})]
-        events = [
-            (Event(source=source, service=chunk.service, message=h.line, ts=now, origin=chunk.path), h) for h in hits
-        ]
+        events = [(self._line_event(source, chunk.service, h.line, chunk.path, now), h) for h in hits]
         o = chunk.offset
 
         def save_offset(db: Tx) -> None:
@@ -52,8 +51,13 @@ class Ingestor:
         """Lines with no offset to keep: ``healer replay`` and tests."""
         now = self.w.clock.now()
         hits = [h for h in self.w.matcher.scan(data) if h.pattern.selects(source, service, {})]
-        events = [(Event(source=source, service=service, message=h.line, ts=now, origin=origin), h) for h in hits]
+        events = [(self._line_event(source, service, h.line, origin, now), h) for h in hits]
         return self._ingest(events, now, None)
+
+    @staticmethod
+    def _line_event(source: SourceName, service: str, line: str, origin: str, now: float) -> Event:
+        """A log line read now; when it starts with a timestamp, that is when it happened."""
+        return Event(source=source, service=service, message=line, ts=now, origin=origin, happened=leading_time(line))
 
     def events(self, events: Iterable[Event], cursor: tuple[str, str] | None) -> IngestResult:
         """Journald entries, webhook alerts, pasted lines: matched one by one, fields and all."""
@@ -100,13 +104,13 @@ class Ingestor:
             for fp, (pattern, evs, hit) in groups.items():
                 rec = store.record_group(db, pattern.id, fp, pattern.severity, evs, hit.groups)
                 fresh = rec.new_incident or rec.reopened
-                self._after_record(db, rec.incident, fresh, pattern, hit, evs[-1], len(evs), now, result)
+                self._after_record(db, rec.incident, fresh, pattern, hit, evs, now, result)
             for fp, pattern, ev, hit in singles:
                 rec1 = store.record_event(db, EventRow(ev, pattern.id, fp, pattern.severity, hit.groups))
                 if rec1.duplicate:
                     continue
                 fresh = rec1.new_incident or rec1.reopened
-                self._after_record(db, rec1.incident, fresh, pattern, hit, ev, 1, now, result)
+                self._after_record(db, rec1.incident, fresh, pattern, hit, [ev], now, result)
             if extra is not None:
                 extra(db)
         result.events = len(pairs)
@@ -125,28 +129,38 @@ class Ingestor:
         fresh: bool,
         pattern: Pattern,
         hit: LineHit,
-        ev: Event,
-        n: int,
+        evs: Sequence[Event],
         now: float,
         result: IngestResult,
     ) -> None:
+        ev, n = evs[-1], len(evs)
         if fresh:
             text = f"{pattern.id}: {hit.line[:300]}"
             result.notices.append(Notice(NoticeKind.INCIDENT, pattern.severity, text, incident=inc, link=ev.link))
-        undo = self._verify_window_breach(db, inc, now)
+        undo = self._verify_window_breach(db, inc, evs, now)
         if undo is not None:
             result.jobs.append(undo)
         self.decider.decide_and_record(db, inc, pattern, hit.groups, ev.service, now, Trigger.AUTO, result, n)
 
-    def _verify_window_breach(self, db: Tx, inc: Incident, now: float) -> UndoJob | None:
-        """The incident came back while its fix was being watched: the fix failed."""
+    def _verify_window_breach(self, db: Tx, inc: Incident, evs: Sequence[Event], now: float) -> UndoJob | None:
+        """The incident came back while its fix was being watched: the fix failed.
+
+        Only on evidence (``evidence.py``): an event that happened after the
+        fix finished plus its grace. The backlog and the in-flight tail of
+        the old fault are recorded with the incident but undo nothing.
+        """
         store = self.w.store
         active = store.active_attempt(db, inc.id)
         if active is None or active.outcome is not Outcome.VERIFYING:
             return None
         if active.verify_until is not None and active.verify_until < now:
             return None
-        # UNDOING keeps the target locked until the rollback has run, so no new fix overlaps it.
-        if not store.set_outcome(db, active.id, Outcome.UNDOING, RECURRED, now, expect=Outcome.VERIFYING):
+        finished = active.finished if active.finished is not None else now
+        found = recurrence(evs, finished, grace_for(self.w.settings, active.actions), now)
+        if found is None:
             return None
-        return UndoJob(active.id, RECURRED)
+        reason = found.detail()
+        # UNDOING keeps the target locked until the rollback has run, so no new fix overlaps it.
+        if not store.set_outcome(db, active.id, Outcome.UNDOING, reason, now, expect=Outcome.VERIFYING):
+            return None
+        return UndoJob(active.id, reason)

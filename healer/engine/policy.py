@@ -9,7 +9,9 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
  5. threshold (automatic matches only)
  6. a fix already in progress on the incident
  7. an approval already pending
- 8. escalated within ``failure_memory`` (after it: reopened, fresh count)
+ 8. escalated within ``failure_memory`` (after it: reopened, fresh count); an
+    incident that was escalated that recently, then resolved, and is back
+    escalates again (the same fault failed before) instead of being retried
  9. max attempts (escalates)
 10. cooldown (automatic matches only; a clock stepped back still cools down)
 11. hourly budget       12. circuit breaker
@@ -18,6 +20,11 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
 
 ``gate`` is steps 1-4, which need nothing from the store: the guardrails
 reader calls it first so a notify-only storm costs no queries.
+
+``after_failure`` is the other pure ruling: once a fix failed or did not
+hold, whether the incident now goes to a human, and why (first wins):
+a step refused a captured value as hostile, the fix did not hold twice in
+a row (flapping), the last allowed attempt was used.
 """
 
 from __future__ import annotations
@@ -70,6 +77,21 @@ class IncidentSnapshot:
     matches_in_window: int = 1
     fixes_last_hour: int = 0
     breaker_open: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FailureFacts:
+    """What the escalation rules read once a fix of the incident failed or was undone.
+
+    ``unheld`` counts the newest attempts in a row that applied, verified and
+    then did not hold (undone on a recurrence); ``hostile`` describes a
+    refused hostile value ("" if none).
+    """
+
+    status: IncidentStatus
+    attempts: int
+    unheld: int = 0
+    hostile: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +156,15 @@ def decide(snap: IncidentSnapshot, pattern: Pattern, guards: Guardrails, now: fl
                 f"escalated {since:.0f}s ago; not retried automatically for {guards.failure_memory:.0f}s",
             )
         attempts, reopen = 0, True  # the failure is old news: try again, from a fresh count
+    elif snap.escalated_at is not None and 0 <= now - snap.escalated_at < guards.failure_memory:
+        # Resolved since (by a human, or it went quiet) and back: what failed then would fail again.
+        since = now - snap.escalated_at
+        return Ruling(
+            Verdict.ESCALATE,
+            Reason.FAILED_BEFORE,
+            f"the same fault was escalated {since:.0f}s ago and is back; not retried automatically"
+            f" for {guards.failure_memory:.0f}s",
+        )
     ruling = _limits(snap, pattern, guards, now, trigger, attempts)
     if reopen:
         return Ruling(ruling.verdict, ruling.reason, ruling.detail, reopen=True)
@@ -158,3 +189,22 @@ def _limits(
     if pattern.approval is Approval.ASK and trigger is not Trigger.APPROVED:
         return Ruling(Verdict.ASK, Reason.APPROVAL, "")
     return Ruling(Verdict.ACT, Reason.OK, describe(pattern, snap.subject))
+
+
+def after_failure(facts: FailureFacts, pattern: Pattern) -> Ruling | None:
+    """ESCALATE (with why) when a failed or undone fix means a human is needed; None to let it be retried."""
+    if facts.status is IncidentStatus.ESCALATED:
+        return None  # already with a human: said once
+    if facts.hostile:
+        return Ruling(Verdict.ESCALATE, Reason.HOSTILE_INPUT, facts.hostile)
+    if facts.unheld >= FLAPPING_AFTER:
+        return Ruling(
+            Verdict.ESCALATE, Reason.FLAPPING, f"the fix held only briefly {facts.unheld} times in a row (flapping)"
+        )
+    if facts.attempts >= pattern.max_attempts:
+        return Ruling(Verdict.ESCALATE, Reason.MAX_ATTEMPTS, f"{facts.attempts} attempts failed")
+    return None
+
+
+FLAPPING_AFTER = 2
+"""Undone on recurrence this many times in a row: the fix works for a moment and the fault comes back."""

@@ -120,6 +120,9 @@ class Action(ABC, Generic[SettingsT, StateT]):
     required_params: ClassVar[frozenset[str]] = frozenset()
     # Taken from ``Action[SettingsT, ...]`` in the class statement.
     settings_type: ClassVar[type[Any]] = object
+    # Seconds after the fix during which the old fault's tail (backlog, in-flight requests) still logs;
+    # ``actions.<name>.verify_grace`` overrides it, ``engine.verify_grace`` is the floor.
+    default_grace: ClassVar[float] = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

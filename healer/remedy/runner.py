@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from healer.core.enums import Outcome
-from healer.core.errors import ActionError, ActionRefused, HealerError
+from healer.core.errors import ActionError, ActionRefused, HealerError, HostileValue
 from healer.core.records import StepResult
 from healer.remedy.base import Action, ActionContext
 from healer.remedy.reverter import APPLIED, Reverter
@@ -18,11 +18,16 @@ from healer.remedy.reverter import APPLIED, Reverter
 
 @dataclass(frozen=True, slots=True)
 class ChainResult:
-    """VERIFYING when every step applied and verified; otherwise how the rollback ended."""
+    """VERIFYING when every step applied and verified; otherwise how the rollback ended.
+
+    ``hostile`` is the refusal when a step refused a captured value as an
+    injection attempt: the engine escalates it as a security notice.
+    """
 
     outcome: Outcome
     detail: str
     steps: tuple[StepResult, ...]
+    hostile: HostileValue | None = None
 
 
 def run_chain(plan: Sequence[tuple[Action, ActionContext]], reverter: Reverter) -> ChainResult:
@@ -39,7 +44,8 @@ def run_chain(plan: Sequence[tuple[Action, ActionContext]], reverter: Reverter) 
     except ActionRefused as exc:
         results.append(StepResult(plan[len(results)][0].name, Outcome.REFUSED, str(exc)))
         outcome = reverter.rollback(results, default=Outcome.REFUSED)
-        return ChainResult(outcome, f"refused: {exc}", tuple(results))
+        hostile = exc if isinstance(exc, HostileValue) else None
+        return ChainResult(outcome, f"refused: {exc}", tuple(results), hostile)
     except Exception as exc:  # an action failing must never take the daemon down
         detail = str(exc) if isinstance(exc, HealerError) else f"{type(exc).__name__}: {exc}"
         if len(results) < len(plan):

@@ -25,6 +25,18 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ActionModel(Model):
+    """An ``actions.<name>`` section: every action's own settings plus what the engine reads of each.
+
+    ``verify_grace``: how long after a fix of this action a matching line
+    still counts as the tail of the old fault (backlog, in-flight
+    requests), not as a recurrence. Unset: ``engine.verify_grace`` or the
+    action's own default, whichever is longer.
+    """
+
+    verify_grace: Duration | None = None
+
+
 def from_file(info: ValidationInfo) -> bool:
     return isinstance(info.context, dict) and "base" in info.context
 

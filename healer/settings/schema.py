@@ -108,6 +108,9 @@ class SourcesSettings(Model):
 
 class EngineSettings(Model):
     verify_window: Duration = 60.0
+    # Lines of the incident that happened (or, with no time of their own, arrived) within this long after a
+    # fix finished are its backlog and in-flight tail, never a recurrence. An action's own verify_grace wins.
+    verify_grace: Duration = 5.0
     fix_budget_per_hour: Annotated[int, Field(strict=True, ge=1)] = 10
     breaker_failures: Annotated[int, Field(strict=True, ge=1)] = 3
     breaker_window: Duration = 3600.0

@@ -85,4 +85,5 @@ def entry_to_event(entry: Mapping[str, Any], service: str) -> Event | None:
         fields=MappingProxyType({k: v for k, v in fields.items() if v}),
         severity=severity_of_priority(priority),
         source_id=text_of(entry.get("__CURSOR")),
+        happened=ts if ts > 0 else None,  # the journal's own time: a backlog read late is still old
     )

@@ -25,6 +25,18 @@ class ActiveAttempt:
     id: int
     outcome: Outcome
     verify_until: float | None
+    finished: float | None = None  # when the chain ended: recurrence is judged from here (plus grace)
+    actions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PastAttempt:
+    """A settled attempt of an incident, for the escalation rules (flapping, failed before)."""
+
+    id: int
+    outcome: Outcome
+    detail: str
+    finished: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +223,37 @@ class Attempts(Database):
 
     def active_attempt(self, db: sqlite3.Connection, incident_id: int) -> ActiveAttempt | None:
         r = db.execute(
-            "SELECT id, outcome, verify_until FROM fix_attempts WHERE incident_id = ? AND outcome IN (?, ?, ?)"
-            " ORDER BY id DESC LIMIT 1",
+            "SELECT id, outcome, verify_until, finished, actions FROM fix_attempts"
+            " WHERE incident_id = ? AND outcome IN (?, ?, ?) ORDER BY id DESC LIMIT 1",
             (incident_id, *ACTIVE_OUTCOMES),
         ).fetchone()
         if r is None:
             return None
-        return ActiveAttempt(int(r[0]), Outcome(r[1]), None if r[2] is None else float(r[2]))
+        return ActiveAttempt(
+            int(r[0]),
+            Outcome(r[1]),
+            None if r[2] is None else float(r[2]),
+            None if r[3] is None else float(r[3]),
+            tuple(str(a) for a in json.loads(r[4] or "[]")),
+        )
+
+    def past_attempts(self, db: sqlite3.Connection, incident_id: int, limit: int = 10) -> list[PastAttempt]:
+        """The incident's settled attempts, newest first."""
+        rows = db.execute(
+            "SELECT id, outcome, detail, finished FROM fix_attempts WHERE incident_id = ? AND outcome NOT IN (?, ?, ?)"
+            " ORDER BY id DESC LIMIT ?",
+            (incident_id, *ACTIVE_OUTCOMES, limit),
+        ).fetchall()
+        return [PastAttempt(int(r[0]), Outcome(r[1]), str(r[2]), None if r[3] is None else float(r[3])) for r in rows]
+
+    def failed_since(self, db: sqlite3.Connection, since: float, limit: int = 5) -> list[tuple[int, int, str, str]]:
+        """(attempt, incident, pattern, detail) of the fixes failed since ``since``, newest first: what tripped it."""
+        rows = db.execute(
+            "SELECT a.id, a.incident_id, i.pattern_id, a.detail FROM fix_attempts a JOIN incidents i"
+            " ON i.id = a.incident_id WHERE a.finished >= ? AND a.outcome IN (?, ?, ?) ORDER BY a.id DESC LIMIT ?",
+            (since, *FAILED_OUTCOMES, limit),
+        ).fetchall()
+        return [(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
 
     def failures_since(self, db: sqlite3.Connection, since: float) -> int:
         r = db.execute(

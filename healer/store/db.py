@@ -16,7 +16,7 @@ Only this package imports ``sqlite3``.
 
 from __future__ import annotations
 
-from healer.store.attempts import ActiveAttempt, AttemptRecord, Attempts
+from healer.store.attempts import ActiveAttempt, AttemptRecord, Attempts, PastAttempt
 from healer.store.audit import Audit, AuditEntry
 from healer.store.connection import Tx
 from healer.store.decisions import Decisions, PendingApproval
@@ -32,6 +32,7 @@ __all__ = [
     "AuditEntry",
     "EventRow",
     "IncidentFacts",
+    "PastAttempt",
     "PendingApproval",
     "Recorded",
     "Store",

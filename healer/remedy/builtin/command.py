@@ -22,7 +22,8 @@ from healer.remedy.base import (
     register,
     render,
 )
-from healer.settings.fields import Items, Model, Text, Timeout, required
+from healer.remedy.common import screen_name
+from healer.settings.fields import ActionModel, Items, Model, Text, Timeout, required
 from healer.settings.validation import validate_model
 
 ARGV_VARS = frozenset({"pattern", "incident"})
@@ -56,7 +57,7 @@ def _shorthand(raw: Any) -> Any:
     return raw
 
 
-class CommandSettings(Model):
+class CommandSettings(ActionModel):
     commands: Annotated[Mapping[str, CommandSpec], BeforeValidator(_shorthand)] = {}
 
 
@@ -88,6 +89,7 @@ class CommandAction(Action[CommandSettings, CommandState]):
     def _spec(ctx: ActionContext, settings: CommandSettings) -> CommandSpec:
         name = ctx.params.get("command", "")
         if name not in settings.commands:
+            screen_name(name, "actions.command.commands", "command")
             raise ActionRefused(f"command {name!r} is not in actions.command.commands")
         return settings.commands[name]
 

@@ -40,7 +40,8 @@ from healer.core.enums import AuditKind
 from healer.core.errors import ActionRefused
 from healer.remedy import files, openfiles
 from healer.remedy.base import Action, ActionContext, VerifyResult, register
-from healer.settings.fields import AbsPath, ByteSize, Duration, Flag, Items, Model, Name, Number, required
+from healer.remedy.common import screen_name
+from healer.settings.fields import AbsPath, ActionModel, ByteSize, Duration, Flag, Items, Model, Name, Number, required
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.disk_cleanup")
@@ -64,7 +65,7 @@ class Rule(Model):
     older_than: Duration  # required: healer never deletes fresh files
 
 
-class DiskSettings(Model):
+class DiskSettings(ActionModel):
     dirs: Annotated[
         Items[Annotated[AbsPath, AfterValidator(_cleanable)]],
         required("list the directories healer may clean, e.g. [/var/log/myapp]"),
@@ -142,6 +143,7 @@ class DiskCleanupAction(Action[DiskSettings, DiskState]):
         for d in settings.dirs:
             if str(d) == wanted:
                 return [d]
+        screen_name(wanted, "actions.disk_cleanup.dirs", "dir")
         raise ActionRefused(f"dir {wanted!r} is not in actions.disk_cleanup.dirs")
 
     def _target(self, ctx: ActionContext, settings: DiskSettings) -> str:

@@ -35,7 +35,8 @@ from healer.core.enums import AuditKind
 from healer.core.errors import ActionError, ActionRefused
 from healer.core.proc import ProcResult
 from healer.remedy.base import Action, ActionContext, VerifyResult, register
-from healer.settings.fields import AbsPath, Model, Name, Timeout, name_entries, required
+from healer.remedy.common import screen_name
+from healer.settings.fields import AbsPath, ActionModel, Model, Name, Timeout, name_entries, required
 from healer.settings.validation import validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.git_sync")
@@ -70,7 +71,7 @@ class RepoSpec(Model):
     strategy: Literal["ff-only", "merge", "rebase"] = "ff-only"
 
 
-class GitSyncSettings(Model):
+class GitSyncSettings(ActionModel):
     # Each repo learns its key; ``path`` defaults to the key (``/srv/app: {}``).
     repos: Annotated[
         Mapping[str, RepoSpec],
@@ -183,6 +184,7 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         for spec in settings.repos.values():
             if str(spec.path) == wanted:
                 return spec
+        screen_name(wanted, "actions.git_sync.repos", "repo")
         raise ActionRefused(f"repo {wanted!r} is not in actions.git_sync.repos")
 
     def _target(self, ctx: ActionContext, settings: GitSyncSettings) -> str:
@@ -291,6 +293,11 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         marked = self._conflict_markers(git, state["old_head"])
         if marked:
             return VerifyResult(False, f"conflict markers in {', '.join(marked[:5])}")
+        # The positive probe's other half: nothing tracked is left modified (local edits went to the stash).
+        dirty = git.out("status", "--porcelain", "--untracked-files=no").splitlines()
+        if dirty:
+            changed = ", ".join(d.split(maxsplit=1)[-1] for d in dirty[:5])  # "XY path", XY may be " M"
+            return VerifyResult(False, f"the tree is not clean: {changed}")
         detail = f"HEAD {head[:12]} matches {state['upstream']}"
         stash = state.get("stash")
         if stash:

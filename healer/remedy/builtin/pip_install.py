@@ -26,9 +26,9 @@ import structlog
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator
 
 from healer.core.enums import AuditKind
-from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.core.errors import ActionError, ActionRefused, HostileValue, ParamError
 from healer.remedy.base import Action, ActionContext, VerifyResult, placeholders, register
-from healer.settings.fields import Flag, Items, Model, Name, Timeout
+from healer.settings.fields import ActionModel, Flag, Items, Name, Timeout
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.pip_install")
@@ -47,19 +47,24 @@ def canonical(name: str) -> str:
 
 
 def screen(value: str, what: str) -> None:
-    """Refuse text that is anything but a bare name; the reason names the trick that was tried."""
+    """Refuse text that is anything but a bare name; the reason names the trick that was tried.
+
+    Every refusal but an empty value is ``HostileValue``: a name with an
+    option dash, a URL, a path or look-alike letters is an injection
+    attempt, and the engine escalates it as a security notice.
+    """
     if not value:
         raise ActionRefused(f"{what} is empty")
     if not value.isascii():
-        raise ActionRefused(f"{what} {value!r} has non-ASCII characters (look-alike letters?)")
+        raise HostileValue(what, value, "has non-ASCII characters (look-alike letters?)")
     if value.startswith("-"):
-        raise ActionRefused(f"{what} {value!r} looks like a command-line option")
+        raise HostileValue(what, value, "looks like a command-line option")
     if "://" in value or value.lower().startswith(("git+", "hg+", "svn+", "bzr+", "file:")):
-        raise ActionRefused(f"{what} {value!r} is a URL or VCS spec, not a name")
+        raise HostileValue(what, value, "is a URL or VCS spec, not a name")
     if "/" in value or "\\" in value or ".." in value or value.startswith("~"):
-        raise ActionRefused(f"{what} {value!r} looks like a path")
+        raise HostileValue(what, value, "looks like a path")
     if not PACKAGE_NAME.match(value):
-        raise ActionRefused(f"{what} {value!r} is not a plain package/module name")
+        raise HostileValue(what, value, "is not a plain package/module name")
 
 
 def _venv_python(raw: str) -> str:
@@ -104,7 +109,7 @@ def _constraints(raw: Any) -> Any:
     raise ValueError("a list of pins or the path of a constraints file")
 
 
-class PipSettings(Model):
+class PipSettings(ActionModel):
     python: Annotated[Name, AfterValidator(_venv_python)]
     allowed: Annotated[Mapping[str, str], BeforeValidator(_allowed)]  # canonical -> name as written
     packages: Mapping[str, str] = {}  # top-level module -> package (as written in allowed)

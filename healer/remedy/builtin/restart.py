@@ -33,7 +33,8 @@ from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_vali
 from healer.core.enums import AuditKind
 from healer.core.errors import ActionError, ActionRefused
 from healer.remedy.base import Action, ActionContext, VerifyResult, register
-from healer.settings.fields import Items, Model, Name, Text, Timeout, name_entries, required
+from healer.remedy.common import screen_name
+from healer.settings.fields import ActionModel, Duration, Items, Model, Name, Text, Timeout, name_entries, required
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.restart")
@@ -79,6 +80,8 @@ class UnitSpec(Model):
     verify_tcp: Annotated[tuple[str, int] | None, BeforeValidator(_tcp)] = None
     verify_http: Annotated[Name, AfterValidator(_http_url)] | None = None
     timeout: Timeout = 30.0
+    # Once it looks healthy it must still be after this long: a unit in a crash loop is up for a moment.
+    stay_up: Duration = 3.0
     argv: Items[Text] = ()
     status_argv: Items[Text] = ()
 
@@ -95,7 +98,7 @@ class UnitSpec(Model):
         return self
 
 
-class RestartSettings(Model):
+class RestartSettings(ActionModel):
     manager: Manager = "systemd"  # the default for units that name none
     units: Annotated[Mapping[str, UnitSpec], required("list the units healer may restart, e.g. {redis: {}}")]
     systemctl: Name = "systemctl"
@@ -127,6 +130,7 @@ class RestartState(TypedDict):
 class RestartAction(Action[RestartSettings, RestartState]):
     name = "restart"
     reversible = False
+    default_grace = 10.0  # clients time out and log against the old process for a while
     param_keys = frozenset({"service"})
 
     @classmethod
@@ -139,6 +143,7 @@ class RestartAction(Action[RestartSettings, RestartState]):
     def _unit(ctx: ActionContext, settings: RestartSettings) -> UnitSpec:
         key = ctx.params.get("service", "")
         if key not in settings.units:
+            screen_name(key, "actions.restart.units", "service")
             raise ActionRefused(f"service {key!r} is not in actions.restart.units; it will not be restarted")
         return settings.units[key]
 
@@ -204,11 +209,21 @@ class RestartAction(Action[RestartSettings, RestartState]):
         for i in range(rounds):
             ok, last = self._probe(ctx, settings, unit)
             if ok:
-                return VerifyResult(True, last)
+                return self._stays_up(ctx, settings, unit, last)
             if i + 1 == rounds or ctx.clock.monotonic() >= deadline:
                 break
             time.sleep(POLL_INTERVAL)
         return VerifyResult(False, f"{unit.unit} not healthy after {unit.timeout:g}s: {last}")
+
+    def _stays_up(self, ctx: ActionContext, settings: RestartSettings, unit: UnitSpec, first: str) -> VerifyResult:
+        """The positive probe's second half: healthy again ``stay_up`` seconds after it first was."""
+        if unit.stay_up <= 0:
+            return VerifyResult(True, first)
+        time.sleep(unit.stay_up)
+        ok, again = self._probe(ctx, settings, unit)
+        if not ok:
+            return VerifyResult(False, f"{unit.unit} came up but was down again within {unit.stay_up:g}s: {again}")
+        return VerifyResult(True, f"{again}; still up after {unit.stay_up:g}s")
 
     def _probe(self, ctx: ActionContext, settings: RestartSettings, unit: UnitSpec) -> tuple[bool, str]:
         if not self._status_ok(ctx, settings, unit):

@@ -24,7 +24,7 @@ from healer.core.errors import ActionError, ActionRefused
 from healer.remedy import files
 from healer.remedy.base import Action, ActionContext, VerifyResult, register
 from healer.remedy.common import pick
-from healer.settings.fields import AbsPath, Flag, Model, required
+from healer.settings.fields import AbsPath, ActionModel, Flag, Model, required
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.restore_file")
@@ -91,7 +91,7 @@ class RestoreSpec(Model):
         return self
 
 
-class RestoreSettings(Model):
+class RestoreSettings(ActionModel):
     files: Annotated[Mapping[str, RestoreSpec], required("list the files: {name: {path, template}}")] = {}
 
 
@@ -128,7 +128,7 @@ class RestoreFileAction(Action[RestoreSettings, RestoreState]):
 
     @staticmethod
     def _spec(ctx: ActionContext, settings: RestoreSettings) -> tuple[str, RestoreSpec]:
-        return pick(settings.files, ctx.params.get("file", ""), "actions.restore_file.files")
+        return pick(settings.files, ctx.params.get("file", ""), "actions.restore_file.files", param="file")
 
     def _target(self, ctx: ActionContext, settings: RestoreSettings) -> str:
         return f"file:{self._spec(ctx, settings)[1].path}"

@@ -27,8 +27,8 @@ from healer.core.enums import AuditKind
 from healer.core.errors import ActionError, ActionRefused
 from healer.remedy import files
 from healer.remedy.base import Action, ActionContext, VerifyResult, register
-from healer.remedy.common import pick
-from healer.settings.fields import AbsPath, Duration, Model, required
+from healer.remedy.common import pick, screen_name
+from healer.settings.fields import AbsPath, ActionModel, Duration, Model, required
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.set_config")
@@ -85,7 +85,7 @@ class FileSpec(Model):
         return v
 
 
-class SetConfigSettings(Model):
+class SetConfigSettings(ActionModel):
     files: Annotated[Mapping[str, FileSpec], required("list the files: {name: {path, format, keys}}")]
 
     @model_validator(mode="before")
@@ -201,6 +201,7 @@ class SetConfigState(TypedDict):
 class SetConfigAction(Action[SetConfigSettings, SetConfigState]):
     name = "set_config"
     reversible = True
+    default_grace = 30.0  # requests already sent with the old value (an LLM model's 429s) still fail
     param_keys = frozenset({"file", "key", "value"})
     required_params = frozenset({"key", "value"})
 
@@ -213,9 +214,10 @@ class SetConfigAction(Action[SetConfigSettings, SetConfigState]):
     @staticmethod
     def _resolve(ctx: ActionContext, settings: SetConfigSettings) -> tuple[str, FileSpec, str, Scalar]:
         """File, key and value from the (hostile) params, each found in the allowlist or refused."""
-        fname, spec = pick(settings.files, ctx.params.get("file", ""), "actions.set_config.files")
+        fname, spec = pick(settings.files, ctx.params.get("file", ""), "actions.set_config.files", param="file")
         key = ctx.params.get("key", "")
         if key not in spec.keys:
+            screen_name(key, f"actions.set_config.files.{fname}.keys", "key")
             raise ActionRefused(f"key {key!r} is not allowlisted for file {fname!r}")
         wanted = ctx.params.get("value", "")
         for allowed in spec.keys[key]:

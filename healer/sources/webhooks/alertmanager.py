@@ -20,6 +20,7 @@ import structlog
 from healer.core.enums import SourceName
 from healer.core.errors import WebhookError
 from healer.core.records import Event
+from healer.core.stamps import iso_time
 from healer.sources.webhooks.common import get_dict, get_str, loads_object, severity_of, str_fields
 
 SOURCE = SourceName.ALERTMANAGER
@@ -68,5 +69,6 @@ def _from_alert(alert: Mapping[str, Any], group_status: str, i: int, now: float)
         severity=severity_of(labels.get("severity", "")),
         link=get_str(alert, "generatorURL", limit=1024),
         source_id=f"{fingerprint}:{starts_at}" if fingerprint else "",
+        happened=iso_time(starts_at),  # when the alert began firing, not when it was delivered
         resolved=status == "resolved",
     )

@@ -22,6 +22,7 @@ from typing import Any
 from healer.core.enums import Severity, SourceName
 from healer.core.errors import WebhookError
 from healer.core.records import Event
+from healer.core.stamps import iso_time
 from healer.sources.webhooks.common import (
     clean,
     get_dict,
@@ -143,6 +144,7 @@ def _from_event(data: Mapping[str, Any], key: str, resource: str, action: str, n
         severity=severity_of(level),
         link=get_str(ev, "web_url", limit=1024) or get_str(ev, "issue_url", limit=1024),
         source_id=f"{issue_id}:{event_id}" if issue_id or event_id else "",
+        happened=iso_time(get_str(ev, "datetime", limit=64)),  # the event's own time (Sentry's ISO-8601)
     )
 
 
