@@ -65,6 +65,7 @@ def test_bundled_patterns_cover_every_family() -> None:
         ("patterns: [\n", 2, "invalid YAML"),
         ("a: &x [1]\nb: *x\n", 2, "aliases"),
         ("just text\n", 1, "patterns"),
+        ("actions:\n  command: {commands: {x: {argv: [id]}}}\npatterns:\n  - id: a\n    regex: x\n", 1, "'actions'"),
     ],
 )
 def test_bad_file_reported_with_line_and_others_still_load(tmp_path: Path, body: str, line: int, words: str) -> None:

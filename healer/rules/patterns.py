@@ -334,6 +334,14 @@ def load_file(path: Path, check_step: StepCheck | None = None) -> list[Pattern]:
         return []
     if not isinstance(data, dict) or not isinstance(data.get("patterns"), list):
         raise PatternError(name, "expected a top-level 'patterns:' list", 1)
+    stray = sorted(str(k) for k in data if k != "patterns")
+    if stray:
+        # An 'actions:' section here would otherwise be ignored silently: allowlists live in the config.
+        raise PatternError(
+            name,
+            f"unknown top-level key {stray[0]!r}; a pattern file holds only 'patterns:' (actions go in the config)",
+            1,
+        )
     lines = item_lines(node, "patterns")
     out = []
     for i, raw in enumerate(data["patterns"]):
