@@ -13,36 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from support.daemon import base_config, write_yaml
+from support.daemon import write_yaml
+from support.reload import reloader_for
 
-from healer.app.ruleset import load_ruleset
 from healer.core.batch import Batch
 from healer.core.clock import SystemClock
 from healer.core.enums import AuditKind
-from healer.engine.engine import Engine
 from healer.service import reload as reload_mod
 from healer.service.lifecycle import SourceSet, StoreCheckpoints
-from healer.service.reload import Reloader, changed_keys
-from healer.service.sdnotify import Notifier
+from healer.service.reload import changed_keys
 from healer.sources.base import SourceContext
-from healer.store.db import Store
-
-
-def _setup(tmp: Path, **over: Any) -> tuple[Path, Reloader, Engine, Store]:
-    cfg = base_config(tmp, **over)
-    config = write_yaml(tmp / "config.yaml", cfg)
-    rules = load_ruleset(config)
-    store = Store(tmp / "state" / "healer.db")
-    engine = Engine(rules.settings, rules.patterns, store)
-
-    async def swapped(old: object, new: object) -> None:
-        return None
-
-    r = Reloader(
-        config, rules, engine=engine, store=store, clock=SystemClock(), notifier=Notifier(), status=lambda: "",
-        on_swapped=swapped,
-    )  # fmt: skip
-    return config, r, engine, store
 
 
 def test_the_audit_diff_is_bounded_on_an_alias_bomb_shape() -> None:
@@ -62,7 +42,7 @@ def test_a_plain_diff_names_the_keys() -> None:
 
 
 async def test_the_kill_switch_is_in_force_before_the_diff_runs(tmp_path: Path, monkeypatch: Any) -> None:
-    config, r, engine, store = _setup(tmp_path)
+    config, r, engine, store = reloader_for(tmp_path)
     seen: list[bool] = []
 
     def diff(old: object, new: object) -> list[str]:
@@ -79,7 +59,7 @@ async def test_the_kill_switch_is_in_force_before_the_diff_runs(tmp_path: Path, 
 
 
 async def test_a_bad_file_keeps_the_last_good_config(tmp_path: Path) -> None:
-    config, r, engine, store = _setup(tmp_path)
+    config, r, engine, store = reloader_for(tmp_path)
     before = engine.settings
     config.write_text("engine: {verify_window: [not, a, duration]}\n")
     assert not await r.reload("test")
@@ -90,7 +70,7 @@ async def test_a_bad_file_keeps_the_last_good_config(tmp_path: Path) -> None:
 
 async def test_a_reload_restarts_only_the_sources_whose_settings_changed(tmp_path: Path) -> None:
     webhooks = {"enabled": True, "port": 0, "rate_per_minute": 60}
-    config, r, engine, store = _setup(tmp_path, webhooks=webhooks)
+    config, r, engine, store = reloader_for(tmp_path, webhooks=webhooks)
     got: list[Batch] = []
 
     async def sink(batch: Batch) -> None:

@@ -14,14 +14,9 @@ from pathlib import Path
 
 import yaml
 from support.daemon import base_config, write_yaml
+from support.reload import reloader_for
 
-from healer.app.ruleset import load_ruleset
-from healer.core.clock import SystemClock
 from healer.core.enums import AuditKind
-from healer.engine.engine import Engine
-from healer.service.reload import Reloader
-from healer.service.sdnotify import Notifier
-from healer.store.db import Store
 
 # Each one is close to RE2's per-pattern memory bound; 40 of them exceed the combined scan's.
 HEAVY = "(?:" + "[a-z0-9]{1,40}[-_.]" * 375 + ")end"
@@ -44,18 +39,8 @@ def test_check_refuses_a_set_that_does_not_compile_together(tmp_path: Path) -> N
 
 
 async def test_a_reload_that_brings_such_a_set_keeps_the_last_good_one(tmp_path: Path) -> None:
-    config = write_yaml(tmp_path / "config.yaml", base_config(tmp_path))
-    rules = load_ruleset(config)
-    store = Store(tmp_path / "state" / "healer.db")
-    engine = Engine(rules.settings, rules.patterns, store)
-
-    async def swapped(old: object, new: object) -> None:
-        return None
-
-    r = Reloader(
-        config, rules, engine=engine, store=store, clock=SystemClock(), notifier=Notifier(), status=lambda: "",
-        on_swapped=swapped,
-    )  # fmt: skip
+    _, r, engine, store = reloader_for(tmp_path)
+    rules = r.rules
     _heavy_file(tmp_path / "patterns")
     assert not await r.reload("test")
     assert engine.matcher.patterns == rules.patterns
