@@ -39,6 +39,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -182,13 +183,30 @@ class Staged:
         except BaseException:
             self.discard()
             raise
-        os.close(self.dir_fd)
+        self._close()
+
+    def commit_after(self, checkpoint: Callable[[], None], expect: Snapshot | None) -> None:
+        """Save the undo state first (``checkpoint``), then commit; any failure leaves no temp file."""
+        try:
+            checkpoint()
+        except BaseException:
+            self.discard()
+            raise
+        self.commit(expect)
 
     def discard(self) -> None:
+        if self.dir_fd < 0:
+            return  # committed or discarded already
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp, dir_fd=self.dir_fd)
-        with contextlib.suppress(OSError):
-            os.close(self.dir_fd)
+        self._close()
+
+    def _close(self) -> None:
+        # Once only: closing a number twice could close a descriptor another thread opened since.
+        fd, self.dir_fd = self.dir_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def stage(path: Path, data: bytes, meta: FileMeta) -> Staged:

@@ -190,14 +190,9 @@ class RestoreFileAction(Action[RestoreSettings, RestoreState]):
             change=files.record(spec.path, backup, current, staged, template.data),
         )
         try:
-            ctx.checkpoint(state)
-            staged.commit(current)
+            staged.commit_after(lambda: ctx.checkpoint(state), current)
         except OSError as exc:
-            staged.discard()
             raise ActionError(f"{spec.path}: restore failed ({exc})") from None
-        except BaseException:
-            staged.discard()
-            raise
         ctx.audit(AuditKind.RESTORE_FILE, {k: state[k] for k in ("path", "template", "reason", "backup")})
         log.info("file_restored", path=str(spec.path), template=str(spec.template), reason=reason)
         return state

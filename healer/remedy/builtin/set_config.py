@@ -290,14 +290,9 @@ class SetConfigAction(Action[SetConfigSettings, SetConfigState]):
         state["revert_at"] = (now + spec.revert_after) if spec.revert_after else None
         try:
             # The backup exists and the state names it before the file changes.
-            ctx.checkpoint(state)
-            staged.commit(before)
+            staged.commit_after(lambda: ctx.checkpoint(state), before)
         except OSError as exc:
-            staged.discard()
             raise ActionError(f"{spec.path}: write failed ({exc}); original untouched, backup {backup}") from None
-        except BaseException:
-            staged.discard()
-            raise
         ctx.audit(AuditKind.SET_CONFIG, {k: state[k] for k in ("path", "key", "old_value", "new_value", "backup")})
         log.info("config_set", path=str(spec.path), key=key, value=scalar_text(value), backup=str(backup))
         return state
