@@ -43,3 +43,19 @@ def test_a_runnable_approval_runs_it(tmp_path: Path) -> None:
     report = make_healer(engine).settle(did, True, "cli")
     assert report.status is SettleStatus.OK and len(report.outcomes) == 1
     assert settle_text(report, "cli").startswith("✅ Approved by cli.\nFixes: 1 attempted, 1 succeeded")
+
+
+def test_a_pasted_line_says_what_the_policy_would_rule(tmp_path: Path) -> None:
+    """The same gate as the engine's decisions: notify only, then the kill switch, then dry run."""
+    notify = {"id": "quiet", "regex": r"QUIET (?P<what>\w+)", "approval": "never"}
+
+    def would(**over: Any) -> dict[str, tuple[str, str]]:
+        engine = make_engine(tmp_path, [AUTO, notify], ACTIONS, **over)
+        hits = make_healer(engine).explain_line("AUTO x QUIET y", "telegram:1").hits
+        return {h.pattern_id: (h.would.value, h.why) for h in hits}
+
+    assert would()["quiet"][1] == "notify only: the pattern has no automatic fix"
+    assert would()["auto"][1].startswith("runs automatically")
+    assert would(kill_switch=True)["auto"][1] == "the kill switch is on"
+    assert would(dry_run=True)["auto"][1] == "dry run is on: healer only records what it would run"
+    assert would(kill_switch=True)["quiet"][1].startswith("notify only")

@@ -47,11 +47,21 @@ from healer.core.enums import Approval, ApprovalState, AuditKind, Reason, Settle
 from healer.core.jobs import FixJob, Job
 from healer.core.records import FixAttempt
 from healer.engine.engine import Engine
+from healer.engine.guardrails import guardrails
+from healer.engine.policy import Subject, gate
 from healer.remedy.base import render
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
 from healer.store import reads
 from healer.store.db import Store
+
+# What a pasted line would get when the policy's gate already rules, in the operator's words.
+_GATE_WOULD = {
+    Reason.NOTIFY_ONLY: (Would.NOTIFY, "notify only: the pattern has no automatic fix"),
+    Reason.KILL_SWITCH: (Would.REFUSE, "the kill switch is on"),
+    Reason.DRAINING: (Would.REFUSE, "healer is shutting down"),
+    Reason.DRY_RUN: (Would.REFUSE, "dry run is on: healer only records what it would run"),
+}
 
 EXPLAIN_MAX_CHARS = 4096  # a pasted "line" is matched on its first 4 KiB, as a chat message can be long
 
@@ -270,13 +280,10 @@ class Healer:
         return LineExplanation(text, tuple(out))
 
     def _would(self, p: Pattern, now: float) -> tuple[Would, str]:
-        if not p.fixable:
-            return Would.NOTIFY, "notify only: the pattern has no automatic fix"
-        s = self.settings
-        if s.kill_switch:
-            return Would.REFUSE, "the kill switch is on"
-        if s.dry_run:
-            return Would.REFUSE, "dry run is on: healer only records what it would run"
+        # The policy's own first rulings (notify only, kill switch, draining, dry run), not a copy of them.
+        ruled = gate(Subject(0, ""), p, guardrails(self.settings, draining=self.engine.draining))
+        if ruled is not None:
+            return _GATE_WOULD[ruled.reason]
         until = self._breaker_until(now)
         if until is not None:
             return Would.REFUSE, f"the circuit breaker is open for {until - now:.0f}s more"
