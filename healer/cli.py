@@ -118,12 +118,24 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"example failure: {f.pattern.file}:{f.pattern.line} [{f.pattern.id}] {f.problem}: {f.line!r}",
             file=sys.stderr,
         )
+    from healer.app.coverage import coverage, coverage_text, never_acting
+
     s = rules.settings
+    covers = coverage(s, rules.patterns)
+    stuck = never_acting(covers)
+    for c in stuck:
+        print(
+            f"pattern error: {c.pattern.file}:{c.pattern.line} [{c.pattern.id}] can never act: {c.detail} "
+            "(fix the config, or give the pattern approval: never)",
+            file=sys.stderr,
+        )
     print(
         f"config {path}: ok; {len(rules.patterns)} patterns from {len(rules.pattern_files)} files; "
         f"kill_switch={s.kill_switch} dry_run={s.dry_run} telegram={'on' if s.telegram.enabled else 'off'}"
     )
-    return EXIT_CONFIG if rules.pattern_errors or failures else EXIT_OK
+    for line in coverage_text(covers):
+        print(line)
+    return EXIT_CONFIG if rules.pattern_errors or failures or stuck else EXIT_OK
 
 
 def cmd_test_pattern(args: argparse.Namespace) -> int:

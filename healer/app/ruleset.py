@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from healer.core.errors import PatternError
+from healer.remedy.apps import with_app_sections
 from healer.remedy.registry import parse_action_sections, step_checker
 from healer.rules.matcher import Matcher
 from healer.rules.patterns import LoadResult, Pattern, load_patterns
@@ -31,7 +32,8 @@ class Ruleset:
 
 def typed_settings(settings: Settings) -> Settings:
     """``settings`` with ``actions`` parsed by the registry (``settings.actions[name]`` typed)."""
-    return settings.model_copy(update={"actions": parse_action_sections(settings.actions, settings.source)})
+    raw = with_app_sections(settings.actions, settings.apps, settings.source)
+    return settings.model_copy(update={"actions": parse_action_sections(raw, settings.source)})
 
 
 def load_pattern_dirs(dirs: Sequence[Path], actions: Mapping[str, Any] | None = None) -> LoadResult:

@@ -14,13 +14,14 @@ import structlog
 from structlog.contextvars import bound_contextvars
 
 from healer.core.enums import AuditKind, IncidentStatus, Outcome, Reason
-from healer.core.errors import HealerError
+from healer.core.errors import ActionRefused, HealerError
 from healer.core.jobs import FixJob
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import FixAttempt
 from healer.engine.decisions import Decider
 from healer.engine.evidence import security_detail
 from healer.engine.wiring import Wiring
+from healer.remedy.apps import resolve, roles_for
 from healer.remedy.base import Action, ActionContext, get_action, render
 from healer.remedy.reverter import Reverter
 from healer.remedy.runner import run_chain
@@ -81,9 +82,16 @@ class Fixer:
         self, job: FixJob, pattern: Pattern, settings: Settings, reverter: Reverter, audit: AuditFn
     ) -> list[tuple[Action, ActionContext]]:
         values = {**job.groups, "service": job.service, "pattern": pattern.id, "incident": str(job.incident_id)}
+        roles = roles_for(settings.apps, job.service)
         plan: list[tuple[Action, ActionContext]] = []
         for i, step in enumerate(pattern.steps):
-            params = {k: render(v, values) for k, v in step.params.items()}
+            # Roles first, on the pattern's literal text: a captured group that reads "@redis" stays text.
+            unresolved = ""
+            try:
+                literal = resolve(step.params, roles, job.service)
+            except ActionRefused as exc:
+                literal, unresolved = dict(step.params), str(exc)
+            params = {k: render(v, values) for k, v in literal.items()}
             action = get_action(step.action)()
             ctx = ActionContext(
                 incident_id=job.incident_id,
@@ -97,6 +105,7 @@ class Fixer:
                 groups=dict(job.groups),
                 audit=audit,
                 checkpoint=reverter.checkpoint_for(i, step.action, params),
+                unresolved=unresolved,
             )
             reverter.add_step(i, action, ctx)
             plan.append((action, ctx))

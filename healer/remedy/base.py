@@ -23,6 +23,7 @@ from healer.core.clock import Clock, SystemClock
 from healer.core.enums import AuditKind
 from healer.core.errors import ActionRefused, ParamError
 from healer.core.proc import ProcResult, Runner
+from healer.remedy.apps import check_role, role_of
 
 # An action's parsed ``actions.<name>`` section, and the undo state its
 # ``apply`` returns: a TypedDict, because the engine stores it as JSON and
@@ -68,6 +69,8 @@ class ActionContext:
     groups: Mapping[str, str] = field(default_factory=dict)
     audit: Callable[[AuditKind, Mapping[str, object]], None] = _noop_audit
     checkpoint: Callable[[Mapping[str, object]], None] = _noop_checkpoint
+    # Why a role in the params (``@redis``) names nothing for the event's app: every call refuses with it.
+    unresolved: str = ""
 
     def run(
         self,
@@ -150,9 +153,16 @@ class Action(ABC, Generic[SettingsT, StateT]):
         missing = cls.required_params - set(params)
         if missing:
             raise ParamError(f"action {cls.name!r} needs parameter(s) {sorted(missing)}")
+        for key, value in params.items():
+            role = role_of(value)
+            problem = None if role is None else check_role(role)
+            if problem is not None:
+                raise ParamError(f"{cls.name}.{key}: {problem}")
 
     def configured(self, ctx: ActionContext) -> SettingsT:
         """The action's settings, or a refusal that says which config key to add."""
+        if ctx.unresolved:
+            raise ActionRefused(ctx.unresolved)
         settings = ctx.settings
         if settings is None:
             raise ActionRefused(f"{self.name} is not configured: add an actions.{self.name} section to the config")
@@ -181,6 +191,14 @@ class Action(ABC, Generic[SettingsT, StateT]):
     def verify(self, ctx: ActionContext, state: StateT) -> VerifyResult:
         """Did the change take?"""
         return self._verify(ctx, self.configured(ctx), state)
+
+    def admits(self, ctx: ActionContext) -> None:
+        """Load-time (``healer check``): raise ActionRefused when these literal params name nothing allowlisted.
+
+        Starts no process and reads no target: the default asks for the lock
+        key, which every action finds through its allowlist.
+        """
+        self.target(ctx)
 
     def can_undo(self, ctx: ActionContext, state: StateT) -> bool:
         """Whether ``undo`` really reverses this step; rollback counts only those as undone."""

@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from healer.core.enums import Route, Severity
 from healer.core.paths import bundled_patterns_dir
+from healer.settings.apps import AppSettings, app_sources, check_app_names
 from healer.settings.fields import (
     Duration,
     Flag,
@@ -192,10 +193,38 @@ class Settings(Model):
     metrics: MetricsSettings = MetricsSettings()
     health: HealthSettings = HealthSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    apps: Mapping[str, AppSettings] = Field(default_factory=dict)
     # Raw here (see the module docstring); typed by the ruleset before anything runs a fix.
     actions: Mapping[str, Any] = Field(default_factory=dict)
     raw: Mapping[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
     overrides: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _app_sources(cls, raw: Any) -> Any:
+        """An app's logs and journald units are sources whose events belong to it (``service: <app>``)."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("apps"), dict):
+            return raw
+        files, journald = app_sources(raw)
+        if not files and not journald:
+            return raw
+        given = raw.get("sources")
+        sources: dict[str, Any] = given if isinstance(given, dict) else {}
+        merged = dict(sources)
+        for key, extra in (("files", files), ("journald", journald)):
+            have = sources.get(key)
+            if extra and (have is None or isinstance(have, list)):  # anything else: the schema names the error
+                merged[key] = [*(have or []), *extra]
+        return {**raw, "sources": merged}
+
+    @field_validator("apps", mode="before")
+    @classmethod
+    def _app_names(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, dict):
+            check_app_names(v)
+        return v
 
     @field_validator("patterns_dirs", mode="after")
     @classmethod

@@ -98,6 +98,9 @@ class CommandAction(Action[CommandSettings, CommandState]):
         values = {"pattern": ctx.pattern_id, "incident": str(ctx.incident_id)}
         return [render(a, values) for a in argv]
 
+    def admits(self, ctx: ActionContext) -> None:
+        self._spec(ctx, self.configured(ctx))
+
     def _target(self, ctx: ActionContext, settings: CommandSettings) -> str:
         return f"command:{ctx.params.get('command', '')}"
 

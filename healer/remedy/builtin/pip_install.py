@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import structlog
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator, model_validator
 
 from healer.core.enums import AuditKind
 from healer.core.errors import ActionError, ActionRefused, HostileValue, ParamError
+from healer.remedy.apps import role_of
 from healer.remedy.base import Action, ActionContext, VerifyResult, placeholders, register
-from healer.settings.fields import ActionModel, Flag, Items, Name, Timeout
+from healer.remedy.common import pick, screen_name
+from healer.settings.fields import ActionModel, Flag, Items, Model, Name, Timeout
 from healer.settings.validation import Problem, validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.pip_install")
@@ -109,16 +111,13 @@ def _constraints(raw: Any) -> Any:
     raise ValueError("a list of pins or the path of a constraints file")
 
 
-class PipSettings(ActionModel):
+class PipVenv(Model):
+    """One target venv: its interpreter and what may be installed into it."""
+
     python: Annotated[Name, AfterValidator(_venv_python)]
     allowed: Annotated[Mapping[str, str], BeforeValidator(_allowed)]  # canonical -> name as written
     packages: Mapping[str, str] = {}  # top-level module -> package (as written in allowed)
     constraints: Annotated[str | tuple[str, ...] | None, BeforeValidator(_constraints)] = None
-    index_url: Annotated[Name, AfterValidator(_index_url)] | None = None
-    find_links: Annotated[Items[Name], BeforeValidator(_links)] = ()
-    no_index: Flag = False
-    timeout: Timeout = 300.0
-    no_deps: Flag = False
 
     @field_validator("packages", mode="after")
     @classmethod
@@ -150,12 +149,50 @@ class PipSettings(ActionModel):
         for pin in self.constraints if isinstance(self.constraints, tuple) else ():
             m = PIN.match(pin)
             assert m is not None  # checked at load
-            out[canonical(m.group(1))] = self.allowed[canonical(m.group(1))] + m.group(2).replace(" ", "")
+            out[canonical(m.group(1))] = (self.allowed or {})[canonical(m.group(1))] + m.group(2).replace(" ", "")
         return out
 
     @property
     def constraints_file(self) -> str | None:
         return self.constraints if isinstance(self.constraints, str) else None
+
+
+class PipSettings(ActionModel, PipVenv):
+    """The action's section: one venv at the top level, and/or named ones under ``venvs`` (apps add theirs)."""
+
+    python: Annotated[Name, AfterValidator(_venv_python)] | None = None  # type: ignore[assignment]  # optional here
+    allowed: Annotated[Mapping[str, str], BeforeValidator(_allowed)] | None = None  # type: ignore[assignment]
+    venvs: Mapping[str, PipVenv] = {}
+    index_url: Annotated[Name, AfterValidator(_index_url)] | None = None
+    find_links: Annotated[Items[Name], BeforeValidator(_links)] = ()
+    no_index: Flag = False
+    timeout: Timeout = 300.0
+    no_deps: Flag = False
+
+    @model_validator(mode="after")
+    def _some_venv(self) -> PipSettings:
+        if not self.venvs and (self.python is None or self.allowed is None):
+            missing = "python" if self.python is None else "allowed"
+            raise Problem(missing, "give the target venv's python and the allowed packages (or name venvs)")
+        return self
+
+    def select(self, wanted: str) -> PipSettings:
+        """These settings for the venv a (hostile) ``venv`` param names; the top-level one when none is named."""
+        if self.python is not None and (not wanted or not self.venvs):
+            if wanted and wanted != "default":
+                screen_name(wanted, "actions.pip_install.venvs", "venv")
+                raise ActionRefused(f"venv {wanted!r} is not in actions.pip_install.venvs")
+            return self
+        _, venv = pick(self.venvs, wanted, "actions.pip_install.venvs", param="venv")
+        return self.model_copy(
+            update={
+                "python": venv.python,
+                "allowed": venv.allowed,
+                "packages": venv.packages,
+                "constraints": venv.constraints,
+                "venvs": {},
+            }
+        )
 
     def options(self) -> list[str]:
         opts: list[str] = []
@@ -184,7 +221,7 @@ class PipState(TypedDict):
 class PipInstallAction(Action[PipSettings, PipState]):
     name = "pip_install"
     reversible = True
-    param_keys = frozenset({"module", "package"})
+    param_keys = frozenset({"module", "package", "venv"})
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> PipSettings:
@@ -196,7 +233,7 @@ class PipInstallAction(Action[PipSettings, PipState]):
         if ("module" in params) == ("package" in params):
             raise ParamError("pip_install: give exactly one of 'module' (e.g. '{module}') or 'package'")
         for key, value in params.items():
-            if not placeholders(value):
+            if key != "venv" and not placeholders(value) and role_of(value) is None:
                 try:
                     screen(value, key)
                 except ActionRefused as exc:
@@ -205,8 +242,16 @@ class PipInstallAction(Action[PipSettings, PipState]):
     # ------------------------------------------------------------ resolve
 
     @staticmethod
-    def _resolve(ctx: ActionContext, settings: PipSettings) -> tuple[str, str | None]:
+    def _chosen(ctx: ActionContext, settings: PipSettings) -> tuple[PipSettings, str, Mapping[str, str]]:
+        """The settings of the venv the ``venv`` param names, with its interpreter and allowlist."""
+        chosen = settings.select(ctx.params.get("venv", ""))
+        assert chosen.python is not None and chosen.allowed is not None  # select() returns a complete venv
+        return chosen, chosen.python, chosen.allowed
+
+    @classmethod
+    def _resolve(cls, ctx: ActionContext, settings: PipSettings) -> tuple[str, str | None]:
         """(package as allowlisted, module to import or None), or ActionRefused."""
+        settings, _, allowed = cls._chosen(ctx, settings)
         module = ctx.params.get("module")
         if module is not None:
             screen(module, "module")
@@ -220,19 +265,20 @@ class PipInstallAction(Action[PipSettings, PipState]):
             screen(package, "package")
             top = None
         key = canonical(package)
-        if key not in settings.allowed:
-            near = difflib.get_close_matches(key, list(settings.allowed), n=1)
-            hint = f" (close to allowlisted {settings.allowed[near[0]]!r}: typosquat?)" if near else ""
+        if key not in allowed:
+            near = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f" (close to allowlisted {allowed[near[0]]!r}: typosquat?)" if near else ""
             raise ActionRefused(f"package {package!r} is not in actions.pip_install.allowed{hint}")
-        return settings.allowed[key], top
+        return allowed[key], top
 
     def _target(self, ctx: ActionContext, settings: PipSettings) -> str:
-        return f"venv:{settings.python}"
+        return f"venv:{self._chosen(ctx, settings)[1]}"
 
     def _check(self, ctx: ActionContext, settings: PipSettings) -> None:
         self._resolve(ctx, settings)
-        if not os.access(settings.python, os.X_OK) or not Path(settings.python).is_file():
-            raise ActionRefused(f"{settings.python} is not an executable interpreter; check actions.pip_install.python")
+        python = self._chosen(ctx, settings)[1]
+        if not os.access(python, os.X_OK) or not Path(python).is_file():
+            raise ActionRefused(f"{python} is not an executable interpreter; check actions.pip_install.python")
 
     @staticmethod
     def _installed(ctx: ActionContext, python: str, package: str) -> bool:
@@ -241,17 +287,18 @@ class PipInstallAction(Action[PipSettings, PipState]):
 
     def _apply(self, ctx: ActionContext, settings: PipSettings) -> PipState:
         package, module = self._resolve(ctx, settings)
+        settings, python, _ = self._chosen(ctx, settings)
         spec = settings.pins.get(canonical(package), package)
         state = PipState(
-            python=settings.python,
+            python=python,
             package=package,
             spec=spec,
             module=module,
-            was_installed=self._installed(ctx, settings.python, package),
+            was_installed=self._installed(ctx, python, package),
         )
         ctx.checkpoint(state)
         argv = [
-            settings.python,
+            python,
             *("-m", "pip", "install", "--disable-pip-version-check", "--no-input"),
             *settings.options(),
             spec,
@@ -259,7 +306,7 @@ class PipInstallAction(Action[PipSettings, PipState]):
         res = ctx.run(argv, step="pip_install", timeout=settings.timeout, env={"PYTHONNOUSERSITE": "1"})
         if not res.ok:
             raise ActionError(f"pip install {spec} failed (rc {res.returncode}): {res.summary(300)}")
-        log.info("pip_installed", package=spec, python=settings.python, was_installed=state["was_installed"])
+        log.info("pip_installed", package=spec, python=python, was_installed=state["was_installed"])
         return state
 
     def _verify(self, ctx: ActionContext, settings: PipSettings, state: PipState) -> VerifyResult:

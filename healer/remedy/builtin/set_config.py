@@ -225,6 +225,9 @@ class SetConfigAction(Action[SetConfigSettings, SetConfigState]):
                 return fname, spec, key, allowed
         raise ActionRefused(f"value {wanted!r} is not allowlisted for {fname}:{key}")
 
+    def admits(self, ctx: ActionContext) -> None:
+        self._resolve(ctx, self.configured(ctx))
+
     def _target(self, ctx: ActionContext, settings: SetConfigSettings) -> str:
         return f"file:{pick(settings.files, ctx.params.get('file', ''), 'actions.set_config.files')[1].path}"
 
