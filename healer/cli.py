@@ -138,6 +138,52 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_CONFIG if rules.pattern_errors or failures or stuck else EXIT_OK
 
 
+def _fallbacks(specs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for spec in specs:
+        provider, sep, model = spec.partition("=")
+        if not sep or not provider or not model:
+            raise UsageError(f"--fallback {spec!r}: write PROVIDER=MODEL, e.g. openai=gpt-4o-mini")
+        out[provider.strip().lower()] = model.strip()
+    return out
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Inspect an app directory, show the app block, and merge it into the config (checked before it is written)."""
+    from healer.app import setup
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise UsageError(f"setup {args.dir!r}: not a directory")
+    path = resolve_config_path(args.config)
+    fallbacks = _fallbacks(args.fallback)
+    conf = Path(args.supervisor_conf) if args.supervisor_conf else None
+    found = setup.inspect(root, name=args.name, fallbacks=fallbacks, supervisor_conf=conf)
+    if not args.yes and sys.stdin.isatty():
+        for key, provider in found.ask.items():
+            model = input(f"fallback model for {key} ({provider}) on a rate limit (empty: none): ").strip()
+            if model:
+                fallbacks[provider] = model
+        if found.ask:
+            found = setup.inspect(root, name=args.name, fallbacks=fallbacks, supervisor_conf=conf)
+    print(setup.block_text(found), end="")
+    for note in found.notes:
+        print(f"note: {note}")
+    staged: dict[Path, str] = {}
+    setup.write_app(path, found, lambda p, text: staged.__setitem__(p, text))
+    probe = path.with_name(f".{path.name}.setup-check")
+    try:
+        probe.write_text(staged[path])
+        load_ruleset(probe, environ={})
+    except HealerError as exc:
+        print(f"config error: the merged config would not load: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        probe.unlink(missing_ok=True)
+    print(setup.write_app(path, found))
+    return EXIT_OK
+
+
 def cmd_test_pattern(args: argparse.Namespace) -> int:
     """fail2ban-regex for healer: run examples, or count matches over a real log."""
     from healer.app.lines import line_blocks
@@ -366,6 +412,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("run", cmd_run, "run the daemon in the foreground")
     add("check", cmd_check, "validate config and patterns; exit 0, or 2 with the errors")
+    su = add("setup", cmd_setup, "inspect an app directory and add its apps: block to the config")
+    su.add_argument("dir", help="the app's directory (venv, checkout, .env, logs)")
+    su.add_argument("--name", help="the app's name (default: the directory's name)")
+    su.add_argument("--supervisor-conf", help="supervisord.conf to look for the app's program in")
+    su.add_argument(
+        "--fallback",
+        action="append",
+        default=[],
+        metavar="PROVIDER=MODEL",
+        help="the model to switch to on a rate limit, e.g. openai=gpt-4o-mini (repeatable)",
+    )
+    su.add_argument("--yes", action="store_true", help="ask nothing; leave out what cannot be inferred")
     tp = add("test-pattern", cmd_test_pattern, "run pattern examples; with --log, count matches in a log")
     tp.add_argument("paths", nargs="*", help="pattern files or directories (default: the configured ones)")
     tp.add_argument("--log", help="a log file to match, like fail2ban-regex")

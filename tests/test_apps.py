@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.engine import pat
 
 from healer.app.ruleset import load_ruleset
 from healer.cli import main
@@ -17,7 +18,6 @@ from healer.core.jobs import FixJob
 from healer.core.proc import Runner
 from healer.engine.engine import Engine
 from healer.store.db import Store
-from tests.support.engine import pat
 
 
 def write_config(tmp: Path, apps: dict[str, Any], **extra: Any) -> Path:

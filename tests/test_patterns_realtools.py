@@ -39,7 +39,7 @@ SOURCES = {"file", "journald", "sentry", "glitchtip", "alertmanager"}
 ACTION_PARAMS = {
     "command": {"command"},
     "restart": {"service"},
-    "pip_install": {"module"},
+    "pip_install": {"module", "venv"},
     "git_sync": {"repo"},
     "disk_cleanup": {"dir"},
     "set_config": {"file", "key", "value"},
