@@ -35,6 +35,7 @@ MAX_CONFIG_BYTES = MAX_BYTES
 # Keys an override may not set: each widens what a fix may touch or who may reach healer.
 PROTECTED_KEYS = (
     "actions",
+    "apps",  # an app block is an allowlist too
     "patterns_dirs",
     "telegram.allowed_chat_ids",
     "telegram.notify_chat_ids",
