@@ -12,6 +12,13 @@ from healer.core.enums import IncidentStatus, Severity
 from healer.core.records import Event, Incident
 from healer.store.connection import Database, to_json
 
+# A sender's id among the events, through the partial index events_source_id: SQLite uses a partial
+# index only when the query itself implies its WHERE, so "source_id != ''" is spelled out here (without it
+# every webhook with an id scanned the whole events table, 18 ms at 200k rows).
+_BY_SOURCE_ID = " FROM events WHERE source = ? AND source_id = ? AND source_id != '' AND pattern_id = ?"
+DUPLICATE_OF = "SELECT id, incident_id" + _BY_SOURCE_ID
+SEEN = "SELECT 1" + _BY_SOURCE_ID
+
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
@@ -71,7 +78,7 @@ class Incidents(Database):
         fresh = [ev for ev in events if not ev.source_id or not self._seen(db, ev, pattern_id)]
         if not fresh:
             dup = db.execute(
-                "SELECT id, incident_id FROM events WHERE source=? AND source_id=? AND pattern_id=?",
+                DUPLICATE_OF,
                 (events[-1].source, events[-1].source_id, pattern_id),
             ).fetchone()
             return Recorded(int(dup["id"]), self.incident_in(db, int(dup["incident_id"])), False, False, True)
@@ -101,7 +108,7 @@ class Incidents(Database):
     def _seen(db: sqlite3.Connection, ev: Event, pattern_id: str) -> bool:
         return (
             db.execute(
-                "SELECT 1 FROM events WHERE source=? AND source_id=? AND pattern_id=?",
+                SEEN,
                 (ev.source, ev.source_id, pattern_id),
             ).fetchone()
             is not None
@@ -240,7 +247,8 @@ class Incidents(Database):
         ids = [
             int(r[0])
             for r in db.execute(
-                "SELECT DISTINCT incident_id FROM events WHERE source = ? AND source_id = ?", (source, source_id)
+                "SELECT DISTINCT incident_id FROM events WHERE source = ? AND source_id = ? AND source_id != ''",
+                (source, source_id),
             )
         ]
         for i in ids:
