@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from healer.core.records import FixAttempt
     from healer.rules.matcher import LineHit
     from healer.rules.patterns import Pattern
+    from healer.settings.schema import Settings
     from healer.store.db import Store
 
 EXIT_OK = 0
@@ -133,6 +134,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"config {path}: ok; {len(rules.patterns)} patterns from {len(rules.pattern_files)} files; "
         f"kill_switch={s.kill_switch} dry_run={s.dry_run} telegram={'on' if s.telegram.enabled else 'off'}"
     )
+    from healer.app.patternset_text import pattern_set_lines
+
+    print("\n".join(pattern_set_lines(rules)))
     for line in coverage_text(covers):
         print(line)
     return EXIT_CONFIG if rules.pattern_errors or failures or stuck else EXIT_OK
@@ -188,25 +192,23 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
     """fail2ban-regex for healer: run examples, or count matches over a real log."""
     from healer.app.lines import line_blocks
     from healer.app.ruleset import load_pattern_dirs
+    from healer.core.paths import BUNDLED, bundled_patterns_dir
     from healer.rules.matcher import Matcher
     from healer.rules.samples import check_examples
     from healer.settings.schema import SourcesSettings
 
-    dirs = [Path(p) for p in args.paths]
+    dirs = [bundled_patterns_dir() if p == BUNDLED else Path(p) for p in args.paths]
     max_line = SourcesSettings().max_line_bytes
+    config: Settings | None = None
     if not dirs:
         try:
             rules = _rules(args)
             dirs = list(rules.settings.patterns_dirs)
-            settings = rules.settings.actions
+            config = rules.settings
             max_line = rules.settings.sources.max_line_bytes
         except HealerError:
-            from healer.core.paths import bundled_patterns_dir
-
-            dirs, settings = [bundled_patterns_dir()], {}
-    else:
-        settings = {}
-    res = load_pattern_dirs(dirs, settings)
+            dirs = [bundled_patterns_dir()]
+    res = load_pattern_dirs(dirs, config.actions if config else {}, config)
     for err in res.errors:
         print(f"ERROR {err}", file=sys.stderr if args.json else sys.stdout)
     failures = check_examples(res.patterns)
@@ -425,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     su.add_argument("--yes", action="store_true", help="ask nothing; leave out what cannot be inferred")
     tp = add("test-pattern", cmd_test_pattern, "run pattern examples; with --log, count matches in a log")
-    tp.add_argument("paths", nargs="*", help="pattern files or directories (default: the configured ones)")
+    tp.add_argument(
+        "paths", nargs="*", help="pattern files or directories, or 'bundled' (default: the configured ones)"
+    )
     tp.add_argument("--log", help="a log file to match, like fail2ban-regex")
     tp.add_argument("--samples", type=int, default=3, help="sample lines shown per pattern")
     tp.add_argument("--json", action="store_true", help="with --log: one JSON verdict per input line (see README)")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# The bundled pattern set's name in ``patterns_dirs``.
+BUNDLED = "bundled"
+
 
 def bundled_patterns_dir() -> Path:
     """The checkout's ``patterns/`` first (editable installs), then ``<prefix>/share``."""

@@ -15,12 +15,24 @@ mount namespace (no mount of ours appears in its ``mountinfo``, which is
 readable without ptrace rights; or its ``ns/mnt`` link differs from ours) and
 none of its mounts is the filesystem the directories are on, so no path of
 its can lead there. Kernel threads and zombies hold no user files. Everything
-else is named in the refusal: pid, executable if readable, else its name.
+else is named: pid, executable if readable, else its name.
+
+For those, the kernel can still answer per file: a write lease
+(``F_SETLEASE``) is granted only when no other open file description of the
+inode exists, in any process or namespace, mappings included (the kernel's
+own open counts, not ``/proc``). :func:`sole_opener` takes one; while it is
+held, anyone opening the file waits, and the lease shows that someone is
+waiting. Leases need ``fs.leases-enable``, a filesystem that supports them
+(tmpfs and local disks do) and ``CAP_LEASE`` or owning the file. A lease
+break is signalled to us; the signal is one whose default is to be ignored
+(``F_SETSIG``), never the default SIGIO, which would kill the daemon.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import signal
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +40,11 @@ from pathlib import Path
 
 PROC = Path("/proc")
 PF_KTHREAD = 0x00200000  # include/linux/sched.h
+CAP_SYS_PTRACE = 19  # include/uapi/linux/capability.h
+CAP_LEASE = 28
+F_SETSIG = getattr(fcntl, "F_SETSIG", 10)  # Linux's value; older Pythons lack the name
+# Signals whose default action is to be ignored: a lease break signalled with one cannot kill us.
+QUIET_SIGNALS = (signal.SIGURG, signal.SIGWINCH)
 
 
 @dataclass(frozen=True)
@@ -147,3 +164,60 @@ def scan(devices: Iterable[int]) -> OpenFiles:
         hidden = Hidden(int(pid), name, _readlink(PROC / pid / "exe"), _evidence(pid, devs, ours))
         (cleared if hidden.evidence else blocking).append(hidden)
     return OpenFiles(frozenset(inodes), tuple(blocking), tuple(cleared))
+
+
+class LeaseUnavailable(Exception):
+    """The kernel cannot tell us whether a file is open elsewhere: no lease on this file or host."""
+
+
+def has_capability(cap: int) -> bool:
+    """Whether this process holds ``cap`` in its effective set (``/proc/self/status``)."""
+    for line in (_read(PROC / "self" / "status") or "").splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> cap & 1)
+    return False
+
+
+def lease_problem() -> str:
+    """Why leases cannot be used by this process at all; "" when they can."""
+    if (_read(Path("/proc/sys/fs/leases-enable")) or "1").strip() == "0":
+        return "file leases are off (sysctl fs.leases-enable = 0)"
+    if quiet_signal() is None:
+        return "no signal is free to receive lease breaks (SIGURG and SIGWINCH have handlers)"
+    return ""
+
+
+def quiet_signal() -> int | None:
+    for sig in QUIET_SIGNALS:
+        if signal.getsignal(sig) in (signal.SIG_DFL, signal.SIG_IGN):
+            return int(sig)
+    return None
+
+
+def sole_opener(fd: int) -> bool:
+    """Take a write lease on ``fd``: True when no other process anywhere has the file open.
+
+    False when someone has it open (or is opening it). Raises :class:`LeaseUnavailable` when the
+    kernel cannot tell (no lease support here, no CAP_LEASE for a file we do not own).
+    While it returns True the lease is held: call :func:`still_sole` before acting, then :func:`release`.
+    """
+    sig = quiet_signal()
+    if sig is None:
+        raise LeaseUnavailable(lease_problem())
+    fcntl.fcntl(fd, F_SETSIG, sig)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+    except BlockingIOError:  # EAGAIN: another open file description of this inode exists
+        return False
+    except OSError as exc:
+        raise LeaseUnavailable(f"no file lease: {exc.strerror}") from None
+    return True
+
+
+def still_sole(fd: int) -> bool:
+    """Under a lease from :func:`sole_opener`: False once anyone has started to open the file."""
+    return fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_WRLCK
+
+
+def release(fd: int) -> None:
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)

@@ -19,6 +19,8 @@ import re2
 
 from healer.core.enums import Approval, Family, Severity
 from healer.core.errors import ParamError, PatternError
+from healer.core.paths import bundled_patterns_dir
+from healer.rules.patternset import FileLoad, LoadResult, effective_set
 from healer.settings.safeyaml import YamlProblem, item_lines, load_with_node, read_capped
 from healer.settings.types import parse_duration
 
@@ -61,6 +63,7 @@ PATTERN_KEYS = frozenset(
         "enabled",
         "family",
         "supersedes",
+        "override",
     }
 )
 
@@ -110,6 +113,8 @@ class Pattern:
     # Ids of less specific patterns that this one replaces when both match
     # the same line (the Matcher drops their hits), so one fault is one hit.
     supersedes: frozenset[str] = frozenset()
+    # Replaces the bundled pattern of the same id (see healer.rules.patternset).
+    override: bool = False
 
     @property
     def fixable(self) -> bool:
@@ -133,13 +138,6 @@ class Pattern:
         if self.services is not None and service not in self.services:
             return False
         return all(fields.get(k) == v for k, v in self.fields.items())
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    patterns: tuple[Pattern, ...]
-    errors: tuple[PatternError, ...]
-    files: tuple[str, ...]
 
 
 def compile_re2(src: str, what: str) -> Any:
@@ -220,6 +218,9 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
     bad = sorted(s for s in supersedes if not ID_RE.match(s) or s == pid)
     if bad:
         raise ValueError(f"'supersedes' entry {bad[0]!r} must be the id of another pattern")
+    override = raw.get("override", False)
+    if not isinstance(override, bool):
+        raise ValueError("'override' must be true or false")
     threshold = raw.get("threshold", 1)
     if isinstance(threshold, int) and not isinstance(threshold, bool):
         t_count, t_window = threshold, 60.0
@@ -271,6 +272,7 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         line=line,
         family=family,
         supersedes=frozenset(supersedes),
+        override=override,
     )
 
 
@@ -366,28 +368,32 @@ def pattern_files(dirs: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_patterns(dirs: Sequence[Path], check_step: StepCheck | None = None) -> LoadResult:
-    """Every pattern file under ``dirs``; pass the registry's ``step_checker`` to check remediations."""
-    patterns: list[Pattern] = []
+def load_patterns(
+    dirs: Sequence[Path],
+    check_step: StepCheck | None = None,
+    *,
+    disabled: Sequence[str] = (),
+    config: str = "config",
+) -> LoadResult:
+    """Every pattern file under ``dirs``, merged into the set in effect (see healer.rules.patternset).
+
+    Files under the bundled directory are the bundled set, wherever it is listed. Pass the
+    registry's ``step_checker`` to check remediations, and the config's ``patterns_disabled``.
+    """
     errors: list[PatternError] = []
-    seen: dict[str, str] = {}
-    files = pattern_files(dirs)
     for d in dirs:
         if not d.exists():
             errors.append(PatternError(str(d), "patterns directory does not exist; fix patterns_dirs"))
+    bundled_dir = bundled_patterns_dir().resolve()
+    files = pattern_files(dirs)
+    loads: list[FileLoad] = []
     for path in files:
         try:
             loaded = load_file(path, check_step)
         except PatternError as exc:
             errors.append(exc)
             continue
-        dup = next((p for p in loaded if p.id in seen), None)
-        if dup is not None:
-            errors.append(
-                PatternError(str(path), f"id {dup.id!r} is already defined in {seen[dup.id]}", dup.line, dup.id)
-            )
-            continue
-        for p in loaded:
-            seen[p.id] = str(path)
-        patterns.extend(loaded)
-    return LoadResult(tuple(patterns), tuple(errors), tuple(str(f) for f in files))
+        loads.append(FileLoad(str(path), tuple(loaded), path.resolve().parent == bundled_dir))
+    # Bundled first wherever listed: which set a file belongs to decides, never the order of the list.
+    loads.sort(key=lambda f: not f.bundled)
+    return effective_set(loads, disabled, config, errors, [str(f) for f in files])

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationInfo
 
+from healer.core.paths import BUNDLED, bundled_patterns_dir
 from healer.settings.types import ByteSize, Duration
 from healer.settings.validation import Problem
 
@@ -143,8 +144,14 @@ def _rel_path_text(raw: Any, info: ValidationInfo) -> str:
     return str(_rel_path(raw, info))
 
 
+def _pattern_dir(raw: Any, info: ValidationInfo) -> Path:
+    return bundled_patterns_dir() if raw == BUNDLED else _rel_path(raw, info)
+
+
 RelPathText = Annotated[str, BeforeValidator(_rel_path_text)]
 """A ``RelPath`` kept as text, for globs like ``./logs/*.log``."""
+PatternDir = Annotated[Path, BeforeValidator(_pattern_dir)]
+"""A ``RelPath``, or the word ``bundled``: the patterns shipped with healer (``./bundled`` is a directory)."""
 Secret = Annotated[str, BeforeValidator(_refuse_secret), Field(repr=False, exclude=True)]
 """Filled from the environment by the loader; refused when written in the file."""
 Items = Annotated[tuple[T, ...], BeforeValidator(_list)]
@@ -162,6 +169,7 @@ __all__ = [
     "Model",
     "Name",
     "Number",
+    "PatternDir",
     "Port",
     "RelPath",
     "RelPathText",

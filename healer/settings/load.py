@@ -37,6 +37,7 @@ PROTECTED_KEYS = (
     "actions",
     "apps",  # an app block is an allowlist too
     "patterns_dirs",
+    "patterns_disabled",  # could switch off an escalation or security pattern
     "telegram.allowed_chat_ids",
     "telegram.notify_chat_ids",
     "telegram.base_url",

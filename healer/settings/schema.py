@@ -30,6 +30,7 @@ from healer.settings.fields import (
     Model,
     Name,
     Number,
+    PatternDir,
     Port,
     RelPath,
     RelPathText,
@@ -184,7 +185,10 @@ class Settings(Model):
     kill_switch: Flag = False
     dry_run: Flag = False
     state_dir: RelPath = Field(default=Path("./state"), validate_default=True)
-    patterns_dirs: Items[RelPath] = Field(default=(), validate_default=True)
+    # The bundled set is the entry `bundled`; a list that leaves it out replaces it (absent or empty: [bundled]).
+    patterns_dirs: Items[PatternDir] = Field(default=(), validate_default=True)
+    # Pattern ids turned off (bundled or own); the ruleset refuses an id no loaded pattern has.
+    patterns_disabled: Items[Name] = ()
     host: Text = Field(default="", validate_default=True)
     log_level: Annotated[str, AfterValidator(_log_level)] = "info"
     sources: SourcesSettings = SourcesSettings()
@@ -229,6 +233,10 @@ class Settings(Model):
     @field_validator("patterns_dirs", mode="after")
     @classmethod
     def _default_patterns(cls, v: tuple[Path, ...]) -> tuple[Path, ...]:
+        for i, d in enumerate(v):
+            if d in v[:i]:
+                # Loaded twice, every id of it would be its own duplicate.
+                raise ValueError(f"{str(d)!r} is listed twice (entries {v.index(d) + 1} and {i + 1}); list it once")
         return v or (bundled_patterns_dir(),)
 
     @field_validator("host", mode="after")

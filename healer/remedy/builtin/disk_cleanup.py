@@ -13,9 +13,13 @@ What it will not delete, and why:
   the same way again;
 * anything on another filesystem than the root (a mount inside a log dir is
   not what the threshold is about);
-* any file some process has open (by inode, see ``healer.remedy.openfiles``);
-  a process that cannot be inspected blocks the run, named, unless there is
-  evidence that it cannot reach the directory;
+* any file some process has open (by inode, see ``healer.remedy.openfiles``).
+  A process that cannot be inspected (even root cannot look into some, like a
+  sandbox's PID 1) is named; it does not count when there is evidence that it
+  cannot reach the directory (another mount namespace). Otherwise each file
+  is deleted only under a kernel write lease, which is granted only when no
+  process anywhere has it open; a file someone holds is kept. Where leases
+  cannot answer, the run is refused, naming those processes and what to do;
 * anything that changed identity between the scan and the unlink: device,
   inode, size and mtime are compared first (a freed inode number is often
   reused at once). A file that is gone or replaced by then is counted as
@@ -25,10 +29,11 @@ What it will not delete, and why:
 from __future__ import annotations
 
 import contextlib
+import enum
 import fnmatch
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -121,8 +126,71 @@ class DiskState(TypedDict):
     skipped: dict[str, int]
     uninspected_processes: int
     cleared_processes: list[str]
+    # Uninspectable and able to see the directory: every file was deleted under a lease instead.
+    hidden_processes: list[str]
     journal: JournalResult | None
     reversible: bool
+
+
+class Gone(enum.Enum):
+    REMOVED = "removed"
+    VANISHED = "vanished"  # renamed, deleted or replaced since the scan
+    HELD = "held"  # the kernel's lease says another process has it open
+
+
+def _same(st: os.stat_result, c: Candidate) -> bool:
+    # Size and mtime too: a freed inode number is often reused at once by a new file.
+    return stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino, st.st_size, st.st_mtime) == c.identity
+
+
+def _unlink_leased(c: Candidate, dir_fd: int) -> Gone:
+    """Unlink ``c`` (in ``dir_fd``) while holding a write lease on it: only if nobody else has it open."""
+    name = c.rel[-1]
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except BlockingIOError:
+        return Gone.HELD  # someone else holds a lease on it
+    except PermissionError as exc:
+        raise openfiles.LeaseUnavailable(f"cannot open it to lease it: {exc.strerror}") from None
+    try:
+        if not _same(os.fstat(fd), c):
+            return Gone.VANISHED
+        if not openfiles.sole_opener(fd):
+            return Gone.HELD
+        try:
+            # The name must still be the leased inode, and nobody may have started opening it meanwhile.
+            if not _same(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), c):
+                return Gone.VANISHED
+            if not openfiles.still_sole(fd):
+                return Gone.HELD
+            os.unlink(name, dir_fd=dir_fd)
+            return Gone.REMOVED
+        finally:
+            openfiles.release(fd)
+    finally:
+        os.close(fd)
+
+
+def _listed(items: Sequence[str]) -> list[str]:
+    more = len(items) - CLEARED_SHOWN
+    return list(items[:CLEARED_SHOWN]) + ([f"and {more} more"] if more > 0 else [])
+
+
+def _refusal(hidden: Sequence[openfiles.Hidden], roots: Sequence[Path], why: str) -> str:
+    """Why the open-file check cannot be met, naming the processes, and the fix that applies to this healer."""
+    who = ", ".join(h.describe() for h in hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
+    where = ", ".join(str(r) for r in roots)
+    if openfiles.has_capability(openfiles.CAP_SYS_PTRACE):
+        cause = "healer has CAP_SYS_PTRACE, so the kernel hides them on purpose (a sandbox's init, a security module)"
+    else:
+        cause = "give healer CAP_SYS_PTRACE (run it as root, or AmbientCapabilities=CAP_SYS_PTRACE in its unit)"
+    lease = "" if openfiles.has_capability(openfiles.CAP_LEASE) else "; with CAP_LEASE it can ask the kernel per file"
+    return (
+        f"cannot tell which files are open: {who} could not be inspected and may see {where}, and the kernel"
+        f" cannot say per file ({why}); {cause}{lease}; if they never hold files under {where}, set"
+        " actions.disk_cleanup.require_open_check: false"
+    )
 
 
 @register
@@ -204,10 +272,11 @@ class DiskCleanupAction(Action[DiskSettings, DiskState]):
                 yield Candidate(root, (*parts, name), st.st_size, st.st_mtime, st.st_dev, st.st_ino)
 
     @staticmethod
-    def _unlink(c: Candidate, root_fd: int) -> bool:
+    def _unlink(c: Candidate, root_fd: int, leased: bool) -> Gone:
         """Unlink ``c`` if the same inode is still there, reached from the pinned root without links.
 
-        False when it vanished (renamed, deleted or replaced since the scan).
+        ``leased``: only under a write lease on it, i.e. only if no process anywhere has it open.
+        Raises openfiles.LeaseUnavailable when the kernel cannot say.
         """
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.dup(root_fd)
@@ -216,14 +285,14 @@ class DiskCleanupAction(Action[DiskSettings, DiskState]):
                 nfd = os.open(part, flags, dir_fd=fd)
                 os.close(fd)
                 fd = nfd
-            st = os.stat(c.rel[-1], dir_fd=fd, follow_symlinks=False)
-            # Size and mtime too: a freed inode number is often reused at once by a new file.
-            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino, st.st_size, st.st_mtime) != c.identity:
-                return False
+            if not _same(os.stat(c.rel[-1], dir_fd=fd, follow_symlinks=False), c):
+                return Gone.VANISHED
+            if leased:
+                return _unlink_leased(c, fd)
             os.unlink(c.rel[-1], dir_fd=fd)
-            return True
+            return Gone.REMOVED
         except FileNotFoundError:
-            return False
+            return Gone.VANISHED
         finally:
             os.close(fd)
 
@@ -243,17 +312,14 @@ class DiskCleanupAction(Action[DiskSettings, DiskState]):
             (c for root, fd in pinned.items() for c in self._scan(settings, root, fd, now)), key=lambda c: c.mtime
         )
         held = openfiles.scan({os.fstat(fd).st_dev for fd in pinned.values()})
-        if held.blocking and settings.require_open_check:
-            # "Never deletes a file that is open" only holds if every process that could hold one was seen.
-            who = ", ".join(h.describe() for h in held.blocking[:5])
-            more = f" and {len(held.blocking) - 5} more" if len(held.blocking) > 5 else ""
-            raise ActionRefused(
-                f"cannot tell which files are open: {who}{more} could not be inspected and may see"
-                f" {', '.join(str(r) for r in pinned)}; give healer CAP_SYS_PTRACE,"
-                " or set actions.disk_cleanup.require_open_check: false"
-            )
+        # "Never deletes a file that is open" holds only if every process that could hold one was seen;
+        # for those that could not be, the kernel's lease answers per file.
+        leased = bool(held.blocking) and settings.require_open_check
+        problem = openfiles.lease_problem() if leased else ""
+        if problem:
+            raise ActionRefused(_refusal(held.blocking, list(pinned), problem))
         plan: list[Candidate] = []
-        skipped = {"open": 0, "cap": 0, "vanished": 0}
+        skipped = {"open": 0, "open_unseen": 0, "unproven": 0, "cap": 0, "vanished": 0}
         total = 0
         for c in candidates:
             if (c.dev, c.ino) in held.inodes:
@@ -271,26 +337,35 @@ class DiskCleanupAction(Action[DiskSettings, DiskState]):
             freed_bytes=0,
             skipped=skipped,
             uninspected_processes=len(held.blocking) + len(held.cleared),
-            cleared_processes=[f"{h.describe()}: {h.evidence}" for h in held.cleared[:CLEARED_SHOWN]]
-            + ([f"and {len(held.cleared) - CLEARED_SHOWN} more"] if len(held.cleared) > CLEARED_SHOWN else []),
+            cleared_processes=_listed([f"{h.describe()}: {h.evidence}" for h in held.cleared]),
+            hidden_processes=_listed([h.describe() for h in held.blocking]) if leased else [],
             journal=None,
             reversible=False,
         )
         # Nothing to undo, but a crash mid-run still leaves a record of what was about to go.
         ctx.checkpoint(state)
+        unproven = ""
         for c in plan:
             try:
-                gone = self._unlink(c, pinned[c.root])
+                gone = self._unlink(c, pinned[c.root], leased)
+            except openfiles.LeaseUnavailable as exc:
+                skipped["unproven"] += 1
+                unproven = str(exc)
+                ctx.audit(AuditKind.DISK_CLEANUP_SKIP, {"path": str(c.path), "error": f"cannot prove closed: {exc}"})
+                continue
             except OSError as exc:
                 ctx.audit(AuditKind.DISK_CLEANUP_SKIP, {"path": str(c.path), "error": str(exc)})
                 continue
-            if not gone:
-                skipped["vanished"] += 1
-                ctx.audit(AuditKind.DISK_CLEANUP_SKIP, {"path": str(c.path), "error": "vanished"})
+            if gone is not Gone.REMOVED:
+                skipped["open_unseen" if gone is Gone.HELD else "vanished"] += 1
+                why = "open in a process healer cannot inspect" if gone is Gone.HELD else "vanished"
+                ctx.audit(AuditKind.DISK_CLEANUP_SKIP, {"path": str(c.path), "error": why})
                 continue
             state["removed"].append(Removed(path=str(c.path), bytes=c.size))
             state["freed_bytes"] += c.size
             ctx.audit(AuditKind.DELETE, {"path": str(c.path), "bytes": c.size})
+        if unproven and not state["removed"]:
+            raise ActionRefused(_refusal(held.blocking, list(pinned), unproven))
         if settings.journal_vacuum_size is not None:
             argv = [settings.journalctl, f"--vacuum-size={settings.journal_vacuum_size}"]
             res = ctx.run(argv, step="journal_vacuum", timeout=120)
