@@ -17,6 +17,7 @@ from healer.core.errors import ConfigError
 from healer.core.jobs import FixJob
 from healer.core.proc import Runner
 from healer.engine.engine import Engine
+from healer.remedy.builtin.restart import same_place
 from healer.store.db import Store
 
 
@@ -165,3 +166,34 @@ def test_a_remote_redis_is_never_restarted(tmp_path: Path, capsys: pytest.Captur
     assert main(["-c", str(write_config(tmp_path, {"shop": app})), "check"]) == 0
     out = capsys.readouterr().out
     assert "redis_down       notify  apps.shop.redis is at 10.0.0.5:6379, not on this host" in out
+
+
+@pytest.mark.parametrize(
+    ("seen", "expect", "same"),
+    [
+        ("localhost:6379", "127.0.0.1:6379", True),
+        ("[::1]:6379", "127.0.0.1:6379", True),
+        ("127.0.0.1:6380", "127.0.0.1:6379", False),
+        ("cache.internal:6379", "127.0.0.1:6379", False),
+        ("10.0.0.5:6379", "10.0.0.5:6379", True),
+    ],
+)
+def test_same_place(seen: str, expect: str, same: bool) -> None:
+    assert same_place(seen, expect) is same
+
+
+def test_a_line_naming_another_port_does_not_restart_the_apps_redis(tmp_path: Path) -> None:
+    params = {"service": "@redis", "address": "{host}:{port}", "expect": "@redis.address"}
+    restart = pat(
+        "redis-any-port",
+        regex="connecting to (?P<host>localhost):(?P<port>[0-9]+)",
+        remediation=[{"action": "restart", "params": params}],
+        examples=["connecting to localhost:1"],
+    )
+    app = {"redis": {"unit": "redis-server.service", "address": "127.0.0.1:6390"}}
+    engine = engine_for(write_config(tmp_path, {"shop": app}, patterns_dirs=own_pattern(tmp_path, restart)))
+    res = engine.ingest_buffer(b"connecting to localhost:6379\n", "shop", "shop.log", source=SourceName.FILE)
+    [job] = [j for j in res.jobs if isinstance(j, FixJob)]
+    attempt = engine.run_job(job)
+    assert attempt is not None and attempt.outcome is Outcome.REFUSED
+    assert "the line names localhost:6379, but redis-server.service listens on 127.0.0.1:6390" in attempt.detail

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from healer.core.errors import ActionRefused, ConfigError
-from healer.settings.apps import AppSettings, Dependency, ServiceRef
+from healer.settings.apps import DEFAULT_PORTS, AppSettings, Dependency, ServiceRef
 
 ROLE_PREFIX = "@"
 # role -> (action, the name it had before app blocks): the fallback when an event has no app.
@@ -44,6 +44,8 @@ LEGACY: Mapping[str, str] = {
     "model": "app-env",
     "model.key": "MODEL",
     "model.fallback": "fallback",
+    "redis.address": "127.0.0.1:6379",
+    "postgres.address": "127.0.0.1:5432",
 }
 ROLES = frozenset({"service", "redis", "postgres", "venv", "checkout", "env_file", "model"})
 
@@ -63,6 +65,9 @@ def check_role(role: str) -> str | None:
         tail = parts[-1] if parts and parts[-1] in ("key", "fallback") else None
         if len(parts) - (tail is not None) > 1:
             return f"'@{role}': write @model, @model.key, @model.fallback or @model.<provider>[.key|.fallback]"
+    elif head in ("redis", "postgres"):
+        if rest not in ("", "address"):
+            return f"'@{role}': write @{head} or @{head}.address"
     elif rest:
         return f"'@{role}': the role @{head} takes no suffix"
     return None
@@ -165,10 +170,10 @@ class AppRoles:
             dep = app.redis if head == "redis" else app.postgres
             if dep is None:
                 raise missing
+            host, port = dep.address or ("127.0.0.1", DEFAULT_PORTS[head])
             if not dep.local:
-                host, port = dep.address or ("", 0)
                 raise ActionRefused(f"apps.{name}.{head} is at {host}:{port}, not on this host: notify only")
-            return f"{name}.{head}"
+            return f"{host}:{port}" if rest == "address" else f"{name}.{head}"
         if head == "venv":
             if app.venv is None or not app.packages:
                 raise ActionRefused(f"app {name!r} has no venv with packages: set apps.{name}.venv and .packages")

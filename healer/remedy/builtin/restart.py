@@ -46,6 +46,20 @@ POLL_INTERVAL = 0.2
 Manager = Literal["systemd", "supervisor", "command"]
 
 
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})  # noqa: S104 - names, not a bind
+
+
+def _split(address: str) -> tuple[str, str]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]").lower(), port
+
+
+def same_place(seen: str, expect: str) -> bool:
+    """``127.0.0.1:6379`` and ``localhost:6379`` are one place; another port or a remote host is not."""
+    (h1, p1), (h2, p2) = _split(seen), _split(expect)
+    return p1 == p2 and (h1 == h2 or (h1 in LOOPBACK and h2 in LOOPBACK))
+
+
 def _tcp(raw: Any) -> tuple[str, int] | None:
     if raw is None:
         return None
@@ -131,7 +145,9 @@ class RestartAction(Action[RestartSettings, RestartState]):
     name = "restart"
     reversible = False
     default_grace = 10.0  # clients time out and log against the old process for a while
-    param_keys = frozenset({"service"})
+    # ``address``: where the line says the client tried to connect ("{host}:{port}" from the log);
+    # ``expect``: where this service listens when the unit has no verify_tcp (a role: "@redis.address").
+    param_keys = frozenset({"service", "address", "expect"})
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], where: str) -> RestartSettings:
@@ -169,8 +185,27 @@ class RestartAction(Action[RestartSettings, RestartState]):
             return [s.supervisorctl, "-c", s.supervisor_conf, "status", u.unit]
         return list(u.status_argv) or None
 
+    @staticmethod
+    def _local(ctx: ActionContext, unit: UnitSpec) -> None:
+        """Refuse when the line's address is not where this unit listens: another host's or port's service."""
+        seen = ctx.params.get("address")
+        if not seen:
+            return
+        if unit.verify_tcp is not None:
+            host, port = unit.verify_tcp
+            expect = f"{host}:{port}"
+        else:
+            expect = ctx.params.get("expect", "")
+        if expect and not same_place(seen, expect):
+            raise ActionRefused(
+                f"the line names {seen}, but {unit.unit} listens on {expect}: not this host's service; notify only"
+            )
+
     def _check(self, ctx: ActionContext, settings: RestartSettings) -> None:
-        self._unit(ctx, settings)
+        self._local(ctx, self._unit(ctx, settings))
+
+    def admits(self, ctx: ActionContext) -> None:
+        self._unit(ctx, self.configured(ctx))
 
     def _apply(self, ctx: ActionContext, settings: RestartSettings) -> RestartState:
         unit = self._unit(ctx, settings)
