@@ -95,3 +95,4 @@ class FixAttempt:
     finished: float | None
     detail: str = ""
     steps: tuple[StepResult, ...] = ()
+    revert_at: float | None = None  # a timed revert (a model fallback) is due then

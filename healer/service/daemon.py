@@ -211,11 +211,14 @@ class Daemon:
         self.notifier.watchdog()
 
     def _settle_at(self, attempt: FixAttempt) -> None:
-        """On the loop: a date job at the end of this fix's verify window (the sweep is the safety net)."""
+        """On the loop: date jobs at the end of the verify window and at a timed revert (the sweep is the net)."""
         assert self.engine is not None and self.workers is not None
         engine, workers = self.engine, self.workers
         when = self.clock.now() + engine.settings.engine.verify_window + hk.SETTLE_MARGIN
         self.scheduler.at(f"settle:{attempt.id}", when, lambda: hk.settle_due(engine, workers))
+        if attempt.revert_at is not None:  # a model fallback goes back to the primary on time, not at the next sweep
+            revert = attempt.revert_at + hk.SETTLE_MARGIN
+            self.scheduler.at(f"revert:{attempt.id}", revert, lambda: hk.settle_due(engine, workers))
 
     # -- notices, audit, reload -----------------------------------------------------------
     def _notice(self, notice: Notice) -> None:

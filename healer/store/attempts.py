@@ -65,6 +65,7 @@ def _attempt(r: sqlite3.Row) -> FixAttempt:
         r["finished"],
         r["detail"],
         steps,
+        r["revert_at"],
     )
 
 
