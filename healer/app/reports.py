@@ -26,6 +26,8 @@ from healer.app.results import (
 )
 from healer.app.text import Quote, ago, short, span, terminal
 from healer.core.enums import Outcome, Reason, SettleStatus
+from healer.remedy.preconditions import CheckVerdict
+from healer.store.db import CheckRecord
 
 _SEV_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 _SETTLED = frozenset(Outcome) - {Outcome.RUNNING, Outcome.VERIFYING, Outcome.UNDOING}
@@ -145,6 +147,7 @@ def explain_text(x: ExplainResult, quote: Quote = terminal) -> str:
         lines.append(
             f"  #{d.id} {d.verdict.value} ({d.reason.value}){times} {ago(d.ts, now)} {quote(short(d.detail, 100))}"
         )
+    lines.extend(_checks_lines(x.checks, now, quote))
     if story.attempts:
         lines.append("Fix attempts:")
         for a in story.attempts:
@@ -152,6 +155,21 @@ def explain_text(x: ExplainResult, quote: Quote = terminal) -> str:
             for st in a.steps:
                 lines.append(f"      {st.action}: {st.outcome.value} {quote(short(st.detail, 120))}")
     return "\n".join(lines)
+
+
+def _checks_lines(checks: Sequence[CheckRecord], now: float, quote: Quote) -> list[str]:
+    """The newest few evaluations of the fix's preconditions, each verdict on its own line."""
+    if not checks:
+        return []
+    lines = ["Preconditions (checked before each fix):"]
+    for c in checks[-3:]:
+        lines.append(f"  {ago(c.ts, now)}, for decision #{c.decision_id}:")
+        for raw in c.verdicts:
+            v = CheckVerdict.from_json(raw)
+            lines.append(f"    {quote(short(v.line(), 200))}")
+        for why in c.reviews:
+            lines.append(f"    needs approval: {quote(short(why, 300))}")
+    return lines
 
 
 def status_text(s: StatusResult) -> str:

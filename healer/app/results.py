@@ -14,6 +14,7 @@ from healer.app.health import HostHealth
 from healer.core.enums import Outcome, Reason, SettleStatus, Severity
 from healer.core.jobs import FixJob
 from healer.core.records import Decision, FixAttempt, Incident
+from healer.store.db import CheckRecord
 from healer.store.reads import DecisionLine, IncidentStory, StatusCounts
 
 
@@ -53,6 +54,7 @@ class ExplainResult:
     incident_id: int
     story: IncidentStory | None  # None: no such incident
     now: float
+    checks: tuple[CheckRecord, ...] = ()  # each evaluation of the fix's preconditions and reviews
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,7 +152,9 @@ class Healer:
         )
 
     def explain(self, incident_id: int) -> ExplainResult:
-        return ExplainResult(incident_id, reads.incident_story(self.store, incident_id), self.clock.now())
+        story = reads.incident_story(self.store, incident_id)
+        checks = tuple(self.store.check_records(incident_id)) if story is not None else ()
+        return ExplainResult(incident_id, story, self.clock.now(), checks)
 
     def status(self) -> StatusResult:
         rules = self._rules()

@@ -59,6 +59,8 @@ class Reason(StrEnum):
     DRAINING = "draining"
     FLAPPING = "flapping"  # the fix applied but did not hold, twice in a row
     HOSTILE_INPUT = "hostile_input"  # a captured value was refused as an injection attempt
+    PRECONDITION = "precondition"  # a precondition of the fix failed: blocked (critical) or asked (warning)
+    PROTECTED_PATHS = "protected_paths"  # a git_sync would change a protected path: a human approves it
 
 
 class IncidentStatus(StrEnum):
@@ -88,6 +90,7 @@ class ApprovalState(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     BUSY = "busy"  # an ACT whose target was locked: it never ran and does not use the budget
+    BLOCKED = "blocked"  # an ACT stopped by a precondition before it started: no budget used either
 
 
 class Trigger(StrEnum):
@@ -96,6 +99,14 @@ class Trigger(StrEnum):
     AUTO = "auto"
     MANUAL = "manual"
     APPROVED = "approved"
+    RETRY = "retry"  # a fix a critical precondition blocked, decided again once the condition cleared
+
+
+class CheckSeverity(StrEnum):
+    """What a failed precondition does: ``critical`` blocks the fix, ``warning`` turns it into a question."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
 
 
 class SettleStatus(StrEnum):
@@ -139,6 +150,7 @@ class AuditKind(StrEnum):
     FIX_REQUESTED = "fix_requested"
     FIX_REFUSED = "fix_refused"
     FIX_BLOCKED = "fix_blocked"  # a decided fix stopped at its start by the kill switch or dry run
+    PRECONDITIONS = "preconditions"  # every precondition verdict of one fix, with its decision
     FIX_BUSY = "fix_busy"
     FIX_UNDONE = "fix_undone"
     FIX_REVERTED = "fix_reverted"

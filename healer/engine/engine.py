@@ -35,7 +35,7 @@ from healer.engine.wiring import Wiring
 from healer.rules.matcher import Matcher
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
-from healer.store.db import Store
+from healer.store.db import BlockedFix, Store
 
 
 class Engine:
@@ -145,6 +145,15 @@ class Engine:
 
     def breaker_open(self, now: float) -> bool:
         return self._decider.breaker_open(now)
+
+    # -- fixes a precondition blocked ------------------------------------------------------------
+    def cleared_blocks(self) -> list[BlockedFix]:
+        """Blocked fixes whose critical preconditions pass now; probes the host (off the ingest thread)."""
+        return self._fixes.prechecks.cleared()
+
+    def retry_blocked(self, cleared: Sequence[BlockedFix]) -> IngestResult:
+        """Decide the cleared fixes again (trigger ``retry``); run the result's jobs."""
+        return self._fixes.prechecks.retry(cleared)
 
     # -- operator actions -----------------------------------------------------------------
     def fix_open(self, actor: str) -> IngestResult:

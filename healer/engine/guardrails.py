@@ -35,9 +35,20 @@ def breaker_open(store: Store, now: float) -> bool:
 
 
 def snapshot(
-    store: Store, db: Tx, inc: Incident, subject: Subject, pattern: Pattern, now: float, trigger: Trigger
+    store: Store,
+    db: Tx,
+    inc: Incident,
+    subject: Subject,
+    pattern: Pattern,
+    now: float,
+    trigger: Trigger,
+    *,
+    retry_for: float = 0.0,
 ) -> IncidentSnapshot:
-    """``inc`` is the incident as the batch just recorded it; only its fix times are read again."""
+    """``inc`` is the incident as the batch just recorded it; only its fix times are read again.
+
+    ``retry_for``: how long a precondition's block stands against automatic matches.
+    """
     last_fix_at, escalated_at = store.fix_times(db, inc.id)
     matches = 1
     if trigger is Trigger.AUTO and pattern.threshold_count > 1:
@@ -55,4 +66,5 @@ def snapshot(
         matches_in_window=matches,
         fixes_last_hour=store.acts_since(db, now - HOUR),
         breaker_open=breaker_open(store, now),
+        blocked=store.blocked_detail(db, inc.id, now - retry_for) if trigger is Trigger.AUTO and retry_for else "",
     )

@@ -8,7 +8,8 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
  2. kill switch          3. draining            4. dry run
  5. threshold (automatic matches only)
  6. a fix already in progress on the incident
- 7. an approval already pending
+ 7. an approval already pending; a fix a precondition blocked (automatic
+    matches only: the retry job decides it again once the check clears)
  8. escalated within ``failure_memory`` (after it: reopened, fresh count); an
     incident that was escalated that recently, then resolved, and is back
     escalates again (the same fault failed before) instead of being retried
@@ -77,6 +78,8 @@ class IncidentSnapshot:
     matches_in_window: int = 1
     fixes_last_hour: int = 0
     breaker_open: bool = False
+    # Why a precondition blocked the incident's fix, while that still stands ('' when none did).
+    blocked: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,8 @@ def decide(snap: IncidentSnapshot, pattern: Pattern, guards: Guardrails, now: fl
         return Ruling(Verdict.SKIP, Reason.IN_PROGRESS, f"attempt #{snap.active.id} is {snap.active.outcome.value}")
     if snap.pending_approval:
         return Ruling(Verdict.SKIP, Reason.APPROVAL, "waiting for approval")
+    if snap.blocked and trigger is Trigger.AUTO:
+        return Ruling(Verdict.SKIP, Reason.PRECONDITION, snap.blocked)
     attempts, reopen = snap.attempts, False
     if snap.status is IncidentStatus.ESCALATED:
         since = now - (snap.escalated_at if snap.escalated_at is not None else now)

@@ -19,6 +19,7 @@ import re2
 
 from healer.core.enums import Approval, Family, Severity
 from healer.core.errors import ParamError, PatternError
+from healer.settings.preconditions import CheckBase, parse_checks
 from healer.settings.safeyaml import YamlProblem, item_lines, load_with_node, read_capped
 from healer.settings.types import parse_duration
 
@@ -61,6 +62,7 @@ PATTERN_KEYS = frozenset(
         "enabled",
         "family",
         "supersedes",
+        "preconditions",
     }
 )
 
@@ -110,6 +112,8 @@ class Pattern:
     # Ids of less specific patterns that this one replaces when both match
     # the same line (the Matcher drops their hits), so one fault is one hit.
     supersedes: frozenset[str] = frozenset()
+    # Checked on the host before this pattern's fix runs, after the config's (healer.settings.preconditions).
+    preconditions: tuple[CheckBase, ...] = ()
 
     @property
     def fixable(self) -> bool:
@@ -271,6 +275,7 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         line=line,
         family=family,
         supersedes=frozenset(supersedes),
+        preconditions=parse_checks(raw.get("preconditions")),
     )
 
 

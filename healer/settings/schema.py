@@ -36,6 +36,7 @@ from healer.settings.fields import (
     Text,
     from_file,
 )
+from healer.settings.preconditions import PreconditionsSettings
 from healer.settings.types import ByteSize
 from healer.settings.webhooks import WebhookSettings
 
@@ -194,6 +195,7 @@ class Settings(Model):
     health: HealthSettings = HealthSettings()
     webhooks: WebhookSettings = WebhookSettings()
     apps: Mapping[str, AppSettings] = Field(default_factory=dict)
+    preconditions: PreconditionsSettings = PreconditionsSettings()
     # Raw here (see the module docstring); typed by the ruleset before anything runs a fix.
     actions: Mapping[str, Any] = Field(default_factory=dict)
     raw: Mapping[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
@@ -260,6 +262,7 @@ __all__ = [
     "HealthSettings",
     "JournaldSourceSettings",
     "MetricsSettings",
+    "PreconditionsSettings",
     "Settings",
     "SourcesSettings",
     "TelegramSettings",
