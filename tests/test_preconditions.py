@@ -106,8 +106,8 @@ def warned_then_approved(r: Rig, label: str) -> None:
     assert not r.fixed
     [ask] = [n for n in r.notices if n.kind is NoticeKind.APPROVAL]
     assert ask.text.startswith("boom wants to run command(command=ok)")
-    assert f"precondition warnings: {label}" in ask.text
-    assert f"FAILED {label} [warning]" in ask.text
+    assert f"\nprecondition warnings: {label}\nPreconditions:\n" in ask.text
+    assert f"\n  FAILED {label} [warning]: " in ask.text
     assert ask.decision is not None
     settled = r.engine.settle_approval(ask.decision.id, True, "tester")
     assert settled.status is SettleStatus.OK and settled.job is not None

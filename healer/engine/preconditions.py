@@ -47,6 +47,12 @@ AuditFn = Callable[[AuditKind, Mapping[str, object]], None]
 Plan = Sequence[tuple[Action, ActionContext]]
 
 
+@dataclass(frozen=True, slots=True)
+class Findings:
+    verdicts: tuple[CheckVerdict, ...] = ()
+    reviews: tuple[str, ...] = ()
+
+
 def checks_for(pattern: Pattern, settings: Settings) -> tuple[CheckBase, ...]:
     """The config's defaults, each action's checks (in chain order), then the pattern's own."""
     return settings.preconditions.for_actions(s.action for s in pattern.steps) + pattern.preconditions
@@ -72,14 +78,17 @@ def after_checks(verdicts: Sequence[CheckVerdict], reviews: Sequence[str], trigg
     return None
 
 
+def approval_text(found: Findings) -> str:
+    """Why the fix asks, one reason a line, then every verdict: what the approval message adds."""
+    warned = [v.label for v in found.verdicts if not v.ok]
+    lines = [*found.reviews, *([f"precondition warnings: {', '.join(warned)}"] if warned else [])]
+    if found.verdicts:
+        lines += ["Preconditions:", *(f"  {v.line()}" for v in found.verdicts)]
+    return "\n".join(lines)
+
+
 def _short(verdicts: Sequence[CheckVerdict]) -> list[str]:
     return [f"{v.label}: {v.detail}" for v in verdicts]
-
-
-@dataclass(frozen=True, slots=True)
-class Findings:
-    verdicts: tuple[CheckVerdict, ...] = ()
-    reviews: tuple[str, ...] = ()
 
 
 class Prechecks:
@@ -130,7 +139,7 @@ class Prechecks:
         ruling = after_checks(verdicts, reviews, job.trigger)
         if ruling is None:
             return True
-        self._stop(job, pattern, ruling, verdicts)
+        self._stop(job, pattern, ruling, Findings(verdicts, reviews))
         return False
 
     def _record(self, job: FixJob, found: Findings) -> None:
@@ -144,7 +153,7 @@ class Prechecks:
         self.w.store.audit(AuditKind.PRECONDITIONS, "engine", data, self.w.clock.now())
         log.info("preconditions", incident=job.incident_id, verdicts=[v.line() for v in found.verdicts])
 
-    def _stop(self, job: FixJob, pattern: Pattern, ruling: Ruling, verdicts: Sequence[CheckVerdict]) -> None:
+    def _stop(self, job: FixJob, pattern: Pattern, ruling: Ruling, found: Findings) -> None:
         w, store = self.w, self.w.store
         now = w.clock.now()
         notices: list[Notice] = []
@@ -153,7 +162,7 @@ class Prechecks:
             store.mark_blocked(db, job.decision.id, f"not started: {ruling.reason.value}")
             decision, _ = self.decider.record(db, inc, pattern, ruling, now, job.trigger, collapse=False)
             if ruling.verdict is Verdict.ASK:
-                why = ruling.detail + "".join(f"\n  {v.line()}" for v in verdicts)
+                why = approval_text(found)
                 notices.append(self.decider.ask(db, inc, pattern, decision, job.groups, job.service, why))
             else:
                 text = f"fix for incident #{inc.id} ({pattern.id}) waits: {ruling.detail}; retried when it clears"
