@@ -180,29 +180,42 @@ BRANCH = verdict("git_branch_is(app, main)", False)
 LOAD = verdict("max_load(< 4)", False, CheckSeverity.WARNING)
 PROTECTED = "git_sync /srv/app: the pull changes protected paths: .github/workflows/ci.yml"
 # What the host probes mean for a decided fix: (id, verdicts, reviews, trigger, ruling). None: it runs.
-CHECKS: list[tuple[str, list[CheckVerdict], list[str], Trigger, Ruling | None]] = [
-    ("every check passes", [OK_LOCK], [], Trigger.AUTO, None),
+CHECKS: list[tuple[str, list[CheckVerdict], list[str], Trigger, Ruling | None, str]] = [
+    ("every check passes", [OK_LOCK], [], Trigger.AUTO, None, ""),
     ("a critical failure blocks, and says which", [OK_LOCK, BRANCH, LOAD], [PROTECTED], Trigger.AUTO,
-     Ruling(Verdict.SKIP, Reason.PRECONDITION, "blocked until it clears: git_branch_is(app, main): on 'hotfix'")),
+     Ruling(Verdict.SKIP, Reason.PRECONDITION, "blocked until it clears: git_branch_is(app, main): on 'hotfix'"), ""),
     ("a critical failure blocks an approved fix too", [BRANCH], [], Trigger.APPROVED,
-     Ruling(Verdict.SKIP, Reason.PRECONDITION, "blocked until it clears: git_branch_is(app, main): on 'hotfix'")),
+     Ruling(Verdict.SKIP, Reason.PRECONDITION, "blocked until it clears: git_branch_is(app, main): on 'hotfix'"), ""),
     ("a warning asks", [OK_LOCK, LOAD], [], Trigger.AUTO,
-     Ruling(Verdict.ASK, Reason.PRECONDITION, "precondition warnings: max_load(< 4): on 'hotfix'")),
+     Ruling(Verdict.ASK, Reason.PRECONDITION, "precondition warnings: max_load(< 4): on 'hotfix'"), ""),
     ("a warning asks a retried fix too", [LOAD], [], Trigger.RETRY,
-     Ruling(Verdict.ASK, Reason.PRECONDITION, "precondition warnings: max_load(< 4): on 'hotfix'")),
+     Ruling(Verdict.ASK, Reason.PRECONDITION, "precondition warnings: max_load(< 4): on 'hotfix'"), ""),
     ("a protected path asks, with the warnings", [LOAD], [PROTECTED], Trigger.MANUAL,
-     Ruling(Verdict.ASK, Reason.PROTECTED_PATHS, PROTECTED + "; precondition warnings: max_load(< 4): on 'hotfix'")),
-    ("an approved fix is not asked again", [LOAD], [PROTECTED], Trigger.APPROVED, None),
+     Ruling(Verdict.ASK, Reason.PROTECTED_PATHS, PROTECTED + "; precondition warnings: max_load(< 4): on 'hotfix'"),
+     ""),
+    ("an approved fix is not asked again for what its approval listed", [LOAD], [PROTECTED], Trigger.APPROVED,
+     None, f"boom wants to run x; {PROTECTED}\nPreconditions:\n  FAILED max_load(< 4) [warning]: on 'hotfix'"),
+    ("an approval given before the probes (approval: ask) asks again with them", [LOAD], [], Trigger.APPROVED,
+     Ruling(Verdict.ASK, Reason.PRECONDITION, "precondition warnings: max_load(< 4): on 'hotfix'"),
+     "boom wants to run command(command=ok-a)"),
+    ("a protected path the approval did not list asks again", [OK_LOCK], [PROTECTED], Trigger.APPROVED,
+     Ruling(Verdict.ASK, Reason.PROTECTED_PATHS, PROTECTED),
+     "boom wants to run x; git_sync /srv/app: the pull changes protected paths: app.service"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("situation", "verdicts", "reviews", "trigger", "ruling"), CHECKS, ids=[row[0] for row in CHECKS]
+    ("situation", "verdicts", "reviews", "trigger", "ruling", "approved"), CHECKS, ids=[row[0] for row in CHECKS]
 )
 def test_after_checks_table(
-    situation: str, verdicts: list[CheckVerdict], reviews: list[str], trigger: Trigger, ruling: Ruling | None
+    situation: str,
+    verdicts: list[CheckVerdict],
+    reviews: list[str],
+    trigger: Trigger,
+    ruling: Ruling | None,
+    approved: str,
 ) -> None:
-    assert after_checks(verdicts, reviews, trigger) == ruling, situation
+    assert after_checks(verdicts, reviews, trigger, approved) == ruling, situation
 
 
 def test_every_reason_is_reached_by_the_table() -> None:

@@ -107,8 +107,13 @@ def warned_then_approved(r: Rig, label: str) -> None:
     [ask] = [n for n in r.notices if n.kind is NoticeKind.APPROVAL]
     assert ask.text.startswith("boom wants to run command(command=ok)")
     assert f"\nprecondition warnings: {label}\nPreconditions:\n" in ask.text
-    assert f"\n  FAILED {label} [warning]: " in ask.text
-    assert ask.decision is not None
+    approve_the_warning(r, label)
+
+
+def approve_the_warning(r: Rig, label: str) -> None:
+    """The newest approval message lists the failed warning; approved, the fix runs."""
+    ask = [n for n in r.notices if n.kind is NoticeKind.APPROVAL][-1]
+    assert f"\n  FAILED {label} [warning]: " in ask.text and ask.decision is not None
     settled = r.engine.settle_approval(ask.decision.id, True, "tester")
     assert settled.status is SettleStatus.OK and settled.job is not None
     attempt = r.engine.run_job(settled.job)
@@ -366,3 +371,20 @@ def test_a_bad_check_in_the_config_names_the_file_and_key(tmp_path: Path) -> Non
     )
     assert r.returncode != 0
     assert "config.yaml" in r.stderr + r.stdout and "preconditions.defaults[0]" in r.stderr + r.stdout
+
+
+def test_an_asking_pattern_asks_again_once_a_warning_is_found(tmp_path: Path) -> None:
+    lock = tmp_path / "MAINTENANCE"
+    lock.touch()
+    r = rig(
+        tmp_path,
+        [{"check": "no_file", "path": str(lock), "severity": "warning", "name": "maintenance-lock"}],
+        pattern={"approval": "ask"},
+    )
+    assert r.match() == []
+    [first] = [n for n in r.notices if n.kind is NoticeKind.APPROVAL]
+    assert first.text == "boom wants to run command(command=ok)" and first.decision is not None
+    settled = r.engine.settle_approval(first.decision.id, True, "tester")
+    assert settled.job is not None and r.engine.run_job(settled.job) is None  # the approval had not seen it
+    assert not r.fixed
+    approve_the_warning(r, "maintenance-lock")

@@ -159,3 +159,42 @@ def test_one_approval_message_lists_a_precondition_warning_and_the_protected_pat
     assert lines[4].startswith("  FAILED max_load(< 0) [warning]: 1-minute load ")
     assert len(lines) == 5
     print(notice_html(ask))  # the closing note's example
+
+
+def approve(engine: Engine, ask: Notice) -> FixJob:
+    assert ask.decision is not None
+    settled = engine.settle_approval(ask.decision.id, True, "tester")
+    assert settled.status is SettleStatus.OK and settled.job is not None
+    return settled.job
+
+
+def test_a_pattern_that_asks_before_the_fetch_asks_again_with_the_paths(tmp_path: Path, repos: Repos) -> None:
+    new = repos.push_change("Dockerfile", "FROM python:3.12\n")
+    engine, _ = build(
+        tmp_path,
+        [pat("behind", remediation=SYNC, approval="ask")],
+        apps={"app": {"checkout": {"path": str(repos.server)}}},
+    )
+    notices: list[Notice] = []
+    engine.notice = notices.append
+    assert feed(engine, "BOOM behind").jobs == []
+    [first] = approvals(notices)
+    assert "protected" not in first.text  # asked at decision time: nothing was fetched yet
+    assert engine.run_job(approve(engine, first)) is None
+    [_, second] = approvals(notices)
+    assert "the pull changes protected paths: Dockerfile" in second.text
+    attempt = engine.run_job(approve(engine, second))
+    assert attempt is not None and attempt.outcome is Outcome.VERIFYING and repos.head() == new
+    assert len(approvals(notices)) == 2
+
+
+def test_a_protected_change_pushed_after_the_approval_asks_again(tmp_path: Path, repos: Repos) -> None:
+    repos.push_change(".github/workflows/ci.yml", "on: push\n")
+    engine, notices = engine_for(tmp_path, repos)
+    assert engine.run_job(decided_fix(engine)) is None
+    [first] = approvals(notices)
+    job = approve(engine, first)
+    repos.push_change("requirements.txt", "requests==2.0\n")  # lands between Approve and the fix
+    assert engine.run_job(job) is None
+    [_, second] = approvals(notices)
+    assert "protected paths: .github/workflows/ci.yml, requirements.txt" in second.text

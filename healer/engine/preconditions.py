@@ -16,8 +16,9 @@ shows) and carries the ruling out:
 - a failed ``warning`` check, or a step whose ``review`` names a reason
   (``git_sync`` touching a protected path), turns the fix into a question:
   an ``ask`` decision whose approval message lists the reasons and the
-  verdicts. A fix a human approved is not asked again; a critical check
-  still blocks it.
+  verdicts. A fix a human approved is not asked again for what that
+  approval listed (a critical check still blocks it); a warning or a
+  protected path it did not list asks again.
 """
 
 from __future__ import annotations
@@ -58,18 +59,23 @@ def checks_for(pattern: Pattern, settings: Settings) -> tuple[CheckBase, ...]:
     return settings.preconditions.for_actions(s.action for s in pattern.steps) + pattern.preconditions
 
 
-def after_checks(verdicts: Sequence[CheckVerdict], reviews: Sequence[str], trigger: Trigger) -> Ruling | None:
+def after_checks(
+    verdicts: Sequence[CheckVerdict], reviews: Sequence[str], trigger: Trigger, approved: str = ""
+) -> Ruling | None:
     """What the probes mean for the fix: SKIP (blocked), ASK (with why), or None to run it.
 
-    Critical failures block whatever the trigger; a human's approval
-    outweighs warnings and reviews (the approval message listed them).
+    Critical failures block whatever the trigger. ``approved`` is what the
+    approval a human gave showed (for trigger ``approved``): a warning or
+    review it listed does not ask again; one it did not list (the pattern
+    asked before anything was probed, or the upstream moved on since) does.
     """
     failed = [v for v in verdicts if not v.ok]
     critical = [v for v in failed if v.severity is CheckSeverity.CRITICAL]
     if critical:
         return Ruling(Verdict.SKIP, Reason.PRECONDITION, "blocked until it clears: " + "; ".join(_short(critical)))
     if trigger is Trigger.APPROVED:
-        return None
+        reviews = [r for r in reviews if r not in approved]
+        failed = [v for v in failed if f"FAILED {v.label} [" not in approved]
     if reviews:
         warnings = f"; precondition warnings: {'; '.join(_short(failed))}" if failed else ""
         return Ruling(Verdict.ASK, Reason.PROTECTED_PATHS, "; ".join(reviews) + warnings)
@@ -131,12 +137,12 @@ class Prechecks:
     def allow(self, job: FixJob, pattern: Pattern, settings: Settings, plan: Plan, audit: AuditFn) -> bool:
         """True when the chain may start; otherwise the fix was blocked or turned into a question."""
         verdicts = self.probe(pattern, settings, job.incident_id, job.service, audit)
-        # An approved fix is not reviewed again: the approval message listed what the review found.
-        reviews = self.reviews(plan) if job.trigger is not Trigger.APPROVED else ()
+        reviews = self.reviews(plan)
         if not verdicts and not reviews:
             return True
         self._record(job, Findings(verdicts, reviews))
-        ruling = after_checks(verdicts, reviews, job.trigger)
+        approved = self.w.store.approved_text(job.incident_id) if job.trigger is Trigger.APPROVED else ""
+        ruling = after_checks(verdicts, reviews, job.trigger, approved)
         if ruling is None:
             return True
         self._stop(job, pattern, ruling, Findings(verdicts, reviews))

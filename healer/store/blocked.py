@@ -56,6 +56,14 @@ class Blocked(Database):
         ).fetchone()
         return "" if r is None else str(r[0])
 
+    def approved_text(self, incident_id: int) -> str:
+        """What the incident's newest approved question showed the human (its chain and why it asked)."""
+        value = self._one(
+            "SELECT detail FROM decisions WHERE incident_id = ? AND verdict = ? AND state = ? ORDER BY id DESC LIMIT 1",
+            (incident_id, Verdict.ASK.value, ApprovalState.APPROVED.value),
+        )
+        return "" if value is None else str(value)
+
     def blocked_fixes(self, since: float, limit: int = 200) -> list[BlockedFix]:
         """Open incidents whose fix a precondition blocked since ``since``, oldest first."""
         with self._lock:
