@@ -9,6 +9,7 @@ condition clears; a failed warning asks, and the approval message says why;
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -29,6 +30,8 @@ from healer.core.jobs import FixJob
 from healer.core.notices import Notice, NoticeKind
 from healer.engine.engine import Engine
 from healer.rules.patterns import build_pattern
+from healer.service import housekeeping as hk
+from healer.service.workers import Workers
 
 
 @dataclass
@@ -388,3 +391,22 @@ def test_an_asking_pattern_asks_again_once_a_warning_is_found(tmp_path: Path) ->
     assert settled.job is not None and r.engine.run_job(settled.job) is None  # the approval had not seen it
     assert not r.fixed
     approve_the_warning(r, "maintenance-lock")
+
+
+async def test_the_daemons_retry_job_runs_a_fix_once_its_lock_is_gone(tmp_path: Path) -> None:
+    lock = tmp_path / "DEPLOYING"
+    lock.touch()
+    r = rig(tmp_path, [{"check": "no_file", "path": str(lock)}])
+    workers = Workers(r.engine, asyncio.get_running_loop())
+    try:
+        [job] = r.match()
+        assert r.engine.run_job(job) is None
+        await hk.retry_blocked(r.engine, workers)  # still locked: nothing is launched
+        assert await workers.drain(10) == 0 and not r.fixed
+        lock.unlink()
+        await hk.retry_blocked(r.engine, workers)
+        await asyncio.sleep(0)  # dispatch hands the jobs to the loop, which starts them on the fix pool
+        assert await workers.drain(30) == 0
+        assert r.fixed
+    finally:
+        workers.shutdown()
