@@ -12,7 +12,17 @@ from typing import Any
 
 import pytest
 
-from healer.core.enums import Approval, CheckSeverity, IncidentStatus, Outcome, Reason, Severity, Trigger, Verdict
+from healer.core.enums import (
+    Approval,
+    CheckSeverity,
+    IncidentStatus,
+    Outcome,
+    Priority,
+    Reason,
+    Severity,
+    Trigger,
+    Verdict,
+)
 from healer.engine.policy import (
     ActiveFix,
     FailureFacts,
@@ -117,6 +127,12 @@ TABLE: list[tuple[str, IncidentSnapshot, dict[str, Any], dict[str, Any], Trigger
      Trigger.AUTO, Verdict.NOTIFY, Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures"),
     ("ask", snap(), {"approval": Approval.ASK}, {},
      Trigger.AUTO, Verdict.ASK, Reason.APPROVAL, ""),
+    ("a P0 incident asks when triage.ask_at says so", snap(priority=Priority.P0), {}, {"ask_at": Priority.P1},
+     Trigger.AUTO, Verdict.ASK, Reason.PRIORITY, "a P0 incident: triage.ask_at is P1"),
+    ("a P2 incident does not", snap(priority=Priority.P2), {}, {"ask_at": Priority.P1},
+     Trigger.AUTO, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
+    ("an approved P0 fix is not asked again", snap(priority=Priority.P0), {}, {"ask_at": Priority.P0},
+     Trigger.APPROVED, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
     ("an approved fix is not asked again", snap(), {"approval": Approval.ASK}, {},
      Trigger.APPROVED, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
     ("act", snap(last_fix_at=NOW - 301, attempts=2, fixes_last_hour=1), {}, {},
@@ -238,7 +254,8 @@ def test_an_old_escalation_is_reopened_with_a_fresh_count() -> None:
 
 def test_gate_rules_without_store_facts_and_agrees_with_decide() -> None:
     """The guardrails reader skips the store when ``gate`` already ruled; both must say the same."""
-    for guard_over in ({"kill_switch": True}, {"draining": True}, {"dry_run": True}):
+    guard_overs: list[dict[str, Any]] = [{"kill_switch": True}, {"draining": True}, {"dry_run": True}]
+    for guard_over in guard_overs:
         guards = dataclasses.replace(GUARDS, **guard_over)
         early = gate(SUBJECT, pattern(), guards)
         assert early is not None

@@ -61,8 +61,10 @@ def errors_text(s: ErrorSummary, quote: Quote = terminal) -> str:
         lines.append("Incidents:")
         for inc in s.recent:
             src = f" sources={'+'.join(inc.sources)}" if len(inc.sources) > 1 else ""
+            prio = s.priorities.get(inc.id)
+            tag = f" {prio.value}" if prio is not None else ""
             lines.append(
-                f"  #{inc.id} [{inc.severity.value}] {inc.status.value} ×{inc.count}{src} "
+                f"  #{inc.id}{tag} [{inc.severity.value}] {inc.status.value} ×{inc.count}{src} "
                 f"{quote(inc.pattern_id)}: {quote(short(inc.message, 100))}"
             )
     return "\n".join(lines)
@@ -137,6 +139,8 @@ def explain_text(x: ExplainResult, quote: Quote = terminal) -> str:
         f"last {ago(inc.last_seen, now)}",
         f"  last message: {quote(short(inc.message, 300))}",
     ]
+    if x.triage is not None:
+        lines.insert(1, f"  priority {x.triage.text()}")
     if story.events:
         lines.append("Recent events:")
         for ev in story.events[-5:]:

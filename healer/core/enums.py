@@ -25,6 +25,31 @@ class Severity(StrEnum):
 _SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
 
 
+class Priority(StrEnum):
+    """An incident's triage (``healer.engine.triage``): P0 needs a human now, P3 can wait for ever."""
+
+    P0 = "P0"
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+
+    @property
+    def rank(self) -> int:
+        return int(self.value[1])
+
+    @classmethod
+    def of_rank(cls, rank: int) -> Priority:
+        return cls(f"P{min(3, max(0, rank))}")
+
+
+class Criticality(StrEnum):
+    """How much a service matters (``services.<name>.criticality``): moves its incidents' priority."""
+
+    CRITICAL = "critical"
+    NORMAL = "normal"
+    LOW = "low"
+
+
 class Approval(StrEnum):
     AUTO = "auto"
     ASK = "ask"
@@ -61,6 +86,7 @@ class Reason(StrEnum):
     HOSTILE_INPUT = "hostile_input"  # a captured value was refused as an injection attempt
     PRECONDITION = "precondition"  # a precondition of the fix failed: blocked (critical) or asked (warning)
     PROTECTED_PATHS = "protected_paths"  # a git_sync would change a protected path: a human approves it
+    PRIORITY = "priority"  # the incident's triage is at or above triage.ask_at: a human approves the fix
 
 
 class IncidentStatus(StrEnum):

@@ -17,6 +17,7 @@ from healer.core.records import Decision, Incident
 from healer.engine import guardrails
 from healer.engine.evidence import RECURRED
 from healer.engine.policy import FailureFacts, Ruling, Subject, after_failure, decide, describe, gate
+from healer.engine.triage import incident_triage
 from healer.engine.wiring import Wiring
 from healer.rules.patterns import Pattern
 from healer.store.db import Tx
@@ -31,8 +32,12 @@ class Decider:
         early = gate(subject, pattern, guards)
         if early is not None:
             return early
-        retry_for = self.w.settings.preconditions.retry_for
-        snap = guardrails.snapshot(self.w.store, db, inc, subject, pattern, now, trigger, retry_for=retry_for)
+        settings = self.w.settings
+        retry_for = settings.preconditions.retry_for
+        priority = incident_triage(self.w.store, db, inc, settings, now).priority if guards.ask_at else None
+        snap = guardrails.snapshot(
+            self.w.store, db, inc, subject, pattern, now, trigger, retry_for=retry_for, priority=priority
+        )
         return decide(snap, pattern, guards, now, trigger)
 
     def decide_and_record(

@@ -31,6 +31,7 @@ from healer.core.records import Event, FixAttempt
 from healer.engine.decisions import Decider
 from healer.engine.fixes import Fixer
 from healer.engine.ingest import Ingestor
+from healer.engine.triage import incident_triage
 from healer.engine.wiring import Wiring
 from healer.rules.matcher import Matcher
 from healer.rules.patterns import Pattern
@@ -163,7 +164,10 @@ class Engine:
         result = IngestResult()
         with w.store.tx() as db:
             w.store.audit_in(db, AuditKind.FIX_REQUESTED, actor, {}, now)
-            for inc in w.store.incidents(status=[IncidentStatus.OPEN], limit=200):
+            incidents = w.store.incidents(status=[IncidentStatus.OPEN], limit=200)
+            # The most urgent first: a budget or breaker that runs out mid-way stops the P3s, not the P0s.
+            rank = {i.id: incident_triage(w.store, db, i, w.settings, now).priority.rank for i in incidents}
+            for inc in sorted(incidents, key=lambda i: (rank[i.id], i.id)):
                 pattern = w.by_id.get(inc.pattern_id)
                 if pattern is None or not pattern.fixable:
                     continue

@@ -16,7 +16,8 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
  9. max attempts (escalates)
 10. cooldown (automatic matches only; a clock stepped back still cools down)
 11. hourly budget       12. circuit breaker
-13. approval asked (unless this decision follows an approval)
+13. approval asked (unless this decision follows an approval): by the
+    pattern, or by the incident's triage (``triage.ask_at``)
 14. act
 
 ``gate`` is steps 1-4, which need nothing from the store: the guardrails
@@ -33,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from healer.core.enums import Approval, IncidentStatus, Outcome, Reason, Trigger, Verdict
+from healer.core.enums import Approval, IncidentStatus, Outcome, Priority, Reason, Trigger, Verdict
 from healer.remedy.base import render
 from healer.rules.patterns import Pattern
 
@@ -56,6 +57,7 @@ class Guardrails:
     dry_run: bool = False
     fix_budget_per_hour: int = 10
     failure_memory: float = 86400.0
+    ask_at: Priority | None = None  # triage.ask_at: a fix at this priority or more urgent asks
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,7 @@ class IncidentSnapshot:
     breaker_open: bool = False
     # Why a precondition blocked the incident's fix, while that still stands ('' when none did).
     blocked: str = ""
+    priority: Priority | None = None  # read only when triage.ask_at is set
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,9 @@ def _limits(
         return Ruling(Verdict.NOTIFY, Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures")
     if pattern.approval is Approval.ASK and trigger is not Trigger.APPROVED:
         return Ruling(Verdict.ASK, Reason.APPROVAL, "")
+    p, at = snap.priority, guards.ask_at
+    if p is not None and at is not None and p.rank <= at.rank and trigger is not Trigger.APPROVED:
+        return Ruling(Verdict.ASK, Reason.PRIORITY, f"a {p.value} incident: triage.ask_at is {at.value}")
     return Ruling(Verdict.ACT, Reason.OK, describe(pattern, snap.subject))
 
 

@@ -37,6 +37,7 @@ from healer.settings.fields import (
     from_file,
 )
 from healer.settings.preconditions import PreconditionsSettings
+from healer.settings.triage import ServiceSettings, TriageSettings
 from healer.settings.types import ByteSize
 from healer.settings.webhooks import WebhookSettings
 
@@ -196,6 +197,8 @@ class Settings(Model):
     webhooks: WebhookSettings = WebhookSettings()
     apps: Mapping[str, AppSettings] = Field(default_factory=dict)
     preconditions: PreconditionsSettings = PreconditionsSettings()
+    services: Mapping[str, ServiceSettings] = Field(default_factory=dict)
+    triage: TriageSettings = TriageSettings()
     # Raw here (see the module docstring); typed by the ruleset before anything runs a fix.
     actions: Mapping[str, Any] = Field(default_factory=dict)
     raw: Mapping[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
@@ -263,8 +266,10 @@ __all__ = [
     "JournaldSourceSettings",
     "MetricsSettings",
     "PreconditionsSettings",
+    "ServiceSettings",
     "Settings",
     "SourcesSettings",
     "TelegramSettings",
+    "TriageSettings",
     "WebhookSettings",
 ]
