@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.gitrig import Repos, make_repos
 from support.install import snapshot_with_wheel
 from support.pip import build_wheelhouse, make_venv
 from support.tally import TALLIES
@@ -42,3 +43,13 @@ def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A snapshot of the repo and a wheel of it, for the install.sh tests (built once a run)."""
     return snapshot_with_wheel(tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture
+def repos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repos:
+    """A bare remote, a dev clone that pushes and the server checkout healer syncs (support/gitrig.py)."""
+    # The action's git gets no GIT_* from us, only HOME: an empty home keeps the host's ~/.gitconfig out.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return make_repos(tmp_path)

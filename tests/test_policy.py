@@ -12,7 +12,17 @@ from typing import Any
 
 import pytest
 
-from healer.core.enums import Approval, IncidentStatus, Outcome, Reason, Severity, Trigger, Verdict
+from healer.core.enums import (
+    Approval,
+    CheckSeverity,
+    IncidentStatus,
+    Outcome,
+    Priority,
+    Reason,
+    Severity,
+    Trigger,
+    Verdict,
+)
 from healer.engine.policy import (
     ActiveFix,
     FailureFacts,
@@ -24,6 +34,8 @@ from healer.engine.policy import (
     decide,
     gate,
 )
+from healer.engine.preconditions import after_checks
+from healer.remedy.preconditions import CheckVerdict
 from healer.rules.patterns import Pattern, Step
 
 NOW = 1_700_000_000.0
@@ -84,6 +96,13 @@ TABLE: list[tuple[str, IncidentSnapshot, dict[str, Any], dict[str, Any], Trigger
      Trigger.AUTO, Verdict.SKIP, Reason.IN_PROGRESS, "attempt #7 is verifying"),
     ("pending approval beats max attempts", snap(pending_approval=True, attempts=9), {}, {},
      Trigger.AUTO, Verdict.SKIP, Reason.APPROVAL, "waiting for approval"),
+    ("a fix a precondition blocked waits, for automatic matches", snap(blocked="blocked until it clears: x"), {}, {},
+     Trigger.AUTO, Verdict.SKIP, Reason.PRECONDITION, "blocked until it clears: x"),
+    ("the retry decides a blocked fix again, past threshold and cooldown",
+     snap(blocked="x", matches_in_window=0, last_fix_at=NOW - 10), {"threshold_count": 3}, {},
+     Trigger.RETRY, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
+    ("a pending approval beats a block", snap(pending_approval=True, blocked="x"), {}, {},
+     Trigger.AUTO, Verdict.SKIP, Reason.APPROVAL, "waiting for approval"),
     ("escalated recently", snap(status=IncidentStatus.ESCALATED, escalated_at=NOW - 600, attempts=9), {}, {},
      Trigger.MANUAL, Verdict.SKIP, Reason.FAILED_BEFORE,
      "escalated 600s ago; not retried automatically for 3600s"),
@@ -108,6 +127,12 @@ TABLE: list[tuple[str, IncidentSnapshot, dict[str, Any], dict[str, Any], Trigger
      Trigger.AUTO, Verdict.NOTIFY, Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures"),
     ("ask", snap(), {"approval": Approval.ASK}, {},
      Trigger.AUTO, Verdict.ASK, Reason.APPROVAL, ""),
+    ("a P0 incident asks when triage.ask_at says so", snap(priority=Priority.P0), {}, {"ask_at": Priority.P1},
+     Trigger.AUTO, Verdict.ASK, Reason.PRIORITY, "a P0 incident: triage.ask_at is P1"),
+    ("a P2 incident does not", snap(priority=Priority.P2), {}, {"ask_at": Priority.P1},
+     Trigger.AUTO, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
+    ("an approved P0 fix is not asked again", snap(priority=Priority.P0), {}, {"ask_at": Priority.P0},
+     Trigger.APPROVED, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
     ("an approved fix is not asked again", snap(), {"approval": Approval.ASK}, {},
      Trigger.APPROVED, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
     ("act", snap(last_fix_at=NOW - 301, attempts=2, fixes_last_hour=1), {}, {},
@@ -162,9 +187,57 @@ def test_after_failure_table(
     assert after_failure(facts, pattern(**pat_over)) == ruling, situation
 
 
+def verdict(label: str, ok: bool, severity: CheckSeverity = CheckSeverity.CRITICAL) -> CheckVerdict:
+    return CheckVerdict(label, severity, ok, "on 'hotfix'" if not ok else "fine")
+
+
+OK_LOCK = verdict("no_file(/srv/app/DEPLOYING)", True)
+BRANCH = verdict("git_branch_is(app, main)", False)
+LOAD = verdict("max_load(< 4)", False, CheckSeverity.WARNING)
+PROTECTED = "git_sync /srv/app: the pull changes protected paths: .github/workflows/ci.yml"
+# What the host probes mean for a decided fix: (id, verdicts, reviews, trigger, ruling). None: it runs.
+CHECKS: list[tuple[str, list[CheckVerdict], list[str], Trigger, Ruling | None, str]] = [
+    ("every check passes", [OK_LOCK], [], Trigger.AUTO, None, ""),
+    ("a critical failure blocks, and says which", [OK_LOCK, BRANCH, LOAD], [PROTECTED], Trigger.AUTO,
+     Ruling(Verdict.SKIP, Reason.PRECONDITION, "blocked until it clears: git_branch_is(app, main): on 'hotfix'"), ""),
+    ("a critical failure blocks an approved fix too", [BRANCH], [], Trigger.APPROVED,
+     Ruling(Verdict.SKIP, Reason.PRECONDITION, "blocked until it clears: git_branch_is(app, main): on 'hotfix'"), ""),
+    ("a warning asks", [OK_LOCK, LOAD], [], Trigger.AUTO,
+     Ruling(Verdict.ASK, Reason.PRECONDITION, "precondition warnings: max_load(< 4): on 'hotfix'"), ""),
+    ("a warning asks a retried fix too", [LOAD], [], Trigger.RETRY,
+     Ruling(Verdict.ASK, Reason.PRECONDITION, "precondition warnings: max_load(< 4): on 'hotfix'"), ""),
+    ("a protected path asks, with the warnings", [LOAD], [PROTECTED], Trigger.MANUAL,
+     Ruling(Verdict.ASK, Reason.PROTECTED_PATHS, PROTECTED + "; precondition warnings: max_load(< 4): on 'hotfix'"),
+     ""),
+    ("an approved fix is not asked again for what its approval listed", [LOAD], [PROTECTED], Trigger.APPROVED,
+     None, f"boom wants to run x; {PROTECTED}\nPreconditions:\n  FAILED max_load(< 4) [warning]: on 'hotfix'"),
+    ("an approval given before the probes (approval: ask) asks again with them", [LOAD], [], Trigger.APPROVED,
+     Ruling(Verdict.ASK, Reason.PRECONDITION, "precondition warnings: max_load(< 4): on 'hotfix'"),
+     "boom wants to run command(command=ok-a)"),
+    ("a protected path the approval did not list asks again", [OK_LOCK], [PROTECTED], Trigger.APPROVED,
+     Ruling(Verdict.ASK, Reason.PROTECTED_PATHS, PROTECTED),
+     "boom wants to run x; git_sync /srv/app: the pull changes protected paths: app.service"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("situation", "verdicts", "reviews", "trigger", "ruling", "approved"), CHECKS, ids=[row[0] for row in CHECKS]
+)
+def test_after_checks_table(
+    situation: str,
+    verdicts: list[CheckVerdict],
+    reviews: list[str],
+    trigger: Trigger,
+    ruling: Ruling | None,
+    approved: str,
+) -> None:
+    assert after_checks(verdicts, reviews, trigger, approved) == ruling, situation
+
+
 def test_every_reason_is_reached_by_the_table() -> None:
     after = {row[3].reason for row in AFTER if row[3] is not None}
-    assert {row[6] for row in TABLE} | after == set(Reason)
+    checks = {row[4].reason for row in CHECKS if row[4] is not None}
+    assert {row[6] for row in TABLE} | after | checks == set(Reason)
 
 
 def test_an_old_escalation_is_reopened_with_a_fresh_count() -> None:
@@ -181,7 +254,8 @@ def test_an_old_escalation_is_reopened_with_a_fresh_count() -> None:
 
 def test_gate_rules_without_store_facts_and_agrees_with_decide() -> None:
     """The guardrails reader skips the store when ``gate`` already ruled; both must say the same."""
-    for guard_over in ({"kill_switch": True}, {"draining": True}, {"dry_run": True}):
+    guard_overs: list[dict[str, Any]] = [{"kill_switch": True}, {"draining": True}, {"dry_run": True}]
+    for guard_over in guard_overs:
         guards = dataclasses.replace(GUARDS, **guard_over)
         early = gate(SUBJECT, pattern(), guards)
         assert early is not None

@@ -26,6 +26,8 @@ from healer.app.results import (
 )
 from healer.app.text import Quote, ago, short, span, terminal
 from healer.core.enums import Outcome, Reason, SettleStatus
+from healer.remedy.preconditions import CheckVerdict
+from healer.store.db import CheckRecord
 
 _SEV_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 _SETTLED = frozenset(Outcome) - {Outcome.RUNNING, Outcome.VERIFYING, Outcome.UNDOING}
@@ -59,8 +61,10 @@ def errors_text(s: ErrorSummary, quote: Quote = terminal) -> str:
         lines.append("Incidents:")
         for inc in s.recent:
             src = f" sources={'+'.join(inc.sources)}" if len(inc.sources) > 1 else ""
+            prio = s.priorities.get(inc.id)
+            tag = f" {prio.value}" if prio is not None else ""
             lines.append(
-                f"  #{inc.id} [{inc.severity.value}] {inc.status.value} ×{inc.count}{src} "
+                f"  #{inc.id}{tag} [{inc.severity.value}] {inc.status.value} ×{inc.count}{src} "
                 f"{quote(inc.pattern_id)}: {quote(short(inc.message, 100))}"
             )
     return "\n".join(lines)
@@ -135,6 +139,8 @@ def explain_text(x: ExplainResult, quote: Quote = terminal) -> str:
         f"last {ago(inc.last_seen, now)}",
         f"  last message: {quote(short(inc.message, 300))}",
     ]
+    if x.triage is not None:
+        lines.insert(1, f"  priority {x.triage.text()}")
     if story.events:
         lines.append("Recent events:")
         for ev in story.events[-5:]:
@@ -145,6 +151,7 @@ def explain_text(x: ExplainResult, quote: Quote = terminal) -> str:
         lines.append(
             f"  #{d.id} {d.verdict.value} ({d.reason.value}){times} {ago(d.ts, now)} {quote(short(d.detail, 100))}"
         )
+    lines.extend(_checks_lines(x.checks, now, quote))
     if story.attempts:
         lines.append("Fix attempts:")
         for a in story.attempts:
@@ -152,6 +159,21 @@ def explain_text(x: ExplainResult, quote: Quote = terminal) -> str:
             for st in a.steps:
                 lines.append(f"      {st.action}: {st.outcome.value} {quote(short(st.detail, 120))}")
     return "\n".join(lines)
+
+
+def _checks_lines(checks: Sequence[CheckRecord], now: float, quote: Quote) -> list[str]:
+    """The newest few evaluations of the fix's preconditions, each verdict on its own line."""
+    if not checks:
+        return []
+    lines = ["Preconditions (checked before each fix):"]
+    for c in checks[-3:]:
+        lines.append(f"  {ago(c.ts, now)}, for decision #{c.decision_id}:")
+        for raw in c.verdicts:
+            v = CheckVerdict.from_json(raw)
+            lines.append(f"    {quote(short(v.line(), 200))}")
+        for why in c.reviews:
+            lines.append(f"    needs approval: {quote(short(why, 300))}")
+    return lines
 
 
 def status_text(s: StatusResult) -> str:

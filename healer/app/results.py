@@ -7,13 +7,15 @@ is what makes "the CLI says what the bot says" true by construction.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from healer.app.health import HostHealth
-from healer.core.enums import Outcome, Reason, SettleStatus, Severity
+from healer.core.enums import Outcome, Priority, Reason, SettleStatus, Severity
 from healer.core.jobs import FixJob
 from healer.core.records import Decision, FixAttempt, Incident
+from healer.engine.triage import Triage
+from healer.store.db import CheckRecord
 from healer.store.reads import DecisionLine, IncidentStory, StatusCounts
 
 
@@ -28,6 +30,7 @@ class ErrorSummary:
     by_severity: Mapping[str, int]  # severity value, or "unknown" for a pruned incident
     tags: Mapping[str, str]  # pattern id -> "auto-fix" | "fix on approval" | "notify only"
     recent: tuple[Incident, ...] = ()
+    priorities: Mapping[int, Priority] = field(default_factory=dict)  # incident id -> its triage now
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class ExplainResult:
     incident_id: int
     story: IncidentStory | None  # None: no such incident
     now: float
+    checks: tuple[CheckRecord, ...] = ()  # each evaluation of the fix's preconditions and reviews
+    triage: Triage | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,10 +45,11 @@ from healer.app.results import (
 from healer.core.clock import Clock
 from healer.core.enums import Approval, ApprovalState, AuditKind, Reason, SettleStatus, SourceName
 from healer.core.jobs import FixJob, Job
-from healer.core.records import FixAttempt
+from healer.core.records import FixAttempt, Incident
 from healer.engine.engine import Engine
 from healer.engine.guardrails import guardrails
 from healer.engine.policy import Subject, gate
+from healer.engine.triage import Triage, incident_triage
 from healer.remedy.base import render
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
@@ -128,8 +129,14 @@ class Healer:
             by_pattern=dict(by_pattern),
             by_severity=dict(by_severity),
             tags={pid: _tag(patterns.get(pid)) for pid in by_pattern},
-            recent=tuple(self.store.incidents(since=now - window, limit=10)),
+            recent=(recent := tuple(self.store.incidents(since=now - window, limit=10))),
+            priorities={inc.id: self.triage(inc, now).priority for inc in recent},
         )
+
+    def triage(self, inc: Incident, now: float) -> Triage:
+        """The incident's priority now (``healer.engine.triage``): its matches counted in the triage window."""
+        with self.store.reading() as db:
+            return incident_triage(self.store, db, inc, self.settings, now)
 
     def health(self) -> HealthResult:
         s = self.settings
@@ -152,7 +159,12 @@ class Healer:
         )
 
     def explain(self, incident_id: int) -> ExplainResult:
-        return ExplainResult(incident_id, reads.incident_story(self.store, incident_id), self.clock.now())
+        now = self.clock.now()
+        story = reads.incident_story(self.store, incident_id)
+        if story is None:
+            return ExplainResult(incident_id, None, now)
+        checks = tuple(self.store.check_records(incident_id))
+        return ExplainResult(incident_id, story, now, checks, self.triage(story.incident, now))
 
     def status(self) -> StatusResult:
         rules = self._rules()

@@ -25,6 +25,31 @@ class Severity(StrEnum):
 _SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
 
 
+class Priority(StrEnum):
+    """An incident's triage (``healer.engine.triage``): P0 needs a human now, P3 can wait for ever."""
+
+    P0 = "P0"
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+
+    @property
+    def rank(self) -> int:
+        return int(self.value[1])
+
+    @classmethod
+    def of_rank(cls, rank: int) -> Priority:
+        return cls(f"P{min(3, max(0, rank))}")
+
+
+class Criticality(StrEnum):
+    """How much a service matters (``services.<name>.criticality``): moves its incidents' priority."""
+
+    CRITICAL = "critical"
+    NORMAL = "normal"
+    LOW = "low"
+
+
 class Approval(StrEnum):
     AUTO = "auto"
     ASK = "ask"
@@ -59,6 +84,9 @@ class Reason(StrEnum):
     DRAINING = "draining"
     FLAPPING = "flapping"  # the fix applied but did not hold, twice in a row
     HOSTILE_INPUT = "hostile_input"  # a captured value was refused as an injection attempt
+    PRECONDITION = "precondition"  # a precondition of the fix failed: blocked (critical) or asked (warning)
+    PROTECTED_PATHS = "protected_paths"  # a git_sync would change a protected path: a human approves it
+    PRIORITY = "priority"  # the incident's triage is at or above triage.ask_at: a human approves the fix
 
 
 class IncidentStatus(StrEnum):
@@ -88,6 +116,7 @@ class ApprovalState(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     BUSY = "busy"  # an ACT whose target was locked: it never ran and does not use the budget
+    BLOCKED = "blocked"  # an ACT stopped by a precondition before it started: no budget used either
 
 
 class Trigger(StrEnum):
@@ -96,6 +125,14 @@ class Trigger(StrEnum):
     AUTO = "auto"
     MANUAL = "manual"
     APPROVED = "approved"
+    RETRY = "retry"  # a fix a critical precondition blocked, decided again once the condition cleared
+
+
+class CheckSeverity(StrEnum):
+    """What a failed precondition does: ``critical`` blocks the fix, ``warning`` turns it into a question."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
 
 
 class SettleStatus(StrEnum):
@@ -139,6 +176,7 @@ class AuditKind(StrEnum):
     FIX_REQUESTED = "fix_requested"
     FIX_REFUSED = "fix_refused"
     FIX_BLOCKED = "fix_blocked"  # a decided fix stopped at its start by the kill switch or dry run
+    PRECONDITIONS = "preconditions"  # every precondition verdict of one fix, with its decision
     FIX_BUSY = "fix_busy"
     FIX_UNDONE = "fix_undone"
     FIX_REVERTED = "fix_reverted"

@@ -17,6 +17,7 @@ from healer.core.records import Decision, Incident
 from healer.engine import guardrails
 from healer.engine.evidence import RECURRED
 from healer.engine.policy import FailureFacts, Ruling, Subject, after_failure, decide, describe, gate
+from healer.engine.triage import incident_triage
 from healer.engine.wiring import Wiring
 from healer.rules.patterns import Pattern
 from healer.store.db import Tx
@@ -31,7 +32,12 @@ class Decider:
         early = gate(subject, pattern, guards)
         if early is not None:
             return early
-        snap = guardrails.snapshot(self.w.store, db, inc, subject, pattern, now, trigger)
+        settings = self.w.settings
+        retry_for = settings.preconditions.retry_for
+        priority = incident_triage(self.w.store, db, inc, settings, now).priority if guards.ask_at else None
+        snap = guardrails.snapshot(
+            self.w.store, db, inc, subject, pattern, now, trigger, retry_for=retry_for, priority=priority
+        )
         return decide(snap, pattern, guards, now, trigger)
 
     def decide_and_record(
@@ -52,35 +58,12 @@ class Decider:
         ruling = self.rule(db, inc, Subject(inc.id, inc.service, dict(groups)), pattern, now, trigger)
         if ruling.reopen:
             store.reopen_escalated(db, inc.id)
-        ask = ruling.verdict is Verdict.ASK
-        decision, new = store.record_decision(
-            db,
-            inc.id,
-            pattern.id,
-            ruling.verdict,
-            ruling.reason,
-            now,
-            ruling.detail,
-            expires_at=now + self.w.settings.engine.approval_ttl if ask else None,
-            trigger=trigger,
-            collapse=trigger is Trigger.AUTO,
-            repeats=n,
-        )
+        decision, new = self.record(db, inc, pattern, ruling, now, trigger, collapse=trigger is Trigger.AUTO, repeats=n)
         result.decisions.append(decision)
         if decision.verdict is Verdict.ACT:
             result.jobs.append(FixJob(decision, inc.id, pattern.id, dict(groups), service, trigger))
         elif decision.verdict is Verdict.ASK and new:
-            chain = describe(pattern, Subject(inc.id, service, dict(groups)))
-            store.set_approval_context(db, decision.id, groups, service, chain)
-            result.notices.append(
-                Notice(
-                    NoticeKind.APPROVAL,
-                    pattern.severity,
-                    f"{pattern.id} wants to run {chain}",
-                    incident=inc,
-                    decision=decision,
-                )
-            )
+            result.notices.append(self.ask(db, inc, pattern, decision, groups, service))
         elif decision.verdict is Verdict.ESCALATE and new:
             store.set_incident_status(db, inc.id, IncidentStatus.ESCALATED, decision.ts)
             result.notices.append(
@@ -93,6 +76,50 @@ class Decider:
                 )
             )
         return decision
+
+    def record(
+        self,
+        db: Tx,
+        inc: Incident,
+        pattern: Pattern,
+        ruling: Ruling,
+        now: float,
+        trigger: Trigger,
+        *,
+        collapse: bool,
+        repeats: int = 1,
+    ) -> tuple[Decision, bool]:
+        """Record ``ruling`` as the incident's decision; an ``ask`` expires after ``approval_ttl``."""
+        ask = ruling.verdict is Verdict.ASK
+        return self.w.store.record_decision(
+            db,
+            inc.id,
+            pattern.id,
+            ruling.verdict,
+            ruling.reason,
+            now,
+            ruling.detail,
+            expires_at=now + self.w.settings.engine.approval_ttl if ask else None,
+            trigger=trigger,
+            collapse=collapse,
+            repeats=repeats,
+        )
+
+    def ask(
+        self,
+        db: Tx,
+        inc: Incident,
+        pattern: Pattern,
+        decision: Decision,
+        groups: Mapping[str, str],
+        service: str,
+        why: str = "",
+    ) -> Notice:
+        """Keep what the fix needs once approved; the approval message, with ``why`` it asks (if not the pattern)."""
+        chain = describe(pattern, Subject(inc.id, service, dict(groups)))
+        self.w.store.set_approval_context(db, decision.id, groups, service, f"{chain}; {why}" if why else chain)
+        text = f"{pattern.id} wants to run {chain}" + (f"\n{why}" if why else "")
+        return Notice(NoticeKind.APPROVAL, pattern.severity, text, incident=inc, decision=decision)
 
     def breaker_open(self, now: float) -> bool:
         return guardrails.breaker_open(self.w.store, now)

@@ -31,11 +31,12 @@ from healer.core.records import Event, FixAttempt
 from healer.engine.decisions import Decider
 from healer.engine.fixes import Fixer
 from healer.engine.ingest import Ingestor
+from healer.engine.triage import incident_triage
 from healer.engine.wiring import Wiring
 from healer.rules.matcher import Matcher
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
-from healer.store.db import Store
+from healer.store.db import BlockedFix, Store
 
 
 class Engine:
@@ -146,6 +147,15 @@ class Engine:
     def breaker_open(self, now: float) -> bool:
         return self._decider.breaker_open(now)
 
+    # -- fixes a precondition blocked ------------------------------------------------------------
+    def cleared_blocks(self) -> list[BlockedFix]:
+        """Blocked fixes whose critical preconditions pass now; probes the host (off the ingest thread)."""
+        return self._fixes.prechecks.cleared()
+
+    def retry_blocked(self, cleared: Sequence[BlockedFix]) -> IngestResult:
+        """Decide the cleared fixes again (trigger ``retry``); run the result's jobs."""
+        return self._fixes.prechecks.retry(cleared)
+
     # -- operator actions -----------------------------------------------------------------
     def fix_open(self, actor: str) -> IngestResult:
         """``healer fix`` / "fix errors": every guardrail still applies; threshold and cooldown do not."""
@@ -154,7 +164,10 @@ class Engine:
         result = IngestResult()
         with w.store.tx() as db:
             w.store.audit_in(db, AuditKind.FIX_REQUESTED, actor, {}, now)
-            for inc in w.store.incidents(status=[IncidentStatus.OPEN], limit=200):
+            incidents = w.store.incidents(status=[IncidentStatus.OPEN], limit=200)
+            # The most urgent first: a budget or breaker that runs out mid-way stops the P3s, not the P0s.
+            rank = {i.id: incident_triage(w.store, db, i, w.settings, now).priority.rank for i in incidents}
+            for inc in sorted(incidents, key=lambda i: (rank[i.id], i.id)):
                 pattern = w.by_id.get(inc.pattern_id)
                 if pattern is None or not pattern.fixable:
                     continue

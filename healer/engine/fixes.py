@@ -20,6 +20,7 @@ from healer.core.notices import Notice, NoticeKind
 from healer.core.records import FixAttempt
 from healer.engine.decisions import Decider
 from healer.engine.evidence import security_detail
+from healer.engine.preconditions import Prechecks
 from healer.engine.wiring import Wiring
 from healer.remedy.apps import resolve, roles_for
 from healer.remedy.base import Action, ActionContext, get_action, render
@@ -38,6 +39,7 @@ class Fixer:
     def __init__(self, w: Wiring, decider: Decider) -> None:
         self.w = w
         self.decider = decider
+        self.prechecks = Prechecks(w, decider)
 
     # -- running a chain ---------------------------------------------------------
     def run_fix(self, job: FixJob) -> FixAttempt | None:
@@ -63,6 +65,9 @@ class Fixer:
 
         reverter = Reverter()
         plan = self._plan(job, pattern, settings, reverter, audit)
+        # The host-reading guardrails (preconditions, reviews such as protected paths), before anything is locked.
+        if not self.prechecks.allow(job, pattern, settings, plan, audit):
+            return None
         names = [a.name for a, _ in plan]
         try:
             targets = [a.target(c) for a, c in plan]

@@ -8,7 +8,7 @@ pattern that has one, and nothing at all when ``gate`` already ruled.
 
 from __future__ import annotations
 
-from healer.core.enums import Trigger
+from healer.core.enums import Priority, Trigger
 from healer.core.records import Incident
 from healer.engine.policy import ActiveFix, Guardrails, IncidentSnapshot, Subject
 from healer.rules.patterns import Pattern
@@ -26,6 +26,7 @@ def guardrails(settings: Settings, *, draining: bool) -> Guardrails:
         dry_run=settings.dry_run,
         fix_budget_per_hour=e.fix_budget_per_hour,
         failure_memory=e.failure_memory,
+        ask_at=settings.triage.ask_at,
     )
 
 
@@ -35,9 +36,21 @@ def breaker_open(store: Store, now: float) -> bool:
 
 
 def snapshot(
-    store: Store, db: Tx, inc: Incident, subject: Subject, pattern: Pattern, now: float, trigger: Trigger
+    store: Store,
+    db: Tx,
+    inc: Incident,
+    subject: Subject,
+    pattern: Pattern,
+    now: float,
+    trigger: Trigger,
+    *,
+    retry_for: float = 0.0,
+    priority: Priority | None = None,
 ) -> IncidentSnapshot:
-    """``inc`` is the incident as the batch just recorded it; only its fix times are read again."""
+    """``inc`` is the incident as the batch just recorded it; only its fix times are read again.
+
+    ``retry_for``: how long a precondition's block stands against automatic matches.
+    """
     last_fix_at, escalated_at = store.fix_times(db, inc.id)
     matches = 1
     if trigger is Trigger.AUTO and pattern.threshold_count > 1:
@@ -55,4 +68,6 @@ def snapshot(
         matches_in_window=matches,
         fixes_last_hour=store.acts_since(db, now - HOUR),
         breaker_open=breaker_open(store, now),
+        priority=priority,
+        blocked=store.blocked_detail(db, inc.id, now - retry_for) if trigger is Trigger.AUTO and retry_for else "",
     )

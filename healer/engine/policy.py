@@ -8,14 +8,16 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
  2. kill switch          3. draining            4. dry run
  5. threshold (automatic matches only)
  6. a fix already in progress on the incident
- 7. an approval already pending
+ 7. an approval already pending; a fix a precondition blocked (automatic
+    matches only: the retry job decides it again once the check clears)
  8. escalated within ``failure_memory`` (after it: reopened, fresh count); an
     incident that was escalated that recently, then resolved, and is back
     escalates again (the same fault failed before) instead of being retried
  9. max attempts (escalates)
 10. cooldown (automatic matches only; a clock stepped back still cools down)
 11. hourly budget       12. circuit breaker
-13. approval asked (unless this decision follows an approval)
+13. approval asked (unless this decision follows an approval): by the
+    pattern, or by the incident's triage (``triage.ask_at``)
 14. act
 
 ``gate`` is steps 1-4, which need nothing from the store: the guardrails
@@ -32,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from healer.core.enums import Approval, IncidentStatus, Outcome, Reason, Trigger, Verdict
+from healer.core.enums import Approval, IncidentStatus, Outcome, Priority, Reason, Trigger, Verdict
 from healer.remedy.base import render
 from healer.rules.patterns import Pattern
 
@@ -55,6 +57,7 @@ class Guardrails:
     dry_run: bool = False
     fix_budget_per_hour: int = 10
     failure_memory: float = 86400.0
+    ask_at: Priority | None = None  # triage.ask_at: a fix at this priority or more urgent asks
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,9 @@ class IncidentSnapshot:
     matches_in_window: int = 1
     fixes_last_hour: int = 0
     breaker_open: bool = False
+    # Why a precondition blocked the incident's fix, while that still stands ('' when none did).
+    blocked: str = ""
+    priority: Priority | None = None  # read only when triage.ask_at is set
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +152,8 @@ def decide(snap: IncidentSnapshot, pattern: Pattern, guards: Guardrails, now: fl
         return Ruling(Verdict.SKIP, Reason.IN_PROGRESS, f"attempt #{snap.active.id} is {snap.active.outcome.value}")
     if snap.pending_approval:
         return Ruling(Verdict.SKIP, Reason.APPROVAL, "waiting for approval")
+    if snap.blocked and trigger is Trigger.AUTO:
+        return Ruling(Verdict.SKIP, Reason.PRECONDITION, snap.blocked)
     attempts, reopen = snap.attempts, False
     if snap.status is IncidentStatus.ESCALATED:
         since = now - (snap.escalated_at if snap.escalated_at is not None else now)
@@ -188,6 +196,9 @@ def _limits(
         return Ruling(Verdict.NOTIFY, Reason.CIRCUIT_OPEN, "circuit breaker open after repeated failures")
     if pattern.approval is Approval.ASK and trigger is not Trigger.APPROVED:
         return Ruling(Verdict.ASK, Reason.APPROVAL, "")
+    p, at = snap.priority, guards.ask_at
+    if p is not None and at is not None and p.rank <= at.rank and trigger is not Trigger.APPROVED:
+        return Ruling(Verdict.ASK, Reason.PRIORITY, f"a {p.value} incident: triage.ask_at is {at.value}")
     return Ruling(Verdict.ACT, Reason.OK, describe(pattern, snap.subject))
 
 

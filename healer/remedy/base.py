@@ -200,6 +200,15 @@ class Action(ABC, Generic[SettingsT, StateT]):
         """
         self.target(ctx)
 
+    def review(self, ctx: ActionContext) -> str:
+        """Why a human must approve this step before it runs, whatever the pattern says ('' when nothing does).
+
+        Called by the engine before the chain starts, after the preconditions;
+        it may read (``git_sync`` fetches and lists what the pull would change)
+        but changes nothing the fix would have to undo.
+        """
+        return ""
+
     def can_undo(self, ctx: ActionContext, state: StateT) -> bool:
         """Whether ``undo`` really reverses this step; rollback counts only those as undone."""
         return self.reversible

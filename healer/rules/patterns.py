@@ -21,6 +21,7 @@ from healer.core.enums import Approval, Family, Severity
 from healer.core.errors import ParamError, PatternError
 from healer.core.paths import bundled_patterns_dir
 from healer.rules.patternset import FileLoad, LoadResult, effective_set
+from healer.settings.preconditions import CheckBase, parse_checks
 from healer.settings.safeyaml import YamlProblem, item_lines, load_with_node, read_capped
 from healer.settings.types import parse_duration
 
@@ -64,6 +65,7 @@ PATTERN_KEYS = frozenset(
         "family",
         "supersedes",
         "override",
+        "preconditions",
     }
 )
 
@@ -115,6 +117,8 @@ class Pattern:
     supersedes: frozenset[str] = frozenset()
     # Replaces the bundled pattern of the same id (see healer.rules.patternset).
     override: bool = False
+    # Checked on the host before this pattern's fix runs, after the config's (healer.settings.preconditions).
+    preconditions: tuple[CheckBase, ...] = ()
 
     @property
     def fixable(self) -> bool:
@@ -273,6 +277,7 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         family=family,
         supersedes=frozenset(supersedes),
         override=override,
+        preconditions=parse_checks(raw.get("preconditions")),
     )
 
 

@@ -192,6 +192,8 @@ class Daemon:
         assert self.engine is not None and self.workers is not None and self.store is not None
         engine, workers, store, sched = self.engine, self.workers, self.store, self.scheduler
         sched.every("settle", hk.SWEEP_INTERVAL, lambda: hk.settle_due(engine, workers))
+        retry_every = rules.settings.preconditions.retry_every
+        sched.every("preconditions", retry_every, lambda: hk.retry_blocked(engine, workers))
         sched.every("prune", hk.PRUNE_INTERVAL, lambda: hk.prune(engine, store, workers, self.clock))
         sched.every("status", hk.STATUS_INTERVAL, lambda: hk.refresh_status(self.notifier, self._status_line))
         # Host health runs whether or not Telegram is on; with no bot, the log is where it is seen.

@@ -43,6 +43,13 @@ async def settle_due(engine: Engine, workers: Workers) -> None:
     await workers.in_ingest(settle)
 
 
+async def retry_blocked(engine: Engine, workers: Workers) -> None:
+    """Fixes a precondition blocked: probe (in a thread), decide the cleared ones again (ingest), run them."""
+    cleared = await asyncio.to_thread(engine.cleared_blocks)
+    if cleared:
+        workers.dispatch(await workers.in_ingest(engine.retry_blocked, cleared))
+
+
 async def prune(engine: Engine, store: Store, workers: Workers, clock: Clock) -> None:
     e = engine.settings.engine
 

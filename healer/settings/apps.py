@@ -95,6 +95,8 @@ class Checkout(Model):
     remote: Name = "origin"
     branch: Name | None = None
     strategy: Literal["ff-only", "merge", "rebase"] = "ff-only"
+    # Paths (.gitignore lines) a pull may not change without a human: actions.git_sync.repos.<app>.protected.
+    protected: Items[Name] | None = None
 
 
 class EnvFile(Model):

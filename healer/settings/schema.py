@@ -37,6 +37,8 @@ from healer.settings.fields import (
     Text,
     from_file,
 )
+from healer.settings.preconditions import PreconditionsSettings
+from healer.settings.triage import ServiceSettings, TriageSettings
 from healer.settings.types import ByteSize
 from healer.settings.webhooks import WebhookSettings
 
@@ -198,6 +200,9 @@ class Settings(Model):
     health: HealthSettings = HealthSettings()
     webhooks: WebhookSettings = WebhookSettings()
     apps: Mapping[str, AppSettings] = Field(default_factory=dict)
+    preconditions: PreconditionsSettings = PreconditionsSettings()
+    services: Mapping[str, ServiceSettings] = Field(default_factory=dict)
+    triage: TriageSettings = TriageSettings()
     # Raw here (see the module docstring); typed by the ruleset before anything runs a fix.
     actions: Mapping[str, Any] = Field(default_factory=dict)
     raw: Mapping[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
@@ -268,8 +273,11 @@ __all__ = [
     "HealthSettings",
     "JournaldSourceSettings",
     "MetricsSettings",
+    "PreconditionsSettings",
+    "ServiceSettings",
     "Settings",
     "SourcesSettings",
     "TelegramSettings",
+    "TriageSettings",
     "WebhookSettings",
 ]

@@ -60,6 +60,16 @@ def parse_size(raw: Any) -> int:
     raise ValueError(f"expected a size: {SIZE_FORMS}; got {raw!r}")
 
 
+def format_size(n: int) -> str:
+    """Bytes as the size grammar writes them, to one decimal: ``format_size(1536 * 1024) == "1.5M"``."""
+    value, unit = float(n), ""
+    for unit in ("", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            break
+        value /= 1024
+    return f"{value:.1f}{unit}" if unit else f"{n}B"
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, >= 0 and finite, from a number or a string like ``"5m"``."""
 

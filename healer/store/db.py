@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from healer.store.attempts import ActiveAttempt, AttemptRecord, Attempts, PastAttempt
 from healer.store.audit import Audit, AuditEntry
+from healer.store.blocked import Blocked, BlockedFix, CheckRecord
 from healer.store.connection import Tx
 from healer.store.decisions import Decisions, PendingApproval
 from healer.store.incidents import EventRow, IncidentFacts, Incidents, Recorded
@@ -30,6 +31,8 @@ __all__ = [
     "ActiveAttempt",
     "AttemptRecord",
     "AuditEntry",
+    "BlockedFix",
+    "CheckRecord",
     "EventRow",
     "IncidentFacts",
     "PastAttempt",
@@ -40,5 +43,5 @@ __all__ = [
 ]
 
 
-class Store(Offsets, Incidents, Decisions, Attempts, Audit, Pruning):
+class Store(Offsets, Incidents, Decisions, Blocked, Attempts, Audit, Pruning):
     """The one entry point to the store; each base class is one aggregate over the shared connection."""

@@ -142,8 +142,8 @@ class Decisions(Database):
     def acts_since(self, db: sqlite3.Connection, since: float) -> int:
         """Fixes decided (not only started) since ``since``: the budget must hold within one batch too."""
         r = db.execute(
-            "SELECT count(*) FROM decisions WHERE ts >= ? AND verdict = ? AND state != ?",
-            (since, Verdict.ACT.value, ApprovalState.BUSY.value),
+            "SELECT count(*) FROM decisions WHERE ts >= ? AND verdict = ? AND state NOT IN (?, ?)",
+            (since, Verdict.ACT.value, ApprovalState.BUSY.value, ApprovalState.BLOCKED.value),
         ).fetchone()
         return int(r[0])
 

@@ -14,3 +14,13 @@ async def eventually(pred: Callable[[], bool], timeout: float, what: Callable[[]
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out; have {what()}")
         await asyncio.sleep(0.05)
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``pred`` until true (True) or ``timeout`` seconds pass (False); for threads and subprocesses."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True

@@ -36,7 +36,8 @@ from healer.core.errors import ActionError, ActionRefused
 from healer.core.proc import ProcResult
 from healer.remedy.base import Action, ActionContext, VerifyResult, register
 from healer.remedy.common import screen_name
-from healer.settings.fields import AbsPath, ActionModel, Model, Name, Timeout, name_entries, required
+from healer.remedy.paths import DEFAULT_PROTECTED, PathSet
+from healer.settings.fields import AbsPath, ActionModel, Items, Model, Name, Timeout, name_entries, required
 from healer.settings.validation import validate_model
 
 log = structlog.get_logger("healer.remedy.builtin.git_sync")
@@ -69,6 +70,12 @@ class RepoSpec(Model):
     remote: RefName = "origin"
     branch: RefName | None = None
     strategy: Literal["ff-only", "merge", "rebase"] = "ff-only"
+    # .gitignore-style lines; a pull touching one waits for a human. None: DEFAULT_PROTECTED; [] protects nothing.
+    protected: Items[Name] | None = None
+
+    @property
+    def protected_paths(self) -> PathSet:
+        return PathSet(DEFAULT_PROTECTED if self.protected is None else self.protected)
 
 
 class GitSyncSettings(ActionModel):
@@ -216,6 +223,34 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
             raise ActionRefused(f"{spec.path}: the branch has no commit yet")
         if spec.remote not in git.out("remote").splitlines():
             raise ActionRefused(f"{spec.path}: no remote named {spec.remote!r}")
+
+    def review(self, ctx: ActionContext) -> str:
+        """Fetch, then list what the pull would change (``git diff --name-only HEAD...upstream``).
+
+        Three dots: the changes upstream made since the merge base, which is
+        what a merge or rebase brings in (for ff-only it is the same as two).
+        The fix asks a human when one of them is a protected path; when the
+        list cannot be had, it asks too, saying why.
+        """
+        settings = self.configured(ctx)
+        spec = self._spec(ctx, settings)
+        protected = spec.protected_paths
+        if not protected.lines:
+            return ""
+        git = Git(ctx, str(spec.path), settings.timeout)
+        try:
+            branch = git.branch()
+            if branch is None or git.git_dir() is None or spec.remote not in git.out("remote").splitlines():
+                return ""  # the step's own check refuses it, with the reason
+            git.out("fetch", spec.remote)
+            changed = [n for n in git.out("diff", "--name-only", f"HEAD...{spec.remote}/{branch}").splitlines() if n]
+        except GitFailed as exc:
+            return f"git_sync {spec.path}: cannot tell which paths the pull changes ({exc.stderr[-200:]})"
+        touched = protected.touched(changed)
+        if not touched:
+            return ""
+        more = f" and {len(touched) - 10} more" if len(touched) > 10 else ""
+        return f"git_sync {spec.path}: the pull changes protected paths: " + ", ".join(touched[:10]) + more
 
     # ------------------------------------------------------------ run
 
