@@ -128,6 +128,7 @@ ALERTS = [
     {"alertname": "RedisDown", "host": "web-1", "instance": "web-1:9121", "job": "redis"},
     {"alertname": "DiskFull", "host": "web-2", "instance": "web-2:9100", "job": "node"},
     {"alertname": "NginxDown", "host": "db-9", "instance": "db-9:9113", "job": "nginx"},  # no healer on db-9
+    {"alertname": "HealerDown", "host": "web-2", "instance": "web-2:9322", "job": "healer"},  # to people
 ]
 
 
@@ -192,7 +193,7 @@ async def test_every_healer_receives_the_group_and_acts_on_its_own_host_only(
     await post_all(am, [*ALERTS, quorum])
     # Only web-3 accepts unlabelled alerts; db-9's alert is nobody's.
     want = {"web-1": ["RedisDown"], "web-2": ["DiskFull"], "web-3": ["QuorumLost"]}
-    groups = len(ALERTS) + 1
+    groups = len(ALERTS) - 1 + 1  # HealerDown goes to people, QuorumLost to every healer
     await settled(am, 3 * groups, fleet, lambda: received(fleet) == want and len(not_ours(fleet["web-1"])) == 3)
     assert received(fleet) == want
     assert not_ours(fleet["web-1"]) == [
