@@ -57,7 +57,7 @@ def broadcast_route_tree(tmp: Path, fleet: dict[str, FleetHost]) -> str:
     return text
 
 
-def fixed(h: FleetHost) -> bool:
+def has_fixed(h: FleetHost) -> bool:
     return any(a.outcome in DONE for a in h.store.attempts())
 
 
@@ -112,7 +112,7 @@ def test_faults_on_two_hosts_are_fixed_by_their_own_healer_only(fleet: dict[str,
         for host in ("web-1", "web-2"):
             am.post_alert({"alertname": "RedisDown", "host": host, "instance": f"{host}:9121"}, starts)
         for host in ("web-1", "web-2"):
-            assert wait_for(lambda: fixed(fleet[host]), 20), fleet[host].tail()
+            assert wait_for(lambda: has_fixed(fleet[host]), 20), fleet[host].tail()
         # web-3 was sent both alerts and refused both as not ours.
         web3 = fleet["web-3"]
         assert wait_for(lambda: sum(int(e.detail["count"]) for e in web3.store.audit(AuditKind.ALERT_NOT_OURS)) == 2)
