@@ -61,7 +61,7 @@ def test_many_instances_do_not_collide():
 
 
 def test_families_and_types():
-    m = Metrics()
+    m = Metrics("web-1")
     fams = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
     for name, labels in COUNTERS.items():
         assert fams[name].type == "counter", name
@@ -71,18 +71,18 @@ def test_families_and_types():
     m.fix_attempts.labels(action="restart", outcome="failed").inc()
     m.decisions.labels(verdict="act", reason="ok").inc()
     text = m.render().decode()
-    assert 'healer_fix_attempts_total{action="restart",outcome="failed"} 1.0' in text
-    assert 'healer_decisions_total{reason="ok",verdict="act"} 1.0' in text
+    assert 'healer_fix_attempts_total{action="restart",host="web-1",outcome="failed"} 1.0' in text
+    assert 'healer_decisions_total{host="web-1",reason="ok",verdict="act"} 1.0' in text
 
 
 async def test_serve_scrape_and_counters_move():
-    m = Metrics()
+    m = Metrics("web-1")
     server = await serve(m, "127.0.0.1", 0)
     try:
         assert server.port > 0
         ctype, before = await _scrape_async(server.port)
         assert ctype.startswith("text/plain")
-        assert "healer_incidents_open" in before
+        assert "healer_incidents_open|host=web-1" in before
 
         m.lines_read.labels(source="app").inc(5)
         m.events.labels(source="app").inc()
@@ -94,20 +94,20 @@ async def test_serve_scrape_and_counters_move():
         m.record_reload(False, 1700000000.0)
 
         _, after = await _scrape_async(server.port)
-        assert after["healer_lines_read_total|source=app"] == 5
-        assert after["healer_events_total|source=app"] == 1
-        assert after["healer_matches_total|pattern=redis_down"] == 2
-        assert after["healer_fix_attempts_total|action=restart|outcome=succeeded"] == 1
-        assert after["healer_config_reloads_total|result=failure"] == 1
-        assert after["healer_incidents_open"] == 3
-        assert after["healer_circuit_open"] == 1
-        assert after["healer_patterns_loaded"] == 12
-        assert after["healer_last_reload_success"] == 0
-        assert after["healer_last_reload_timestamp_seconds"] == 1700000000.0
+        assert after["healer_lines_read_total|host=web-1|source=app"] == 5
+        assert after["healer_events_total|host=web-1|source=app"] == 1
+        assert after["healer_matches_total|host=web-1|pattern=redis_down"] == 2
+        assert after["healer_fix_attempts_total|action=restart|host=web-1|outcome=succeeded"] == 1
+        assert after["healer_config_reloads_total|host=web-1|result=failure"] == 1
+        assert after["healer_incidents_open|host=web-1"] == 3
+        assert after["healer_circuit_open|host=web-1"] == 1
+        assert after["healer_patterns_loaded|host=web-1"] == 12
+        assert after["healer_last_reload_success|host=web-1"] == 0
+        assert after["healer_last_reload_timestamp_seconds|host=web-1"] == 1700000000.0
 
         m.lines_read.labels(source="app").inc()
         _, again = await _scrape_async(server.port)
-        assert again["healer_lines_read_total|source=app"] == 6
+        assert again["healer_lines_read_total|host=web-1|source=app"] == 6
     finally:
         await server.stop()
 
@@ -223,3 +223,31 @@ def test_circuit_open_goes_back_to_0_when_the_breaker_closes(tmp_path: Path) -> 
     assert _gauges(m)["healer_kill_switch"] == 0
     kill_switch[0] = True
     assert _gauges(m)["healer_kill_switch"] == 1
+
+
+def test_every_series_carries_the_host_in_force_at_scrape_time() -> None:
+    """The fleet view groups by host: every sample has it, and a reload that renames the host shows at once."""
+    m = Metrics()
+    host = ["web-1"]
+    m.bind(_NoState(), FakeClock(), lambda: False, lambda: 3, lambda: host[0])
+    m.matches.labels(pattern="redis_down").inc()
+    m.record_reload(True, 1.0)
+
+    def hosts() -> set[str]:
+        fams = text_string_to_metric_families(m.render().decode())
+        return {s.labels.get("host", "<none>") for f in fams for s in f.samples}
+
+    assert hosts() == {"web-1"}
+    host[0] = "web-2"
+    assert hosts() == {"web-2"}
+    text = m.render().decode()
+    assert 'healer_matches_total{host="web-2",pattern="redis_down"} 1.0' in text
+    assert 'healer_patterns_loaded{host="web-2"} 3.0' in text
+
+
+class _NoState:
+    def count_open_incidents(self) -> int:
+        return 0
+
+    def breaker_open_until(self) -> float | None:
+        return None

@@ -187,6 +187,7 @@ class AuditKind(StrEnum):
     TELEGRAM_REFUSED = "telegram_refused"
     CHAT_MATCH = "chat_match"
     WEBHOOK_REFUSED = "webhook_refused"
+    ALERT_NOT_OURS = "alert_not_ours"  # an Alertmanager alert about another host of the fleet: never acted on
     PROC = "proc"
     GIT = "git"
     GIT_SYNC_UNDO = "git_sync_undo"

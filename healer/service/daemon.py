@@ -121,7 +121,11 @@ class Daemon:
         )
         self.facade = Healer(lambda: reloader.rules, store, engine, self.clock, workers.run_and_wait)
         self.metrics.bind(
-            store, self.clock, lambda: reloader.rules.settings.kill_switch, lambda: len(reloader.rules.patterns)
+            store,
+            self.clock,
+            lambda: reloader.rules.settings.kill_switch,
+            lambda: len(reloader.rules.patterns),
+            lambda: reloader.rules.settings.host,
         )
         self.metrics.record_reload(True, self.clock.now())
         store.audit(

@@ -19,6 +19,18 @@ are read when Prometheus scrapes, through ``Gauge.set_function`` bound in
 shipped alert fired for ever). The scrape renders in a thread, since the
 store query must never block the loop.
 
+Every series carries ``host``, the healer's ``host`` setting (issue 17): in
+a fleet the dashboards and alert rules group by it, and it is the same name
+the chat messages and the Alertmanager route trees use. It comes from the
+exporter rather than only from Prometheus relabelling because healer's config
+is where that name is decided; Prometheus' ``instance`` stays the scrape
+address. ``docs/fleet/prometheus-healer.yml`` scrapes with ``honor_labels:
+true`` (else Prometheus would rename ours ``exported_host``) and derives the
+same label from the target address for ``up``, which healer cannot label.
+The label is added at collection by :class:`HostLabelled`, so no metric's
+call sites know about it, and a reload that renames the host takes effect at
+the next scrape.
+
 Label cardinality is bounded by config, never by input: ``source`` and
 ``pattern`` are ids from the config file, ``action``/``outcome``/``verdict``/
 ``reason`` are enum values. Never put a log message or a path in a label.
@@ -31,13 +43,15 @@ loopback by default: the metrics reveal which services are failing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from healer.core.clock import Clock
 
@@ -55,11 +69,36 @@ class StoreState(Protocol):
     def breaker_open_until(self) -> float | None: ...
 
 
-class Metrics:
-    """Every metric healer exports, registered on one private registry."""
+HOST_LABEL = "host"
 
-    def __init__(self) -> None:
-        r = self.registry = CollectorRegistry(auto_describe=True)
+
+class HostLabelled(Collector):
+    """The families of ``inner`` with ``host=<host()>`` added to every sample."""
+
+    def __init__(self, inner: CollectorRegistry, host: Callable[[], str]) -> None:
+        self.inner = inner
+        self.host = host
+
+    def collect(self) -> Iterable[Metric]:
+        host = self.host()
+        for fam in self.inner.collect():
+            out = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+            out.samples = [s._replace(labels={**s.labels, HOST_LABEL: host}) for s in fam.samples]
+            yield out
+
+
+class Metrics:
+    """Every metric healer exports, registered on one private registry.
+
+    ``registry`` is what is served: ``own`` (where the metrics live) seen
+    through :class:`HostLabelled`.
+    """
+
+    def __init__(self, host: str = "") -> None:
+        self.host: Callable[[], str] = lambda: host
+        r = self.own = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry()
+        self.registry.register(HostLabelled(r, lambda: self.host()))
         # Counters: prometheus-client appends "_total" to the exposed name.
         self.lines_read = Counter("healer_lines_read", "Lines read from log sources.", ["source"], registry=r)
         self.events = Counter("healer_events", "Events produced by sources.", ["source"], registry=r)
@@ -101,8 +140,11 @@ class Metrics:
         clock: Clock,
         kill_switch: Callable[[], bool],
         patterns_loaded: Callable[[], int],
+        host: Callable[[], str] | None = None,
     ) -> None:
-        """Read the state gauges from ``store`` and the settings in force at every scrape."""
+        """Read the state gauges from ``store`` and the settings in force (``host`` too) at every scrape."""
+        if host is not None:
+            self.host = host
 
         def circuit_open() -> float:
             until = store.breaker_open_until()

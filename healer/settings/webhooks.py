@@ -19,7 +19,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, ValidationInfo, field_validator
 
 from healer.core.errors import ConfigError
-from healer.settings.fields import Duration, Flag, Model, Name, Port, Secret
+from healer.settings.fields import Duration, Flag, Items, Model, Name, Port, Secret
 from healer.settings.types import ByteSize
 from healer.settings.validation import SettingsInvalid, validate_model
 
@@ -43,6 +43,13 @@ class GlitchtipSettings(Model):
 
 class AlertmanagerSettings(Model):
     bearer_env: Name | None = "HEALER_ALERTMANAGER_TOKEN"
+    # Fleet: the labels that name the host an alert is about, first present one decides
+    # (empty: every alert is this host's, the single-host default). See docs/FLEET.md.
+    host_labels: Items[Name] = ()
+    # Further names this host answers to in those labels (its FQDN, its address), besides ``host``.
+    host_aliases: Items[Name] = ()
+    # With host_labels set: act on an alert that carries none of them (a fleet-wide alert)?
+    accept_unlabelled: Flag = False
     # Before basic_user, so basic_user's check can see it (pydantic validates in field order).
     basic_password_env: Name | None = None
     basic_user: Name | None = Field(default=None, validate_default=True)

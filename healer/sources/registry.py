@@ -18,5 +18,5 @@ def build_sources(settings: Settings, ctx: SourceContext) -> list[Source]:
     sources: list[Source] = []
     sources.extend(filesource.from_settings(settings.sources, ctx))
     sources.extend(journald.from_settings(settings.sources.journald, ctx))
-    sources.extend(webhooks.from_settings(settings.webhooks, ctx))
+    sources.extend(webhooks.from_settings(settings.webhooks, ctx, settings.host))
     return sources

@@ -29,13 +29,14 @@ from aiohttp import web
 
 from healer.core.batch import EventBatch
 from healer.core.clock import Clock, SystemClock
-from healer.core.enums import SourceName
+from healer.core.enums import AuditKind, SourceName
 from healer.core.errors import WebhookError
 from healer.core.records import Event
 from healer.settings.webhooks import WebhookSettings
 from healer.sources.base import Audit, Sink, SourceContext
 from healer.sources.webhooks import alertmanager, auth, glitchtip, sentry
 from healer.sources.webhooks.connections import ConnectionGuard, GuardedSite
+from healer.sources.webhooks.ownhost import HostFilter
 from healer.sources.webhooks.refusals import RefusalLog
 
 log = structlog.get_logger("healer.sources.webhooks")
@@ -46,6 +47,7 @@ KEEPALIVE_TIMEOUT = 15.0  # an idle keep-alive connection is closed after this
 MAX_CONNECTIONS = 256  # open at once; far below RLIMIT_NOFILE, far above what three senders need
 DEDUP_SIZE = 4096  # alert keys remembered; Alertmanager re-sends every repeat_interval
 RATE_KEYS = 1024  # distinct (source, peer) buckets kept
+NOT_OURS_LISTED = 20  # alerts named in one "not ours" audit row; the count says how many there were
 _JSON_TYPES = frozenset({"application/json", "text/json"})
 
 
@@ -127,7 +129,9 @@ class WebhookServer:
     A :class:`~healer.sources.base.Source`: ``start(sink)`` binds
     ``settings.host:settings.port`` (port 0 picks a free one, read back from
     ``.port``); ``stop()`` closes the listener and waits for in-flight
-    requests. Senders retry, so there is no checkpoint.
+    requests. Senders retry, so there is no checkpoint. ``own_host`` is the
+    healer's ``host``: with ``alertmanager.host_labels`` set, alerts about
+    another host are audited as not ours and never reach the sink.
     """
 
     name = "webhooks"
@@ -141,9 +145,13 @@ class WebhookServer:
         clock: Clock | None = None,
         max_connections: int = MAX_CONNECTIONS,
         header_timeout: float = HEADER_TIMEOUT,
+        own_host: str = "",
     ) -> None:
         self.settings = settings
-        self.spec = settings
+        # A renamed host changes which alerts are ours: a reload must rebuild the receiver.
+        self.spec = (settings, own_host)
+        self.audit = audit
+        self.owner = HostFilter.of(own_host, settings.alertmanager)
         self.sink: Sink | None = None
         self.clock = clock or SystemClock()
         self.port = 0
@@ -251,7 +259,7 @@ class WebhookServer:
         except TimeoutError:
             raise WebhookError(408, f"body not received within {READ_TIMEOUT:g}s") from None
 
-    async def _deliver(self, source: str, events: list[Event]) -> web.Response:
+    async def _deliver(self, source: str, events: list[Event], not_ours: int = 0) -> web.Response:
         """Hand ``events`` to the sink as one batch; the caller holds the sink lock."""
         if events:
             try:
@@ -262,8 +270,10 @@ class WebhookServer:
             except Exception:
                 log.exception("webhook_sink_failed", source=source, events=len(events))
                 return web.Response(status=503, text="could not store events, retry later\n")
-        log.info("webhook_accepted", source=source, events=len(events))
-        return web.json_response({"accepted": len(events)})
+        log.info("webhook_accepted", source=source, events=len(events), not_ours=not_ours)
+        return web.json_response(
+            {"accepted": len(events), "not_ours": not_ours} if not_ours else {"accepted": len(events)}
+        )
 
     async def _handle(
         self,
@@ -288,7 +298,10 @@ class WebhookServer:
         # re-deliveries of the same alert group cannot both get through.
         async with self._sink_lock:
             fresh = self._fresh(events) if dedup else events
-            response = await self._deliver(source, fresh)
+            ours, foreign = self._split(fresh)
+            response = await self._deliver(source, ours, len(foreign))
+            if foreign and response.status == 200:
+                self._record_not_ours(foreign)
             if dedup and response.status == 200:
                 # Remember only what the sink took, so a failed delivery is retried.
                 for ev in fresh:
@@ -309,6 +322,32 @@ class WebhookServer:
         if len(fresh) < len(events):
             log.info("alertmanager_duplicates_dropped", dropped=len(events) - len(fresh))
         return fresh
+
+    def _split(self, events: list[Event]) -> tuple[list[Event], list[tuple[Event, str]]]:
+        """This host's alerts, and the others' with the label that names their host."""
+        if self.owner is None:
+            return events, []
+        ours: list[Event] = []
+        foreign: list[tuple[Event, str]] = []
+        for ev in events:
+            why = self.owner.not_ours(ev.fields) if ev.source == SourceName.ALERTMANAGER else None
+            if why is None:
+                ours.append(ev)
+            else:
+                foreign.append((ev, why))
+        return ours, foreign
+
+    def _record_not_ours(self, foreign: list[tuple[Event, str]]) -> None:
+        """One audit row per delivery (not per alert): in a fleet every healer sees every group."""
+        alerts = [
+            {"alertname": ev.fields.get("alertname", ""), "status": ev.fields.get("status", ""), "host": why}
+            for ev, why in foreign[:NOT_OURS_LISTED]
+        ]
+        log.info("alertmanager_not_ours", alerts=len(foreign), first=alerts[0]["host"])
+        if self.audit is not None:
+            self.audit(
+                AuditKind.ALERT_NOT_OURS, {"source": SourceName.ALERTMANAGER, "count": len(foreign), "alerts": alerts}
+            )
 
     # -- routes --------------------------------------------------------------
 
@@ -340,7 +379,7 @@ class WebhookServer:
         return await self._handle(request, SourceName.ALERTMANAGER, check, alertmanager.parse, dedup=True)
 
 
-def from_settings(settings: WebhookSettings | None, ctx: SourceContext) -> list[WebhookServer]:
+def from_settings(settings: WebhookSettings | None, ctx: SourceContext, own_host: str = "") -> list[WebhookServer]:
     if settings is None or not settings.enabled:
         return []
-    return [WebhookServer(settings, ctx.audit, clock=ctx.clock)]
+    return [WebhookServer(settings, ctx.audit, clock=ctx.clock, own_host=own_host)]
