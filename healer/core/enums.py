@@ -59,6 +59,16 @@ class Reason(StrEnum):
     DRAINING = "draining"
     FLAPPING = "flapping"  # the fix applied but did not hold, twice in a row
     HOSTILE_INPUT = "hostile_input"  # a captured value was refused as an injection attempt
+    CONFIRMING = "confirming"  # a confirm: pattern's probe is checking the fault before anything runs
+    REFUTED = "refuted"  # the probe found no fault to fix (Redis is up): notify only
+
+
+class Confirm(StrEnum):
+    """What a confirmation probe found, before a fix, about the fault a line reports."""
+
+    CONFIRMED = "confirmed"  # the fault is real (the unit is down, the module does not import): act now
+    REFUTED = "refuted"  # it is not (the unit is up): acting would not help, so notify only
+    UNKNOWN = "unknown"  # the probe cannot tell: the pattern's threshold decides, as without a probe
 
 
 class IncidentStatus(StrEnum):
@@ -156,6 +166,7 @@ class AuditKind(StrEnum):
     DISK_CLEANUP_SKIP = "disk_cleanup_skip"
     PIP_UNDO = "pip_undo"
     RESTART_VERIFY = "restart_verify"
+    CONFIRM_PROBE = "confirm_probe"  # a confirm: pattern's probe ran; its verdict and why
     RESTORE_FILE = "restore_file"
     RESTORE_FILE_UNDO = "restore_file_undo"
     RESTORE_FILE_UNDO_CONFLICT = "restore_file_undo_conflict"

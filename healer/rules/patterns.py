@@ -61,8 +61,11 @@ PATTERN_KEYS = frozenset(
         "enabled",
         "family",
         "supersedes",
+        "confirm",
+        "confirm_interval",
     }
 )
+DEFAULT_CONFIRM_INTERVAL = 60.0
 
 
 def re2_options() -> Any:
@@ -110,6 +113,10 @@ class Pattern:
     # Ids of less specific patterns that this one replaces when both match
     # the same line (the Matcher drops their hits), so one fault is one hit.
     supersedes: frozenset[str] = frozenset()
+    # Probe the first step's fault before acting (``Action.confirm``) instead of counting lines;
+    # a refutation (or an "unknown") is held this long before the next line probes again.
+    confirm: bool = False
+    confirm_interval: float = DEFAULT_CONFIRM_INTERVAL
 
     @property
     def fixable(self) -> bool:
@@ -220,6 +227,14 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
     bad = sorted(s for s in supersedes if not ID_RE.match(s) or s == pid)
     if bad:
         raise ValueError(f"'supersedes' entry {bad[0]!r} must be the id of another pattern")
+    confirm = raw.get("confirm", False)
+    if not isinstance(confirm, bool):
+        raise ValueError(f"'confirm' must be true or false, got {confirm!r}")
+    if confirm and not steps:
+        raise ValueError("'confirm: true' needs a remediation: the probe is its first step's")
+    confirm_interval = _duration(raw.get("confirm_interval", DEFAULT_CONFIRM_INTERVAL), "confirm_interval")
+    if confirm_interval <= 0:
+        raise ValueError("'confirm_interval' must be more than 0: a refutation is held that long, not probed per line")
     threshold = raw.get("threshold", 1)
     if isinstance(threshold, int) and not isinstance(threshold, bool):
         t_count, t_window = threshold, 60.0
@@ -271,6 +286,8 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         line=line,
         family=family,
         supersedes=frozenset(supersedes),
+        confirm=confirm,
+        confirm_interval=confirm_interval,
     )
 
 

@@ -19,10 +19,10 @@ import structlog
 import yaml
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from healer.core.enums import AuditKind
+from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionError, ActionRefused
 from healer.remedy import files
-from healer.remedy.base import Action, ActionContext, VerifyResult, register
+from healer.remedy.base import Action, ActionContext, Confirmation, VerifyResult, register
 from healer.remedy.common import pick
 from healer.settings.fields import AbsPath, ActionModel, Flag, Model, required
 from healer.settings.validation import Problem, validate_model
@@ -211,6 +211,17 @@ class RestoreFileAction(Action[RestoreSettings, RestoreState]):
         if reason and reason != "empty":
             return VerifyResult(False, f"{path} restored but the template itself is broken: {reason}")
         return VerifyResult(True, f"{path} restored from {state['template']}")
+
+    def _confirm(self, ctx: ActionContext, settings: RestoreSettings) -> Confirmation:
+        """CONFIRMED when the file is missing or empty (or, with overwrite_broken, does not parse)."""
+        _, spec = self._spec(ctx, settings)
+        current = files.read(spec.path)  # a symlink or a huge file is refused: UNKNOWN, and the check refuses it
+        try:
+            reason = self._decide(spec, current)
+        except ActionRefused:
+            kind = f"parses as {spec.format}" if spec.overwrite_broken else "is not empty"
+            return Confirmation(Confirm.REFUTED, f"{spec.path} exists and {kind}: nothing to restore")
+        return Confirmation(Confirm.CONFIRMED, f"{spec.path}: {reason}")
 
     def undo(self, ctx: ActionContext, state: RestoreState) -> None:
         done = files.undo(
