@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support.actions import make_ctx
 
+from healer.core.enums import Confirm
 from healer.core.errors import ActionRefused, ParamError
 from healer.remedy.builtin.restore_file import RestoreFileAction
 
@@ -148,3 +149,24 @@ def test_template_reached_through_a_link_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ActionRefused, match="linked is a symlink"):
         RestoreFileAction().apply(make_ctx(settings(linked), {"file": "env"}, tmp_path / "s"))
     assert not (app / ".env").exists() and not (tmp_path / "real" / ".env").exists()
+
+
+def test_probe_confirms_a_missing_empty_or_broken_file_and_refutes_one_that_parses(app: Path, tmp_path: Path) -> None:
+    env = app / ".env"
+    plain = make_ctx(settings(app), {"file": "env"}, tmp_path / "s")
+    strict = make_ctx(settings(app, overwrite_broken=True), {"file": "env"}, tmp_path / "s")
+    action = RestoreFileAction()
+    assert (action.confirm(plain).status, action.confirm(plain).detail) == (Confirm.CONFIRMED, f"{env}: missing")
+    env.write_bytes(b"")
+    assert action.confirm(plain).detail == f"{env}: empty"
+    env.write_bytes(b"MODEL=x\nthis is not an assignment\n")
+    assert (action.confirm(strict).status, action.confirm(strict).detail) == (
+        Confirm.CONFIRMED,
+        f"{env}: line 2 is not KEY=value",
+    )
+    found = action.confirm(plain)
+    assert (found.status, found.detail) == (Confirm.REFUTED, f"{env} exists and is not empty: nothing to restore")
+    env.write_bytes(b"MODEL=x\n")
+    found = action.confirm(strict)
+    assert (found.status, found.detail) == (Confirm.REFUTED, f"{env} exists and parses as env: nothing to restore")
+    assert env.read_bytes() == b"MODEL=x\n"
