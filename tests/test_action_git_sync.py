@@ -205,7 +205,8 @@ def test_probe_fetches_and_confirms_a_checkout_behind_its_upstream(repos: Repos,
     repos.push_change("app.py", "VERSION = 2\n")
     repos.push_change("app.py", "VERSION = 3\n")
     found = GitSyncAction().confirm(make_ctx(settings(repos), {"repo": "app"}, tmp_path / "s"))
-    assert (found.status, found.detail) == (Confirm.CONFIRMED, f"{repos.server}: HEAD is 2 commit(s) behind origin/main")
+    assert found.status is Confirm.CONFIRMED
+    assert found.detail == f"{repos.server}: HEAD is 2 commit(s) behind origin/main"
     assert git(repos.server, "rev-parse", "HEAD") == old  # the probe fetched, and changed nothing else
 
 

@@ -169,7 +169,8 @@ def test_probe_imports_in_the_real_venv(venv_python: Path, wheelhouse: Path, tmp
 
 def test_probe_of_a_hostile_module_starts_nothing(venv_python: Path, wheelhouse: Path, tmp_path: Path) -> None:
     runner = Runner()
-    ctx = make_ctx(make_settings(venv_python, wheelhouse), {"module": "--index-url=http://evil"}, tmp_path, runner=runner)
+    settings = make_settings(venv_python, wheelhouse)
+    ctx = make_ctx(settings, {"module": "--index-url=http://evil"}, tmp_path, runner=runner)
     found = PipInstallAction().confirm(ctx)
     assert found.status is Confirm.UNKNOWN and "looks like a command-line option" in found.detail
     assert runner.history == []

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionError, ActionRefused, ParamError
 from healer.core.proc import ProcResult, Runner
 from healer.remedy.builtin.restart import RestartAction, RestartSettings, RestartState
+
 
 @pytest.fixture(scope="module")
 def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:

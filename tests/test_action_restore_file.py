@@ -153,20 +153,31 @@ def test_template_reached_through_a_link_is_refused(tmp_path: Path) -> None:
 
 def test_probe_confirms_a_missing_empty_or_broken_file_and_refutes_one_that_parses(app: Path, tmp_path: Path) -> None:
     env = app / ".env"
-    plain = make_ctx(settings(app), {"file": "env"}, tmp_path / "s")
-    strict = make_ctx(settings(app, overwrite_broken=True), {"file": "env"}, tmp_path / "s")
+    ctx = make_ctx(settings(app), {"file": "env"}, tmp_path / "s")
     action = RestoreFileAction()
-    assert (action.confirm(plain).status, action.confirm(plain).detail) == (Confirm.CONFIRMED, f"{env}: missing")
+
+    def probe() -> tuple[Confirm, str]:
+        found = action.confirm(ctx)
+        return found.status, found.detail
+
+    assert probe() == (Confirm.CONFIRMED, f"{env}: missing")
     env.write_bytes(b"")
-    assert action.confirm(plain).detail == f"{env}: empty"
+    assert probe() == (Confirm.CONFIRMED, f"{env}: empty")
+    # Broken is a real fault even without overwrite_broken: the step's own check refuses it, naming the key.
     env.write_bytes(b"MODEL=x\nthis is not an assignment\n")
-    assert (action.confirm(strict).status, action.confirm(strict).detail) == (
-        Confirm.CONFIRMED,
-        f"{env}: line 2 is not KEY=value",
-    )
-    found = action.confirm(plain)
-    assert (found.status, found.detail) == (Confirm.REFUTED, f"{env} exists and is not empty: nothing to restore")
+    assert probe() == (Confirm.CONFIRMED, f"{env}: line 2 is not KEY=value")
+    with pytest.raises(ActionRefused, match="overwrite_broken"):
+        action.check(ctx)
     env.write_bytes(b"MODEL=x\n")
-    found = action.confirm(strict)
-    assert (found.status, found.detail) == (Confirm.REFUTED, f"{env} exists and parses as env: nothing to restore")
+    assert probe() == (Confirm.REFUTED, f"{env} exists and parses as env: nothing to restore")
     assert env.read_bytes() == b"MODEL=x\n"
+    other = RestoreFileAction.parse_settings(
+        {"files": {"notes": {"path": str(app / "notes.txt"), "template": str(app / ".env.example")}}},
+        "actions.restore_file",
+    )
+    (app / "notes.txt").write_text("anything\n")
+    found = action.confirm(make_ctx(other, {"file": "notes"}, tmp_path / "s"))
+    assert (found.status, found.detail) == (
+        Confirm.REFUTED,
+        f"{app / 'notes.txt'} exists and is not empty: nothing to restore",
+    )

@@ -202,7 +202,8 @@ class RestartAction(Action[RestartSettings, RestartState]):
         res = ctx.run(argv, step="status", timeout=timeout)
         # supervisorctl prints "NAME RUNNING pid 123, uptime ..."; a new pid means supervisord restarted it.
         m = SUPERVISOR_PID.search(res.stdout) if unit.manager == "supervisor" and res.ok else None
-        return Status(res.ok, int(m.group(1)) if m else None, res.summary(200), res.timed_out)
+        said = " ".join(res.summary(200).split())  # supervisorctl pads its columns
+        return Status(res.ok, int(m.group(1)) if m else None, said, res.timed_out)
 
     def _status_ok(self, ctx: ActionContext, settings: RestartSettings, unit: UnitSpec) -> bool:
         return self._status(ctx, settings, unit, min(unit.timeout, 30.0)).running is not False

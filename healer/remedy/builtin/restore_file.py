@@ -213,15 +213,22 @@ class RestoreFileAction(Action[RestoreSettings, RestoreState]):
         return VerifyResult(True, f"{path} restored from {state['template']}")
 
     def _confirm(self, ctx: ActionContext, settings: RestoreSettings) -> Confirmation:
-        """CONFIRMED when the file is missing or empty (or, with overwrite_broken, does not parse)."""
+        """CONFIRMED when the file is missing, empty or does not parse; REFUTED when it is there and parses.
+
+        A broken file is a real fault even without ``overwrite_broken``: the
+        step's own check then refuses it and says which key would allow it.
+        """
         _, spec = self._spec(ctx, settings)
         current = files.read(spec.path)  # a symlink or a huge file is refused: UNKNOWN, and the check refuses it
-        try:
-            reason = self._decide(spec, current)
-        except ActionRefused:
-            kind = f"parses as {spec.format}" if spec.overwrite_broken else "is not empty"
-            return Confirmation(Confirm.REFUTED, f"{spec.path} exists and {kind}: nothing to restore")
-        return Confirmation(Confirm.CONFIRMED, f"{spec.path}: {reason}")
+        if current is None:
+            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: missing")
+        reason = broken_reason(current.data, spec.format) if spec.format != "none" else None
+        if not current.data.strip():
+            reason = "empty"
+        if reason is not None:
+            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: {reason}")
+        kind = f"parses as {spec.format}" if spec.format != "none" else "is not empty"
+        return Confirmation(Confirm.REFUTED, f"{spec.path} exists and {kind}: nothing to restore")
 
     def undo(self, ctx: ActionContext, state: RestoreState) -> None:
         done = files.undo(

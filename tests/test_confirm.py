@@ -1,0 +1,172 @@
+"""Confirm before acting: a ``confirm: true`` pattern looks at the fault instead of counting lines.
+
+A real supervisord and real files; the engine, store and runner are real
+and only the clock is injected. Assertions read what a user reads: the
+notices, ``healer explain``, ``healer history``, the program's pid.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.rig import Rig
+from support.supervisor import SUPERVISORD, Supervisor, running_supervisor
+
+from healer.core.enums import AuditKind
+from healer.core.notices import NoticeKind
+
+LINE = "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused."
+
+
+@pytest.fixture(scope="module")
+def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
+    if not SUPERVISORD.exists():
+        pytest.skip(f"supervisord not installed next to {sys.executable}")
+    with running_supervisor(tmp_path_factory.mktemp("sv")) as sv:
+        yield sv
+
+
+def redis_down(**over: Any) -> dict[str, Any]:
+    """The bundled Redis pattern's shape: two lines in 60s without a probe; its service is the supervisord program."""
+    p: dict[str, Any] = {
+        "id": "redis-connection-refused",
+        "severity": "high",
+        "regex": r"Error 111 connecting to (?P<host>127\.0\.0\.1):(?P<port>6379)\. Connection refused",
+        "remediation": [{"action": "restart", "params": {"service": "tcpserver"}}],
+        "threshold": {"count": 2, "window": 60},
+        "cooldown": 300,
+        "max_attempts": 3,
+        "approval": "auto",
+        "confirm": True,
+        "examples": [LINE],
+    }
+    p.update(over)
+    return p
+
+
+def rig(tmp_path: Path, sv: Supervisor, **pattern: Any) -> Rig:
+    return Rig(tmp_path, [redis_down(**pattern)], actions={"restart": sv.restart_settings(stay_up=0.2)})
+
+
+def probes(r: Rig) -> list[str]:
+    """The verdicts of the probes that ran, oldest first."""
+    return [str(e.detail["status"]) for e in reversed(r.engine.store.audit_entries(AuditKind.CONFIRM_PROBE))]
+
+
+def test_a_stopped_program_is_restarted_at_the_first_line(supervisor: Supervisor, tmp_path: Path) -> None:
+    r = rig(tmp_path, supervisor)
+    supervisor.stop()
+    try:
+        [attempt] = r.feed(LINE)
+    finally:
+        if not supervisor.running():
+            supervisor.start()
+    assert attempt is not None and attempt.outcome.value == "verifying", attempt
+    assert supervisor.running()
+    text = r.explain()
+    assert "skip (confirming)" in text and "probing the fault before anything runs" in text
+    assert "act (ok) " in text and "confirmed: tcpserver is not running (supervisor: tcpserver" in text
+    assert "#1 restart: verifying" in text
+    assert r.said(NoticeKind.FIX_STARTED) == ["fix #1 for incident #1: restart"]
+    assert probes(r) == ["confirmed"]
+
+
+def test_a_running_program_is_left_alone_and_the_notice_says_why(supervisor: Supervisor, tmp_path: Path) -> None:
+    r = rig(tmp_path, supervisor)
+    pid = supervisor.pid()
+    assert r.feed(LINE) == [None]
+    why = (
+        f"tcpserver is RUNNING and 127.0.0.1:{supervisor.port} accepts connections:"
+        " the client's configuration is at fault"
+    )
+    assert r.said(NoticeKind.REFUTED) == [
+        f"redis-connection-refused: not fixing incident #1, the fault is not there: {why}"
+    ]
+    # A storm of the same line: the refutation is held, not probed again, and said once.
+    r.feed(LINE, LINE, LINE)
+    r.feed(LINE)
+    assert probes(r) == ["refuted"]
+    assert len(r.said(NoticeKind.REFUTED)) == 1
+    assert supervisor.pid() == pid
+    text = r.explain()
+    assert "notify (refuted) ×5 " in text and why in text  # every line of the storm, one decision
+    assert r.history().startswith("Fix attempts: 0 total")
+    assert r.said(NoticeKind.FIX_STARTED) == []
+
+
+def test_after_the_hold_the_next_line_probes_again(supervisor: Supervisor, tmp_path: Path) -> None:
+    r = rig(tmp_path, supervisor, confirm_interval="30s")
+    assert r.feed(LINE) == [None]
+    r.clock.advance(31)
+    supervisor.stop()
+    try:
+        [attempt] = r.feed(LINE)
+    finally:
+        if not supervisor.running():
+            supervisor.start()
+    assert probes(r) == ["refuted", "confirmed"]
+    assert attempt is not None and attempt.outcome.value == "verifying"
+    assert supervisor.running()
+
+
+def test_without_a_probe_to_ask_the_threshold_counts(tmp_path: Path) -> None:
+    """``command`` has no probe: unknown, so one line is not enough, as without ``confirm``."""
+    r = Rig(
+        tmp_path,
+        [{**redis_down(), "remediation": [{"action": "command", "params": {"command": "ok"}}]}],
+    )
+    assert r.feed(LINE) == [None]
+    assert "skip (threshold) " in r.explain() and "command has no confirmation probe; 1/2 in 60s" in r.explain()
+    [attempt] = r.feed(LINE)
+    assert attempt is not None and attempt.outcome.value == "verifying"
+    assert probes(r) == ["unknown"]  # the second line counted; it did not probe again
+    assert "act (ok) " in r.explain() and "unknown: command has no confirmation probe; command(command=ok)" in (
+        r.explain()
+    )
+
+
+ENV_MISSING = "FileNotFoundError: [Errno 2] No such file or directory: '/srv/app/.env'"
+
+
+def env_rig(tmp_path: Path) -> tuple[Rig, Path]:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / ".env.example").write_text("MODEL=local\n")
+    pattern = {
+        "id": "config-env-file-missing",
+        "severity": "high",
+        "regex": r"FileNotFoundError: \[Errno 2\] No such file or directory: '(?P<path>(?:[^']*/)?\.env)'",
+        "remediation": [{"action": "restore_file", "params": {"file": "env"}}],
+        "threshold": 1,
+        "cooldown": 600,
+        "approval": "ask",
+        "confirm": True,
+        "examples": [ENV_MISSING],
+    }
+    files = {"files": {"env": {"path": str(app / ".env"), "template": str(app / ".env.example")}}}
+    return Rig(tmp_path, [pattern], actions={"restore_file": files}), app / ".env"
+
+
+def test_an_ask_pattern_probes_before_it_asks(tmp_path: Path) -> None:
+    r, env = env_rig(tmp_path)
+    assert r.feed(ENV_MISSING) == [None]
+    assert r.said(NoticeKind.APPROVAL) == [
+        f"config-env-file-missing wants to run restore_file(file=env) (confirmed: {env}: missing)"
+    ]
+    assert not env.exists()
+
+
+def test_an_ask_pattern_does_not_ask_about_a_fault_that_is_not_there(tmp_path: Path) -> None:
+    r, env = env_rig(tmp_path)
+    env.write_text("MODEL=mine\n")
+    assert r.feed(ENV_MISSING) == [None]
+    assert r.said(NoticeKind.APPROVAL) == []
+    assert r.said(NoticeKind.REFUTED) == [
+        f"config-env-file-missing: not fixing incident #1, the fault is not there:"
+        f" {env} exists and parses as env: nothing to restore"
+    ]
+    assert env.read_text() == "MODEL=mine\n"
