@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.daemon import Daemon, append, base_config, wait_for
 from support.rig import Rig
 from support.supervisor import SUPERVISORD, Supervisor, running_supervisor
 
@@ -170,3 +171,43 @@ def test_an_ask_pattern_does_not_ask_about_a_fault_that_is_not_there(tmp_path: P
         f" {env} exists and parses as env: nothing to restore"
     ]
     assert env.read_text() == "MODEL=mine\n"
+
+
+@pytest.fixture
+def daemon(supervisor: Supervisor, tmp_path: Path) -> Iterator[Daemon]:
+    """``healer run`` tailing ``logs/app.log``, its Redis pattern's service the supervisord program."""
+    cfg = base_config(tmp_path, actions={"restart": supervisor.restart_settings(stay_up=0.2)})
+    cfg["engine"]["verify_window"] = 60
+    d = Daemon(tmp_path, cfg, {"patterns": [redis_down()]}).start()
+    yield d
+    if d.alive():
+        d.stop()
+
+
+def test_the_daemon_restarts_a_stopped_program_on_one_line(
+    supervisor: Supervisor, daemon: Daemon, tmp_path: Path
+) -> None:
+    supervisor.stop()
+    try:
+        append(tmp_path / "logs" / "app.log", LINE)
+        assert wait_for(supervisor.running, 20), daemon.tail()
+        assert wait_for(lambda: "#1 restart: verifying" in daemon.cli("explain", "1").stdout, 20), daemon.tail()
+    finally:
+        if not supervisor.running():
+            supervisor.start()
+    assert "confirmed: tcpserver is not running" in daemon.cli("explain", "1").stdout
+
+
+def test_the_daemon_leaves_a_running_program_alone_and_says_why(
+    supervisor: Supervisor, daemon: Daemon, tmp_path: Path
+) -> None:
+    pid = supervisor.pid()
+    append(tmp_path / "logs" / "app.log", LINE)
+    assert wait_for(lambda: "notify (refuted)" in daemon.cli("explain", "1").stdout, 20), daemon.tail()
+    text = daemon.cli("explain", "1").stdout
+    assert f"tcpserver is RUNNING and 127.0.0.1:{supervisor.port} accepts connections" in text
+    assert "Fix attempts:" not in text
+    assert daemon.cli("history").stdout.startswith("Fix attempts: 0 total")
+    assert supervisor.pid() == pid
+    notices = [line for line in daemon.log_text().splitlines() if '"kind": "refuted"' in line]
+    assert len(notices) == 1 and "not fixing incident #1, the fault is not there: tcpserver is RUNNING" in notices[0]
