@@ -8,11 +8,14 @@ the initial test directory's conftest, so it lives here rather than in
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.install import snapshot_with_wheel
 from support.pip import build_wheelhouse, make_venv
+from support.supervisor import SUPERVISORD, Supervisor, running_supervisor
 from support.tally import TALLIES
 
 
@@ -42,3 +45,12 @@ def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A snapshot of the repo and a wheel of it, for the install.sh tests (built once a run)."""
     return snapshot_with_wheel(tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
+    """A real supervisord with its two programs (``support.supervisor``), once per module."""
+    if not SUPERVISORD.exists():
+        pytest.skip(f"supervisord not installed next to {sys.executable}")
+    with running_supervisor(tmp_path_factory.mktemp("sv")) as sv:
+        yield sv

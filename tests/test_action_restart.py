@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,9 @@ import pytest
 from support.actions import Recorder, make_ctx
 from support.supervisor import (
     SUPERVISORCTL,
-    SUPERVISORD,
     Supervisor,
     free_port,
     port_open,
-    running_supervisor,
     wait_for,
 )
 
@@ -26,14 +23,6 @@ from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionError, ActionRefused, ParamError
 from healer.core.proc import ProcResult, Runner
 from healer.remedy.builtin.restart import RestartAction, RestartSettings, RestartState
-
-
-@pytest.fixture(scope="module")
-def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
-    if not SUPERVISORD.exists():
-        pytest.skip(f"supervisord not installed next to {sys.executable}")
-    with running_supervisor(tmp_path_factory.mktemp("sv")) as sv:
-        yield sv
 
 
 def sv_settings(sv: Supervisor, timeout: float = 10, **unit: Any) -> RestartSettings:
@@ -85,11 +74,8 @@ def test_verify_fails_when_port_never_answers(supervisor: Supervisor, tmp_path: 
 
 
 def test_probe_confirms_a_stopped_program(supervisor: Supervisor, tmp_path: Path) -> None:
-    supervisor.stop()
-    try:
+    with supervisor.stopped():
         found = RestartAction().confirm(make_ctx(sv_settings(supervisor), {"service": "tcpserver"}, tmp_path))
-    finally:
-        supervisor.start()
     assert found.status is Confirm.CONFIRMED
     assert found.detail.startswith("tcpserver is not running (supervisor: tcpserver"), found.detail
 

@@ -7,7 +7,6 @@ notices, ``healer explain``, ``healer history``, the program's pid.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,20 +14,13 @@ from typing import Any
 import pytest
 from support.daemon import Daemon, append, base_config, wait_for
 from support.rig import Rig
-from support.supervisor import SUPERVISORD, Supervisor, running_supervisor
+from support.supervisor import Supervisor
 
 from healer.core.enums import AuditKind
+from healer.core.jobs import ProbeJob
 from healer.core.notices import NoticeKind
 
 LINE = "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused."
-
-
-@pytest.fixture(scope="module")
-def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
-    if not SUPERVISORD.exists():
-        pytest.skip(f"supervisord not installed next to {sys.executable}")
-    with running_supervisor(tmp_path_factory.mktemp("sv")) as sv:
-        yield sv
 
 
 def redis_down(**over: Any) -> dict[str, Any]:
@@ -60,12 +52,8 @@ def probes(r: Rig) -> list[str]:
 
 def test_a_stopped_program_is_restarted_at_the_first_line(supervisor: Supervisor, tmp_path: Path) -> None:
     r = rig(tmp_path, supervisor)
-    supervisor.stop()
-    try:
+    with supervisor.stopped():
         [attempt] = r.feed(LINE)
-    finally:
-        if not supervisor.running():
-            supervisor.start()
     assert attempt is not None and attempt.outcome.value == "verifying", attempt
     assert supervisor.running()
     text = r.explain()
@@ -99,16 +87,23 @@ def test_a_running_program_is_left_alone_and_the_notice_says_why(supervisor: Sup
     assert r.said(NoticeKind.FIX_STARTED) == []
 
 
+def test_lines_while_a_probe_runs_start_no_second_probe(supervisor: Supervisor, tmp_path: Path) -> None:
+    r = rig(tmp_path, supervisor)
+    first = r.engine.ingest_buffer(f"{LINE}\n".encode(), "app", "app.log")
+    [probe] = first.jobs
+    assert isinstance(probe, ProbeJob)
+    assert r.engine.ingest_buffer(f"{LINE}\n{LINE}\n".encode(), "app", "app.log").jobs == []
+    assert "skip (confirming) ×3 " in r.explain()
+    assert r.run([probe]) == [None]
+    assert probes(r) == ["refuted"]
+
+
 def test_after_the_hold_the_next_line_probes_again(supervisor: Supervisor, tmp_path: Path) -> None:
     r = rig(tmp_path, supervisor, confirm_interval="30s")
     assert r.feed(LINE) == [None]
     r.clock.advance(31)
-    supervisor.stop()
-    try:
+    with supervisor.stopped():
         [attempt] = r.feed(LINE)
-    finally:
-        if not supervisor.running():
-            supervisor.start()
     assert probes(r) == ["refuted", "confirmed"]
     assert attempt is not None and attempt.outcome.value == "verifying"
     assert supervisor.running()
@@ -187,14 +182,10 @@ def daemon(supervisor: Supervisor, tmp_path: Path) -> Iterator[Daemon]:
 def test_the_daemon_restarts_a_stopped_program_on_one_line(
     supervisor: Supervisor, daemon: Daemon, tmp_path: Path
 ) -> None:
-    supervisor.stop()
-    try:
+    with supervisor.stopped():
         append(tmp_path / "logs" / "app.log", LINE)
         assert wait_for(supervisor.running, 20), daemon.tail()
         assert wait_for(lambda: "#1 restart: verifying" in daemon.cli("explain", "1").stdout, 20), daemon.tail()
-    finally:
-        if not supervisor.running():
-            supervisor.start()
     assert "confirmed: tcpserver is not running" in daemon.cli("explain", "1").stdout
 
 

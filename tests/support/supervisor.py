@@ -86,6 +86,16 @@ class Supervisor:
         self.ctl("start", program)
         assert wait_for(lambda: self.running(program) and port_open(self.port))
 
+    @contextmanager
+    def stopped(self, program: str = "tcpserver") -> Iterator[None]:
+        """Stopped for the block; running again after it, whether healer restarted it or not."""
+        self.stop(program)
+        try:
+            yield
+        finally:
+            if not self.running(program):
+                self.start(program)
+
     def restart_settings(self, timeout: float = 10, **unit: Any) -> dict[str, Any]:
         """An ``actions.restart`` section for ``tcpserver`` checked on its port (and ``looping`` on its own)."""
         return {

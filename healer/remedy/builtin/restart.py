@@ -12,8 +12,14 @@ and ``supervisorctl status NAME`` exits 0 only when the program is RUNNING,
 which is all the verify step needs.
 
 "Up" is not "serving": verify also waits for an optional TCP port and/or
-HTTP URL to answer. A restart cannot be undone, so this action is not
-reversible.
+HTTP URL to answer, and a supervisord program must still be the same
+process (pid) ``stay_up`` seconds later: supervisord restarts a program
+that exits, so a crash loop reads RUNNING at every look. A restart cannot be
+undone, so this action is not reversible.
+
+The confirmation probe asks the same questions once, before a restart: not
+running, or its ``verify_tcp`` port closed, confirms the fault; running with
+the port open refutes it (the client is misconfigured, not the service).
 """
 
 from __future__ import annotations
