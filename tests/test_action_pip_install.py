@@ -9,7 +9,7 @@ import pytest
 from support.actions import make_ctx
 
 from healer.core.enums import Confirm
-from healer.core.errors import ActionRefused, ParamError
+from healer.core.errors import ActionRefused, HostileValue, ParamError
 from healer.core.proc import Runner
 from healer.remedy.builtin.pip_install import PipInstallAction, canonical
 
@@ -171,6 +171,6 @@ def test_probe_of_a_hostile_module_starts_nothing(venv_python: Path, wheelhouse:
     runner = Runner()
     settings = make_settings(venv_python, wheelhouse)
     ctx = make_ctx(settings, {"module": "--index-url=http://evil"}, tmp_path, runner=runner)
-    found = PipInstallAction().confirm(ctx)
-    assert found.status is Confirm.UNKNOWN and "looks like a command-line option" in found.detail
+    with pytest.raises(HostileValue, match="looks like a command-line option"):
+        PipInstallAction().confirm(ctx)
     assert runner.history == []

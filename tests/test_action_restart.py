@@ -20,7 +20,7 @@ from support.supervisor import (
 
 from healer.core.clock import FakeClock
 from healer.core.enums import AuditKind, Confirm
-from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.core.errors import ActionError, ActionRefused, HostileValue, ParamError
 from healer.core.proc import ProcResult, Runner
 from healer.remedy.builtin.restart import RestartAction, RestartSettings, RestartState
 
@@ -238,8 +238,13 @@ def test_command_probe(tmp_path: Path) -> None:
 def test_probe_of_a_unit_not_allowlisted_is_unknown_and_starts_nothing(tmp_path: Path) -> None:
     settings = RestartAction.parse_settings({"units": {"web": {}}}, "actions.restart")
     runner = Runner()
-    found = RestartAction().confirm(make_ctx(settings, {"service": "db; reboot"}, tmp_path, runner=runner))
-    assert found.status is Confirm.UNKNOWN and found.detail.startswith("cannot probe: ")
+    found = RestartAction().confirm(make_ctx(settings, {"service": "db"}, tmp_path, runner=runner))
+    assert (found.status, found.detail) == (
+        Confirm.UNKNOWN,
+        "cannot probe: service 'db' is not in actions.restart.units; it will not be restarted",
+    )
+    with pytest.raises(HostileValue):
+        RestartAction().confirm(make_ctx(settings, {"service": "db; reboot"}, tmp_path, runner=runner))
     assert runner.history == []
 
 

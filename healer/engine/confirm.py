@@ -9,7 +9,8 @@ probes once per ``confirm_interval``:
   threshold;
 - refuted: notify only, no attempt and no budget spent; the decision's
   detail and one notice say why;
-- unknown: the pattern's threshold decides, as without a probe.
+- unknown: the pattern's threshold decides, as without a probe;
+- a hostile captured value: escalated as a security refusal at once.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from collections.abc import Mapping
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from healer.core.enums import AuditKind, Reason, Trigger, Verdict
+from healer.core.enums import AuditKind, Outcome, Reason, Trigger, Verdict
+from healer.core.errors import HostileValue
 from healer.core.jobs import FixJob, IngestResult, ProbeJob
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import FixAttempt
 from healer.engine.decisions import Decider
+from healer.engine.evidence import security_detail
 from healer.engine.fixes import Fixer
 from healer.engine.wiring import Wiring
 
@@ -49,7 +52,14 @@ class Confirmer:
 
         action, ctx = self.fixer.step_context(job, pattern, w.settings, 0, audit)
         with bound_contextvars(incident=job.incident_id, pattern=pattern.id):
-            found = action.confirm(ctx)
+            try:
+                found = action.confirm(ctx)
+            except HostileValue as exc:
+                # Escalated as the fix would have been, but before an approval could be asked for it.
+                w.holds.clear(job.incident_id)
+                hostile = security_detail(pattern.id, exc)
+                self.decider.after_failure(job.incident_id, pattern, Outcome.REFUSED, str(exc), w.clock.now(), hostile)
+                return None
             now = w.clock.now()
             changed = w.holds.settle(job.incident_id, found, now, pattern.confirm_interval)
             w.store.audit(

@@ -21,7 +21,7 @@ from typing_extensions import TypeVar  # PEP 696 defaults (stdlib from 3.13)
 
 from healer.core.clock import Clock, SystemClock
 from healer.core.enums import AuditKind, Confirm
-from healer.core.errors import ActionRefused, HealerError, ParamError
+from healer.core.errors import ActionRefused, HealerError, HostileValue, ParamError
 from healer.core.proc import ProcResult, Runner
 
 # An action's parsed ``actions.<name>`` section, and the undo state its
@@ -204,12 +204,16 @@ class Action(ABC, Generic[SettingsT, StateT]):
     def confirm(self, ctx: ActionContext) -> Confirmation:
         """Is the fault this step would fix really there? Changes nothing; quick (``probe_timeout``).
 
-        A probe that cannot run (no settings, a refused or hostile param, a
+        A probe that cannot run (no settings, a param not on the allowlist, a
         process that fails to start) is UNKNOWN: the pattern's threshold then
         decides, and the step's own ``check`` refuses it as it would anyway.
+        A hostile param is no verdict: ``HostileValue`` is raised, and the
+        engine escalates it as a security refusal before anyone is asked.
         """
         try:
             return self._confirm(ctx, self.configured(ctx))
+        except HostileValue:
+            raise
         except HealerError as exc:
             return Confirmation(Confirm.UNKNOWN, f"cannot probe: {exc}")
         except OSError as exc:
