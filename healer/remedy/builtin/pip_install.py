@@ -284,21 +284,21 @@ class PipInstallAction(Action[PipSettings, PipState]):
         """CONFIRMED when the module does not import in the target venv (or the package is not installed)."""
         package, top = self._resolve(ctx, settings)
         self._check(ctx, settings)
-        timeout = probe_timeout(settings.timeout)
+        python, timeout = settings.python, probe_timeout(settings.timeout)
         if top is None:
-            argv = [settings.python, "-m", "pip", "show", "--disable-pip-version-check", package]
+            argv = [python, "-m", "pip", "show", "--disable-pip-version-check", package]
             present, absent = f"{package} is installed", f"{package} is not installed"
         else:
             # The whole dotted name, as the app imports it ("yaml.constructor"); _resolve checked it.
             module = ctx.params["module"]
-            argv = [settings.python, "-c", IMPORT_CHECK, module]
+            argv = [python, "-c", IMPORT_CHECK, module]
             present, absent = f"{module} imports", f"import {module} fails"
         res = ctx.run(argv, step="confirm", timeout=timeout, env={"PYTHONNOUSERSITE": "1"})
         if res.timed_out:
-            return Confirmation(Confirm.UNKNOWN, f"{settings.python} did not answer in {timeout:g}s")
+            return Confirmation(Confirm.UNKNOWN, f"{python} did not answer in {timeout:g}s")
         if res.ok:
-            return Confirmation(Confirm.REFUTED, f"{present} in {settings.python}: the app runs another interpreter")
-        return Confirmation(Confirm.CONFIRMED, f"{absent} in {settings.python}: {res.summary(160)}")
+            return Confirmation(Confirm.REFUTED, f"{present} in {python}: the app runs another interpreter")
+        return Confirmation(Confirm.CONFIRMED, f"{absent} in {python}: {res.summary(160)}")
 
     def undo(self, ctx: ActionContext, state: PipState) -> None:
         if state.get("was_installed", True):
