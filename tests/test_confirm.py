@@ -83,7 +83,8 @@ def test_a_running_program_is_left_alone_and_the_notice_says_why(supervisor: Sup
     assert len(r.said(NoticeKind.REFUTED)) == 1
     assert supervisor.pid() == pid
     text = r.explain()
-    assert "notify (refuted) ×5 " in text and why in text  # every line of the storm, one decision
+    assert "notify (refuted) ×4 " in text and why in text  # the storm's lines, one decision
+    assert "skip (confirming) 0s ago" in text  # the first line, which asked for the probe
     assert r.history().startswith("Fix attempts: 0 total")
     assert r.said(NoticeKind.FIX_STARTED) == []
 

@@ -77,8 +77,9 @@ class Confirmer:
             result = IngestResult()
             with w.store.tx() as db:
                 inc = w.store.incident_in(db, job.incident_id)
+                # n=0: the "confirming" decision already counted the line(s) that asked for this probe.
                 decision = self.decider.decide_and_record(
-                    db, inc, pattern, job.groups, job.service, now, Trigger.AUTO, result, found=found
+                    db, inc, pattern, job.groups, job.service, now, Trigger.AUTO, result, 0, found=found
                 )
             if decision.verdict is Verdict.NOTIFY and decision.reason is Reason.REFUTED and changed:
                 text = f"{pattern.id}: not fixing incident #{inc.id}, the fault is not there: {found.detail}"
@@ -86,5 +87,7 @@ class Confirmer:
                     Notice(NoticeKind.REFUTED, pattern.severity, text, incident=inc, decision=decision)
                 )
             w.emit(result.notices)
+            if w.metrics is not None:
+                w.metrics.decisions.labels(verdict=decision.verdict.value, reason=decision.reason.value).inc()
         fix = next((j for j in result.jobs if isinstance(j, FixJob)), None)
         return None if fix is None else self.fixer.run_fix(fix)
