@@ -8,12 +8,15 @@ the initial test directory's conftest, so it lives here rather than in
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.gitrig import Repos, make_repos
 from support.install import snapshot_with_wheel
 from support.pip import build_wheelhouse, make_venv
+from support.supervisor import SUPERVISORD, Supervisor, running_supervisor
 from support.tally import TALLIES
 
 
@@ -53,3 +56,12 @@ def repos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repos:
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     return make_repos(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
+    """A real supervisord with its two programs (``support.supervisor``), once per module."""
+    if not SUPERVISORD.exists():
+        pytest.skip(f"supervisord not installed next to {sys.executable}")
+    with running_supervisor(tmp_path_factory.mktemp("sv")) as sv:
+        yield sv

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from support.actions import Recorder, make_ctx
 
+from healer.core.enums import Confirm
 from healer.core.errors import ActionRefused, ParamError
 from healer.core.proc import Runner
 from healer.remedy import openfiles
@@ -115,6 +116,24 @@ def test_journal_vacuum_goes_through_runner(tmp_path: Path) -> None:
     assert state["journal"] is not None and state["journal"]["rc"] == 0
 
 
+def test_probe_compares_the_real_free_space_with_the_bound(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    root.mkdir()
+    vfs = os.statvfs(root)
+    free = vfs.f_bavail * vfs.f_frsize
+    above = settings(root, min_free_percent=None, min_free_bytes=free + (1 << 30))
+    found = DiskCleanupAction().confirm(make_ctx(above, {}, tmp_path / "s"))
+    assert found.status is Confirm.CONFIRMED
+    assert found.detail.startswith(f"{root} ") and found.detail.endswith(f"bytes free < {free + (1 << 30)}")
+    below = settings(root, min_free_percent=None, min_free_bytes=max(1, free // 2))
+    found = DiskCleanupAction().confirm(make_ctx(below, {}, tmp_path / "s"))
+    assert found.status is Confirm.REFUTED
+    assert found.detail.startswith(f"{root}: ") and found.detail.endswith(": above the free-space bound")
+    gone = settings(tmp_path / "nowhere")
+    found = DiskCleanupAction().confirm(make_ctx(gone, {}, tmp_path / "s"))
+    assert (found.status, found.detail) == (Confirm.UNKNOWN, "none of the configured dirs exists")
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     mnt = tmp_path / "small"
@@ -152,11 +171,13 @@ def test_real_full_disk_is_freed(tmpfs: Path, tmp_path: Path) -> None:
         "reversible": True,
     }  # fmt: skip
     assert not action.verify(ctx, nothing_done).ok
+    assert action.confirm(ctx).status is Confirm.CONFIRMED
     state = action.apply(ctx)
     assert state["freed_bytes"] <= 6 * 1024 * 1024
     result = action.verify(ctx, state)
     assert result.ok, result.detail
     assert (tmpfs / "live.log").exists()
+    assert action.confirm(ctx).status is Confirm.REFUTED
 
 
 def test_processes_nobody_may_inspect_are_named_and_files_go_only_under_a_lease(tmp_path: Path) -> None:

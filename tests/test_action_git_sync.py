@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from support.actions import Recorder, make_ctx
-from support.gitrig import Repos, git
+from support.gitrig import IDENT, Repos, git
 
+from healer.core.enums import Confirm
 from healer.core.errors import ActionError, ActionRefused, ParamError
 from healer.remedy.builtin.git_sync import GitSyncAction
 
@@ -144,3 +147,34 @@ def test_hooks_and_fsmonitor_of_the_checkout_never_run_and_see_no_secret(
     assert {d["step"] for d in git_runs} >= {"git status", "git stash", "git fetch", "git merge", "git reset"}
     assert all("core.hooksPath=/dev/null" in d["argv"] for d in git_runs)
     assert not [d for d in git_runs if "trace:" in d["output"]]
+
+
+def test_probe_fetches_and_confirms_a_checkout_behind_its_upstream(repos: Repos, tmp_path: Path) -> None:
+    old = git(repos.server, "rev-parse", "HEAD")
+    repos.push_change("app.py", "VERSION = 2\n")
+    repos.push_change("app.py", "VERSION = 3\n")
+    found = GitSyncAction().confirm(make_ctx(settings(repos), {"repo": "app"}, tmp_path / "s"))
+    assert found.status is Confirm.CONFIRMED
+    assert found.detail == f"{repos.server}: HEAD is 2 commit(s) behind origin/main"
+    assert git(repos.server, "rev-parse", "HEAD") == old  # the probe fetched, and changed nothing else
+
+
+def test_probe_refutes_a_checkout_equal_to_its_upstream(repos: Repos, tmp_path: Path) -> None:
+    head = git(repos.server, "rev-parse", "HEAD")
+    found = GitSyncAction().confirm(make_ctx(settings(repos), {"repo": "app"}, tmp_path / "s"))
+    assert found.status is Confirm.REFUTED
+    assert found.detail == f"{repos.server}: HEAD {head[:12]} equals origin/main and the tree is clean"
+
+
+def test_probe_confirms_a_dirty_or_conflicted_checkout(repos: Repos, tmp_path: Path) -> None:
+    (repos.server / "config.txt").write_text("a\nb\nLOCAL EDIT\n")
+    ctx = make_ctx(settings(repos), {"repo": "app"}, tmp_path / "s")
+    found = GitSyncAction().confirm(ctx)
+    assert (found.status, found.detail) == (Confirm.CONFIRMED, f"{repos.server}: local changes to config.txt")
+    git(repos.server, "commit", "-q", "-am", "local hotfix")
+    repos.push_change("config.txt", "a\nb\nupstream-side\n")
+    git(repos.server, "fetch", "-q")
+    subprocess.run(["git", "merge", "origin/main"], cwd=repos.server, env={**os.environ, **IDENT}, capture_output=True)
+    assert (repos.server / ".git" / "MERGE_HEAD").exists()
+    found = GitSyncAction().confirm(ctx)
+    assert (found.status, found.detail) == (Confirm.CONFIRMED, f"{repos.server}: a merge is in progress")

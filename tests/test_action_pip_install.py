@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from support.actions import make_ctx
 
-from healer.core.errors import ActionRefused, ParamError
+from healer.core.enums import Confirm
+from healer.core.errors import ActionRefused, HostileValue, ParamError
 from healer.core.proc import Runner
 from healer.remedy.builtin.pip_install import PipInstallAction, canonical
 
@@ -141,3 +142,35 @@ def test_settings_and_params_validation(tmp_path: Path) -> None:
         PipInstallAction.validate_params({"module": "{module}", "package": "x"})
     with pytest.raises(ParamError):
         PipInstallAction.validate_params({"package": "--pre"})
+
+
+def test_probe_imports_in_the_real_venv(venv_python: Path, wheelhouse: Path, tmp_path: Path) -> None:
+    settings = make_settings(venv_python, wheelhouse, packages={"healer_demo_pkg": "healer-demo-pkg"})
+    ctx = make_ctx(settings, {"module": "healer_demo_pkg.sub"}, tmp_path)
+    action = PipInstallAction()
+    found = action.confirm(ctx)
+    assert found.status is Confirm.CONFIRMED
+    assert found.detail.startswith(f"import healer_demo_pkg.sub fails in {venv_python}: ")
+    assert "No module named 'healer_demo_pkg'" in found.detail
+    state = action.apply(ctx)
+    try:
+        found = action.confirm(ctx)
+        assert (found.status, found.detail) == (
+            Confirm.REFUTED,
+            f"healer_demo_pkg.sub imports in {venv_python}: the app runs another interpreter",
+        )
+    finally:
+        action.undo(ctx, state)
+    by_package = make_ctx(settings, {"package": "healer-demo-pkg"}, tmp_path)
+    found = action.confirm(by_package)
+    assert found.status is Confirm.CONFIRMED
+    assert found.detail.startswith(f"healer-demo-pkg is not installed in {venv_python}: ")
+
+
+def test_probe_of_a_hostile_module_starts_nothing(venv_python: Path, wheelhouse: Path, tmp_path: Path) -> None:
+    runner = Runner()
+    settings = make_settings(venv_python, wheelhouse)
+    ctx = make_ctx(settings, {"module": "--index-url=http://evil"}, tmp_path, runner=runner)
+    with pytest.raises(HostileValue, match="looks like a command-line option"):
+        PipInstallAction().confirm(ctx)
+    assert runner.history == []

@@ -4,130 +4,29 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support.actions import make_ctx
+from support.actions import Recorder, make_ctx
+from support.supervisor import (
+    SUPERVISORCTL,
+    Supervisor,
+    free_port,
+    port_open,
+    wait_for,
+)
 
 from healer.core.clock import FakeClock
-from healer.core.errors import ActionError, ActionRefused, ParamError
+from healer.core.enums import AuditKind, Confirm
+from healer.core.errors import ActionError, ActionRefused, HostileValue, ParamError
 from healer.core.proc import ProcResult, Runner
-from healer.remedy.builtin.restart import RestartAction, RestartState
-
-BIN = Path(sys.executable).parent
-SUPERVISORD = BIN / "supervisord"
-SUPERVISORCTL = BIN / "supervisorctl"
-
-SERVER = """
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen()
-while True:
-    c, _ = s.accept()
-    c.sendall(b"hi\\n")
-    c.close()
-"""
+from healer.remedy.builtin.restart import RestartAction, RestartSettings, RestartState
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for(pred, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-@dataclass
-class Supervisor:
-    conf: Path
-    port: int
-
-    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SUPERVISORCTL), "-c", str(self.conf), *args], capture_output=True, text=True, timeout=20
-        )
-
-    def pid(self) -> int:
-        out = self.ctl("pid", "tcpserver").stdout.strip()
-        return int(out)
-
-
-@pytest.fixture(scope="module")
-def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
-    if not SUPERVISORD.exists():
-        pytest.skip(f"supervisord not installed next to {sys.executable}")
-    d = tmp_path_factory.mktemp("sv")
-    port = free_port()
-    (d / "server.py").write_text(SERVER)
-    conf = d / "supervisord.conf"
-    conf.write_text(f"""
-[unix_http_server]
-file={d}/supervisor.sock
-
-[supervisord]
-logfile={d}/supervisord.log
-pidfile={d}/supervisord.pid
-childlogdir={d}
-nodaemon=false
-
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-
-[supervisorctl]
-serverurl=unix://{d}/supervisor.sock
-
-[program:tcpserver]
-command={sys.executable} {d}/server.py {port}
-autorestart=false
-startsecs=0
-stopwaitsecs=2
-""")
-    subprocess.run([str(SUPERVISORD), "-c", str(conf)], check=True, timeout=20)
-    sv = Supervisor(conf, port)
-    try:
-        assert wait_for(lambda: port_open(port)), (d / "supervisord.log").read_text()
-        yield sv
-    finally:
-        pidfile = d / "supervisord.pid"
-        if pidfile.exists():
-            pid = int(pidfile.read_text().strip())
-            os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10)
-
-
-def sv_settings(sv: Supervisor, timeout: float = 10):
-    return RestartAction.parse_settings(
-        {
-            "manager": "supervisor",
-            "supervisor_conf": str(sv.conf),
-            "supervisorctl": str(SUPERVISORCTL),
-            "units": {"tcpserver": {"verify_tcp": f"127.0.0.1:{sv.port}", "timeout": timeout}},
-        },
-        "actions.restart",
-    )
+def sv_settings(sv: Supervisor, timeout: float = 10, **unit: Any) -> RestartSettings:
+    return RestartAction.parse_settings(sv.restart_settings(timeout, **unit), "actions.restart")
 
 
 def test_killed_program_restarted_and_port_answers(supervisor: Supervisor, tmp_path: Path) -> None:
@@ -172,6 +71,77 @@ def test_verify_fails_when_port_never_answers(supervisor: Supervisor, tmp_path: 
     state: RestartState = {"service": "tcpserver", "manager": "supervisor", "unit": "tcpserver", "argv": []}
     result = RestartAction().verify(ctx, state)
     assert not result.ok and "tcp" in result.detail
+
+
+def test_probe_confirms_a_stopped_program(supervisor: Supervisor, tmp_path: Path) -> None:
+    with supervisor.stopped():
+        found = RestartAction().confirm(make_ctx(sv_settings(supervisor), {"service": "tcpserver"}, tmp_path))
+    assert found.status is Confirm.CONFIRMED
+    assert found.detail.startswith("tcpserver is not running (supervisor: tcpserver"), found.detail
+
+
+def test_probe_refutes_a_running_program_whose_port_answers(supervisor: Supervisor, tmp_path: Path) -> None:
+    found = RestartAction().confirm(make_ctx(sv_settings(supervisor), {"service": "tcpserver"}, tmp_path))
+    assert found.status is Confirm.REFUTED
+    assert found.detail == (
+        f"tcpserver is RUNNING and 127.0.0.1:{supervisor.port} accepts connections:"
+        " the client's configuration is at fault"
+    )
+
+
+def test_probe_confirms_a_running_program_whose_port_is_closed(supervisor: Supervisor, tmp_path: Path) -> None:
+    closed = free_port()
+    settings = RestartAction.parse_settings(
+        {
+            "manager": "supervisor",
+            "supervisor_conf": str(supervisor.conf),
+            "supervisorctl": str(SUPERVISORCTL),
+            "units": {"tcpserver": {"verify_tcp": f"127.0.0.1:{closed}"}},
+        },
+        "actions.restart",
+    )
+    found = RestartAction().confirm(make_ctx(settings, {"service": "tcpserver"}, tmp_path))
+    assert found.status is Confirm.CONFIRMED
+    assert found.detail.startswith(f"127.0.0.1:{closed} does not accept connections"), found.detail
+
+
+class KillOnFirstLook(Recorder):
+    """Once verify has seen the program up, kill it and wait until supervisord has started it again."""
+
+    def __init__(self, sv: Supervisor, program: str) -> None:
+        super().__init__()
+        self.sv, self.program, self.pids = sv, program, list[int]()
+
+    def on_audit(self, kind: str, data: Mapping[str, object]) -> None:
+        super().on_audit(kind, data)
+        if kind == AuditKind.RESTART_VERIFY and not self.pids:
+            old = self.sv.pid(self.program)
+            os.kill(old, signal.SIGKILL)
+            assert wait_for(lambda: self.sv.running(self.program) and self.sv.pid(self.program) not in (0, old))
+            self.pids = [old, self.sv.pid(self.program)]
+
+
+def test_stay_up_catches_a_crash_loop_by_its_new_pid(supervisor: Supervisor, tmp_path: Path) -> None:
+    """supervisord restarts an exiting program, so it reads RUNNING at both looks: only the pid tells."""
+    rec = KillOnFirstLook(supervisor, "looping")
+    ctx = make_ctx(sv_settings(supervisor, stay_up=0.2), {"service": "looping"}, tmp_path, recorder=rec)
+    state: RestartState = {"service": "looping", "manager": "supervisor", "unit": "looping", "argv": []}
+    result = RestartAction().verify(ctx, state)
+    old, new = rec.pids
+    assert not result.ok
+    assert result.detail == (
+        f"looping was restarted by supervisor within 0.2s (pid {old} -> {new}):"
+        " it exits and is started again (a crash loop)"
+    )
+    assert supervisor.running("looping")  # supervisord says RUNNING: the status alone would have passed it
+
+
+def test_stay_up_passes_the_same_process(supervisor: Supervisor, tmp_path: Path) -> None:
+    ctx = make_ctx(sv_settings(supervisor, stay_up=0.2), {"service": "looping"}, tmp_path)
+    state: RestartState = {"service": "looping", "manager": "supervisor", "unit": "looping", "argv": []}
+    result = RestartAction().verify(ctx, state)
+    assert result.ok, result.detail
+    assert f"looping running (pid {supervisor.pid('looping')})" in result.detail
 
 
 @pytest.mark.parametrize("service", ["nginx", "tcpserver; reboot", "", "../tcpserver", "TCPSERVER"])
@@ -235,6 +205,47 @@ def test_systemd_failures(tmp_path: Path) -> None:
     result = RestartAction().verify(ctx, state)
     assert not result.ok and "not healthy" in result.detail
     assert 1 <= len(runner.history) <= 2
+
+
+@pytest.mark.parametrize(
+    ("rc", "status", "detail"),
+    [
+        (3, Confirm.CONFIRMED, "nginx.service is not running (systemd: failed)"),
+        (0, Confirm.REFUTED, "nginx.service is active: the client's configuration is at fault"),
+    ],
+)
+def test_systemd_probe(tmp_path: Path, rc: int, status: Confirm, detail: str) -> None:
+    settings = RestartAction.parse_settings({"units": {"web": {"unit": "nginx.service"}}}, "actions.restart")
+    runner = RecordingRunner({"is-active": rc})
+    found = RestartAction().confirm(make_ctx(settings, {"service": "web"}, tmp_path, runner=runner))
+    assert (found.status, found.detail) == (status, detail)
+    assert [r.argv for r in runner.history] == [("systemctl", "is-active", "nginx.service")]
+
+
+def test_command_probe(tmp_path: Path) -> None:
+    marker = tmp_path / "up"
+    raw = {"manager": "command", "units": {"app": {"argv": ["touch", str(marker)]}}}
+    bare = RestartAction.parse_settings(raw, "actions.restart")
+    found = RestartAction().confirm(make_ctx(bare, {"service": "app"}, tmp_path))
+    assert (found.status, found.detail) == (Confirm.UNKNOWN, "app has neither status_argv nor verify_tcp to look at")
+    raw["units"]["app"]["status_argv"] = ["test", "-e", str(marker)]  # type: ignore[index]  # a nested literal
+    settings = RestartAction.parse_settings(raw, "actions.restart")
+    assert RestartAction().confirm(make_ctx(settings, {"service": "app"}, tmp_path)).status is Confirm.CONFIRMED
+    marker.touch()
+    assert RestartAction().confirm(make_ctx(settings, {"service": "app"}, tmp_path)).status is Confirm.REFUTED
+
+
+def test_probe_of_a_unit_not_allowlisted_is_unknown_and_starts_nothing(tmp_path: Path) -> None:
+    settings = RestartAction.parse_settings({"units": {"web": {}}}, "actions.restart")
+    runner = Runner()
+    found = RestartAction().confirm(make_ctx(settings, {"service": "db"}, tmp_path, runner=runner))
+    assert (found.status, found.detail) == (
+        Confirm.UNKNOWN,
+        "cannot probe: service 'db' is not in actions.restart.units; it will not be restarted",
+    )
+    with pytest.raises(HostileValue):
+        RestartAction().confirm(make_ctx(settings, {"service": "db; reboot"}, tmp_path, runner=runner))
+    assert runner.history == []
 
 
 def test_command_manager_runs_configured_argv(tmp_path: Path) -> None:

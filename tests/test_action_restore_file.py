@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support.actions import make_ctx
 
+from healer.core.enums import Confirm
 from healer.core.errors import ActionRefused, ParamError
 from healer.remedy.builtin.restore_file import RestoreFileAction
 
@@ -148,3 +149,35 @@ def test_template_reached_through_a_link_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ActionRefused, match="linked is a symlink"):
         RestoreFileAction().apply(make_ctx(settings(linked), {"file": "env"}, tmp_path / "s"))
     assert not (app / ".env").exists() and not (tmp_path / "real" / ".env").exists()
+
+
+def test_probe_confirms_a_missing_empty_or_broken_file_and_refutes_one_that_parses(app: Path, tmp_path: Path) -> None:
+    env = app / ".env"
+    ctx = make_ctx(settings(app), {"file": "env"}, tmp_path / "s")
+    action = RestoreFileAction()
+
+    def probe() -> tuple[Confirm, str]:
+        found = action.confirm(ctx)
+        return found.status, found.detail
+
+    assert probe() == (Confirm.CONFIRMED, f"{env}: missing")
+    env.write_bytes(b"")
+    assert probe() == (Confirm.CONFIRMED, f"{env}: empty")
+    # Broken is a real fault even without overwrite_broken: the step's own check refuses it, naming the key.
+    env.write_bytes(b"MODEL=x\nthis is not an assignment\n")
+    assert probe() == (Confirm.CONFIRMED, f"{env}: line 2 is not KEY=value")
+    with pytest.raises(ActionRefused, match="overwrite_broken"):
+        action.check(ctx)
+    env.write_bytes(b"MODEL=x\n")
+    assert probe() == (Confirm.REFUTED, f"{env} exists and parses as env: nothing to restore")
+    assert env.read_bytes() == b"MODEL=x\n"
+    other = RestoreFileAction.parse_settings(
+        {"files": {"notes": {"path": str(app / "notes.txt"), "template": str(app / ".env.example")}}},
+        "actions.restore_file",
+    )
+    (app / "notes.txt").write_text("anything\n")
+    found = action.confirm(make_ctx(other, {"file": "notes"}, tmp_path / "s"))
+    assert (found.status, found.detail) == (
+        Confirm.REFUTED,
+        f"{app / 'notes.txt'} exists and is not empty: nothing to restore",
+    )

@@ -59,3 +59,7 @@ def test_a_pasted_line_says_what_the_policy_would_rule(tmp_path: Path) -> None:
     assert would(kill_switch=True)["auto"][1] == "the kill switch is on"
     assert would(dry_run=True)["auto"][1] == "dry run is on: healer only records what it would run"
     assert would(kill_switch=True)["quiet"][1].startswith("notify only")
+    probed = {**AUTO, "id": "probed", "regex": r"PROBED (?P<what>\w+)", "threshold": {"count": 5, "window": 60}}
+    engine = make_engine(tmp_path, [{**probed, "confirm": True}], ACTIONS)
+    [hit] = make_healer(engine).explain_line("PROBED x", "telegram:1").hits
+    assert (hit.would.value, hit.why) == ("run", "runs at the first match once a probe confirms the fault")

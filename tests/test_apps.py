@@ -14,7 +14,7 @@ from healer.cli import main
 from healer.core.clock import FakeClock
 from healer.core.enums import Outcome, SourceName
 from healer.core.errors import ConfigError
-from healer.core.jobs import FixJob
+from healer.core.jobs import FixJob, ProbeJob
 from healer.core.proc import Runner
 from healer.engine.engine import Engine
 from healer.remedy.builtin.restart import same_place
@@ -63,7 +63,7 @@ def fix(engine: Engine, service: str, *lines: str) -> Outcome:
     res = engine.ingest_buffer(
         "".join(line + "\n" for line in lines).encode(), service, f"{service}.log", source=SourceName.FILE
     )
-    jobs = [j for j in res.jobs if isinstance(j, FixJob)]
+    jobs = [j for j in res.jobs if isinstance(j, FixJob | ProbeJob)]
     assert len(jobs) == 1, res
     attempt = engine.run_job(jobs[0])
     assert attempt is not None
@@ -91,7 +91,7 @@ def test_a_role_the_app_lacks_is_refused_naming_the_key(tmp_path: Path) -> None:
     engine = engine_for(write_config(tmp_path, {"shop": shop(tmp_path)}))
     line = "redis.exceptions.ConnectionError: Error 111 connecting to localhost:6379. Connection refused."
     res = engine.ingest_buffer(f"{line}\n{line}\n".encode(), "shop", "shop.log", source=SourceName.FILE)
-    [job] = [j for j in res.jobs if isinstance(j, FixJob)]
+    [job] = [j for j in res.jobs if isinstance(j, FixJob | ProbeJob)]
     attempt = engine.run_job(job)
     assert attempt is not None and attempt.outcome is Outcome.REFUSED
     assert "add apps.shop.redis" in attempt.detail
@@ -115,7 +115,7 @@ def test_captured_text_shaped_like_a_role_stays_text(tmp_path: Path) -> None:
     dirs = own_pattern(tmp_path, pat("restore-named", regex=r"lost (?P<f>\S+)", remediation=remediation))
     engine = engine_for(write_config(tmp_path, {"shop": shop(tmp_path)}, patterns_dirs=dirs))
     res = engine.ingest_buffer(b"lost @env_file\n", "shop", "shop.log", source=SourceName.FILE)
-    [job] = [j for j in res.jobs if isinstance(j, FixJob)]
+    [job] = [j for j in res.jobs if isinstance(j, FixJob | ProbeJob)]
     attempt = engine.run_job(job)
     assert attempt is not None and attempt.outcome is Outcome.REFUSED
     assert not (tmp_path / "shop" / ".env").exists()
@@ -193,7 +193,7 @@ def test_a_line_naming_another_port_does_not_restart_the_apps_redis(tmp_path: Pa
     app = {"redis": {"unit": "redis-server.service", "address": "127.0.0.1:6390"}}
     engine = engine_for(write_config(tmp_path, {"shop": app}, patterns_dirs=own_pattern(tmp_path, restart)))
     res = engine.ingest_buffer(b"connecting to localhost:6379\n", "shop", "shop.log", source=SourceName.FILE)
-    [job] = [j for j in res.jobs if isinstance(j, FixJob)]
+    [job] = [j for j in res.jobs if isinstance(j, FixJob | ProbeJob)]
     attempt = engine.run_job(job)
     assert attempt is not None and attempt.outcome is Outcome.REFUSED
     assert "the line names localhost:6379, but redis-server.service listens on 127.0.0.1:6390" in attempt.detail

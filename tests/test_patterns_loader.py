@@ -110,3 +110,39 @@ def test_regex_is_linear_on_hostile_line() -> None:
     t = time.perf_counter()
     assert p.search(line) is None
     assert time.perf_counter() - t < 1.0
+
+
+PROBED = {"restart", "pip_install", "git_sync", "disk_cleanup", "restore_file"}
+
+
+def test_bundled_patterns_confirm_wherever_their_fix_has_a_probe() -> None:
+    """A probe replaces counting lines: one failed request to a stopped Redis is enough."""
+    pats = _bundled().patterns
+    probed = {p.id for p in pats if p.steps and p.steps[0].action in PROBED}
+    assert {p.id for p in pats if p.confirm} == probed
+    assert {"redis-connection-refused", "db-postgres-connection-refused", "missing-module", "git-not-fast-forward",
+            "disk-no-space-left", "config-env-file-missing"} <= probed  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ("    confirm: 'yes'\n", "'confirm' must be true or false, got 'yes'"),
+        ("    confirm: 1\n", "'confirm' must be true or false, got 1"),
+        ("    confirm: true\n    confirm_interval: 0\n", "'confirm_interval' must be more than 0"),
+        ("    confirm: true\n    confirm_interval: soon\n", "'confirm_interval'"),
+    ],
+)
+def test_a_bad_confirm_names_the_file_the_pattern_and_the_key(tmp_path: Path, extra: str, words: str) -> None:
+    (tmp_path / "a_bad.yaml").write_text(GOOD.replace("  - id: good\n", "  - id: probed\n") + extra)
+    res = load_pattern_dirs([tmp_path])
+    assert res.patterns == ()
+    [err] = res.errors
+    assert str(err).startswith(f"{tmp_path / 'a_bad.yaml'}:2 [probed]: "), str(err)
+    assert words in str(err), str(err)
+
+
+def test_confirm_needs_a_fix_to_probe(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("patterns:\n  - id: quiet\n    regex: x\n    confirm: true\n")
+    [err] = load_pattern_dirs([tmp_path]).errors
+    assert "[quiet]: 'confirm: true' needs a remediation" in str(err)

@@ -15,6 +15,7 @@ import pytest
 from healer.core.enums import (
     Approval,
     CheckSeverity,
+    Confirm,
     IncidentStatus,
     Outcome,
     Priority,
@@ -35,6 +36,7 @@ from healer.engine.policy import (
     gate,
 )
 from healer.engine.preconditions import after_checks
+from healer.remedy.base import Confirmation
 from healer.remedy.preconditions import CheckVerdict
 from healer.rules.patterns import Pattern, Step
 
@@ -234,10 +236,54 @@ def test_after_checks_table(
     assert after_checks(verdicts, reviews, trigger, approved) == ruling, situation
 
 
+DOWN = Confirmation(Confirm.CONFIRMED, "redis is not running")
+UP = Confirmation(Confirm.REFUTED, "redis is RUNNING: the client's configuration is at fault")
+UNSURE = Confirmation(Confirm.UNKNOWN, "supervisorctl did not answer")
+CONFIRM = {"confirm": True, "threshold_count": 3}
+PROBE = Ruling(Verdict.SKIP, Reason.CONFIRMING, "probing the fault before anything runs", probe=True)
+
+# A confirm: pattern: the probe's held verdict replaces the threshold (automatic matches only).
+CONFIRM_TABLE: list[tuple[str, IncidentSnapshot, dict[str, Any], Trigger, Ruling]] = [
+    ("no verdict yet: probe instead of counting lines", snap(matches_in_window=1), CONFIRM,
+     Trigger.AUTO, PROBE),
+    ("no verdict yet, an ask pattern: probe before asking", snap(), {**CONFIRM, "approval": Approval.ASK},
+     Trigger.AUTO, PROBE),
+    ("refuted: notify only, before anything else is looked at",
+     dataclasses.replace(EVERYTHING_BLOCKS, confirmation=UP), CONFIRM,
+     Trigger.AUTO, Ruling(Verdict.NOTIFY, Reason.REFUTED, UP.detail)),
+    ("a probe under way: the next line waits for it", snap(probing=True), CONFIRM,
+     Trigger.AUTO, Ruling(Verdict.SKIP, Reason.CONFIRMING, "a probe is checking the fault")),
+    ("confirmed: act at the first line, saying why", snap(matches_in_window=1, confirmation=DOWN), CONFIRM,
+     Trigger.AUTO, Ruling(Verdict.ACT, Reason.OK, "confirmed: redis is not running; command(command=ok-a)")),
+    ("confirmed, an ask pattern: ask, saying why", snap(confirmation=DOWN), {**CONFIRM, "approval": Approval.ASK},
+     Trigger.AUTO, Ruling(Verdict.ASK, Reason.APPROVAL, "confirmed: redis is not running")),
+    ("confirmed still cools down", snap(confirmation=DOWN, last_fix_at=NOW - 10), CONFIRM,
+     Trigger.AUTO, Ruling(Verdict.SKIP, Reason.COOLDOWN, "last fix 10s ago")),
+    ("unknown: the threshold counts after all", snap(matches_in_window=1, confirmation=UNSURE), CONFIRM,
+     Trigger.AUTO, Ruling(Verdict.SKIP, Reason.THRESHOLD, "supervisorctl did not answer; 1/3 in 60s")),
+    ("unknown and the threshold met: act", snap(matches_in_window=3, confirmation=UNSURE), CONFIRM,
+     Trigger.AUTO, Ruling(Verdict.ACT, Reason.OK, "unknown: supervisorctl did not answer; command(command=ok-a)")),
+    ("an operator's fix errors is not probed", snap(confirmation=UP), CONFIRM,
+     Trigger.MANUAL, Ruling(Verdict.ACT, Reason.OK, "command(command=ok-a)")),
+    ("without confirm: a held verdict means nothing", snap(matches_in_window=1, confirmation=UP),
+     {"threshold_count": 3}, Trigger.AUTO, Ruling(Verdict.SKIP, Reason.THRESHOLD, "1/3 in 60s")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("situation", "facts", "pat_over", "trigger", "ruling"), CONFIRM_TABLE, ids=[row[0] for row in CONFIRM_TABLE]
+)
+def test_confirm_table(
+    situation: str, facts: IncidentSnapshot, pat_over: dict[str, Any], trigger: Trigger, ruling: Ruling
+) -> None:
+    assert decide(facts, pattern(**pat_over), GUARDS, NOW, trigger) == ruling, situation
+
+
 def test_every_reason_is_reached_by_the_table() -> None:
     after = {row[3].reason for row in AFTER if row[3] is not None}
     checks = {row[4].reason for row in CHECKS if row[4] is not None}
-    assert {row[6] for row in TABLE} | after | checks == set(Reason)
+    confirm = {row[4].reason for row in CONFIRM_TABLE}
+    assert {row[6] for row in TABLE} | after | checks | confirm == set(Reason)
 
 
 def test_an_old_escalation_is_reopened_with_a_fresh_count() -> None:

@@ -300,8 +300,12 @@ class Healer:
         if until is not None:
             return Would.REFUSE, f"the circuit breaker is open for {until - now:.0f}s more"
         where = f" (only for lines from {', '.join(sorted(p.sources))})" if p.sources is not None else ""
+        # A probe replaces counting lines: it looks at the fault first, and only a confirmed one is fixed.
+        probed = " once a probe confirms the fault" if p.confirm else ""
         if p.approval is Approval.ASK:
-            return Would.ASK, "asks for approval first" + where
+            return Would.ASK, "asks for approval first" + probed + where
+        if p.confirm:
+            return Would.RUN, "runs at the first match" + probed + where
         if p.threshold_count > 1:
             return Would.RUN, f"runs after {p.threshold_count} matches in {p.threshold_window:g}s" + where
         return Would.RUN, "runs automatically" + where

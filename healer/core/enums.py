@@ -87,6 +87,16 @@ class Reason(StrEnum):
     PRECONDITION = "precondition"  # a precondition of the fix failed: blocked (critical) or asked (warning)
     PROTECTED_PATHS = "protected_paths"  # a git_sync would change a protected path: a human approves it
     PRIORITY = "priority"  # the incident's triage is at or above triage.ask_at: a human approves the fix
+    CONFIRMING = "confirming"  # a confirm: pattern's probe is checking the fault before anything runs
+    REFUTED = "refuted"  # the probe found no fault to fix (Redis is up): notify only
+
+
+class Confirm(StrEnum):
+    """What a confirmation probe found, before a fix, about the fault a line reports."""
+
+    CONFIRMED = "confirmed"  # the fault is real (the unit is down, the module does not import): act now
+    REFUTED = "refuted"  # it is not (the unit is up): acting would not help, so notify only
+    UNKNOWN = "unknown"  # the probe cannot tell: the pattern's threshold decides, as without a probe
 
 
 class IncidentStatus(StrEnum):
@@ -195,6 +205,7 @@ class AuditKind(StrEnum):
     DISK_CLEANUP_SKIP = "disk_cleanup_skip"
     PIP_UNDO = "pip_undo"
     RESTART_VERIFY = "restart_verify"
+    CONFIRM_PROBE = "confirm_probe"  # a confirm: pattern's probe ran; its verdict and why
     RESTORE_FILE = "restore_file"
     RESTORE_FILE_UNDO = "restore_file_undo"
     RESTORE_FILE_UNDO_CONFLICT = "restore_file_undo_conflict"

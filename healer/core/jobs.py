@@ -31,7 +31,17 @@ class UndoJob:
     reason: str
 
 
-Job = FixJob | UndoJob
+@dataclass(frozen=True, slots=True)
+class ProbeJob:
+    """Probe the fault a ``confirm: true`` pattern reported, then decide again with what the probe found."""
+
+    incident_id: int
+    pattern_id: str
+    groups: Mapping[str, str]
+    service: str
+
+
+Job = FixJob | UndoJob | ProbeJob
 
 
 @dataclass

@@ -22,6 +22,7 @@ class NoticeKind(StrEnum):
     FIX_STARTED = "fix_started"
     FIX_RESULT = "fix_result"
     ESCALATION = "escalation"
+    REFUTED = "refuted"  # a confirm: pattern's probe found no fault: nothing was run, and why
     BREAKER = "breaker"
     HEALTH = "health"
     RESOLVED = "resolved"

@@ -9,9 +9,10 @@ itself an escalation that names the fixes that tripped it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from healer.core.enums import AuditKind, IncidentStatus, Outcome, Reason, Severity, Trigger, Verdict
-from healer.core.jobs import FixJob, IngestResult
+from healer.core.jobs import FixJob, IngestResult, ProbeJob
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import Decision, Incident
 from healer.engine import guardrails
@@ -19,6 +20,7 @@ from healer.engine.evidence import RECURRED
 from healer.engine.policy import FailureFacts, Ruling, Subject, after_failure, decide, describe, gate
 from healer.engine.triage import incident_triage
 from healer.engine.wiring import Wiring
+from healer.remedy.base import Confirmation
 from healer.rules.patterns import Pattern
 from healer.store.db import Tx
 
@@ -27,7 +29,17 @@ class Decider:
     def __init__(self, w: Wiring) -> None:
         self.w = w
 
-    def rule(self, db: Tx, inc: Incident, subject: Subject, pattern: Pattern, now: float, trigger: Trigger) -> Ruling:
+    def rule(
+        self,
+        db: Tx,
+        inc: Incident,
+        subject: Subject,
+        pattern: Pattern,
+        now: float,
+        trigger: Trigger,
+        found: Confirmation | None = None,
+    ) -> Ruling:
+        """``found`` is what a probe just found; without it, the verdict held for the incident counts."""
         guards = guardrails.guardrails(self.w.settings, draining=self.w.draining)
         early = gate(subject, pattern, guards)
         if early is not None:
@@ -38,6 +50,9 @@ class Decider:
         snap = guardrails.snapshot(
             self.w.store, db, inc, subject, pattern, now, trigger, retry_for=retry_for, priority=priority
         )
+        if pattern.confirm and trigger is Trigger.AUTO:
+            held = self.w.holds.look(inc.id, now)
+            snap = replace(snap, confirmation=found or held.confirmation, probing=found is None and held.probing)
         return decide(snap, pattern, guards, now, trigger)
 
     def decide_and_record(
@@ -51,19 +66,23 @@ class Decider:
         trigger: Trigger,
         result: IngestResult,
         n: int = 1,
+        found: Confirmation | None = None,
     ) -> Decision:
-        """``n`` matches of one fingerprint in a batch share this one decision."""
+        """``n`` matches of one fingerprint in a batch share this one decision; ``found``: what a probe just found."""
         store = self.w.store
         # The ruling's detail names the incident's service; the approval asked for the event's (as before).
-        ruling = self.rule(db, inc, Subject(inc.id, inc.service, dict(groups)), pattern, now, trigger)
+        ruling = self.rule(db, inc, Subject(inc.id, inc.service, dict(groups)), pattern, now, trigger, found)
         if ruling.reopen:
             store.reopen_escalated(db, inc.id)
         decision, new = self.record(db, inc, pattern, ruling, now, trigger, collapse=trigger is Trigger.AUTO, repeats=n)
         result.decisions.append(decision)
-        if decision.verdict is Verdict.ACT:
+        if ruling.probe:
+            self.w.holds.begin(inc.id, now)
+            result.jobs.append(ProbeJob(inc.id, pattern.id, dict(groups), service))
+        elif decision.verdict is Verdict.ACT:
             result.jobs.append(FixJob(decision, inc.id, pattern.id, dict(groups), service, trigger))
         elif decision.verdict is Verdict.ASK and new:
-            result.notices.append(self.ask(db, inc, pattern, decision, groups, service))
+            result.notices.append(self.ask(db, inc, pattern, decision, groups, service, ruling.detail))
         elif decision.verdict is Verdict.ESCALATE and new:
             store.set_incident_status(db, inc.id, IncidentStatus.ESCALATED, decision.ts)
             result.notices.append(

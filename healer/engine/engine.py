@@ -7,6 +7,8 @@ A thin facade over one module per job:
 - ``policy.py``: the decision chain, a pure function of a snapshot that
   ``guardrails.py`` reads from the store; ``decisions.py`` records it and
   carries out what it implies (a job, a question, an escalation);
+- ``confirm.py``: a ``confirm: true`` pattern's probe, then the decision
+  again with its verdict (``holds.py`` keeps it a while);
 - ``fixes.py``: runs a chain (``remedy/runner.py``) and settles it: undo,
   verify window, timed revert, crash recovery, all through
   ``remedy/reverter.py``.
@@ -24,10 +26,11 @@ from typing import Any
 from healer.core.batch import Chunk
 from healer.core.clock import Clock, SystemClock
 from healer.core.enums import AuditKind, IncidentStatus, Outcome, SettleStatus, SourceName, Trigger, Verdict
-from healer.core.jobs import FixJob, IngestResult, Job, SettleResult, UndoJob
+from healer.core.jobs import FixJob, IngestResult, Job, ProbeJob, SettleResult, UndoJob
 from healer.core.notices import NoticeSink
 from healer.core.proc import Runner
 from healer.core.records import Event, FixAttempt
+from healer.engine.confirm import Confirmer
 from healer.engine.decisions import Decider
 from healer.engine.fixes import Fixer
 from healer.engine.ingest import Ingestor
@@ -56,6 +59,7 @@ class Engine:
         self._decider = Decider(self._w)
         self._ingest = Ingestor(self._w, self._decider)
         self._fixes = Fixer(self._w, self._decider)
+        self._confirmer = Confirmer(self._w, self._decider, self._fixes)
 
     # -- what callers read and set ---------------------------------------------
     @property
@@ -127,6 +131,8 @@ class Engine:
         if isinstance(job, UndoJob):
             self._fixes.undo_attempt(job.attempt_id, job.reason)
             return None
+        if isinstance(job, ProbeJob):
+            return self._confirmer.run(job)
         return self._fixes.run_fix(job)
 
     def run_fix(self, job: FixJob) -> FixAttempt | None:

@@ -9,13 +9,14 @@ context variables.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
 from healer.core.enums import AuditKind, IncidentStatus, Outcome, Reason
 from healer.core.errors import ActionRefused, HealerError
-from healer.core.jobs import FixJob
+from healer.core.jobs import FixJob, ProbeJob
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import FixAttempt
 from healer.engine.decisions import Decider
@@ -86,35 +87,41 @@ class Fixer:
     def _plan(
         self, job: FixJob, pattern: Pattern, settings: Settings, reverter: Reverter, audit: AuditFn
     ) -> list[tuple[Action, ActionContext]]:
-        values = {**job.groups, "service": job.service, "pattern": pattern.id, "incident": str(job.incident_id)}
-        roles = roles_for(settings.apps, job.service)
         plan: list[tuple[Action, ActionContext]] = []
         for i, step in enumerate(pattern.steps):
-            # Roles first, on the pattern's literal text: a captured group that reads "@redis" stays text.
-            unresolved = ""
-            try:
-                literal = resolve(step.params, roles, job.service)
-            except ActionRefused as exc:
-                literal, unresolved = dict(step.params), str(exc)
-            params = {k: render(v, values) for k, v in literal.items()}
-            action = get_action(step.action)()
-            ctx = ActionContext(
-                incident_id=job.incident_id,
-                attempt_id=0,
-                pattern_id=pattern.id,
-                params=params,
-                settings=settings.actions.get(step.action),
-                runner=self.w.runner,
-                state_dir=settings.state_dir,
-                clock=self.w.clock,
-                groups=dict(job.groups),
-                audit=audit,
-                checkpoint=reverter.checkpoint_for(i, step.action, params),
-                unresolved=unresolved,
-            )
+            action, ctx = self.step_context(job, pattern, settings, i, audit)
+            ctx = replace(ctx, checkpoint=reverter.checkpoint_for(i, step.action, ctx.params))
             reverter.add_step(i, action, ctx)
             plan.append((action, ctx))
         return plan
+
+    def step_context(
+        self, job: FixJob | ProbeJob, pattern: Pattern, settings: Settings, i: int, audit: AuditFn
+    ) -> tuple[Action, ActionContext]:
+        """Step ``i`` of the pattern's chain, its params rendered from the job's captures."""
+        values = {**job.groups, "service": job.service, "pattern": pattern.id, "incident": str(job.incident_id)}
+        step = pattern.steps[i]
+        # Roles first, on the pattern's literal text: a captured group that reads "@redis" stays text.
+        unresolved = ""
+        try:
+            literal = resolve(step.params, roles_for(settings.apps, job.service), job.service)
+        except ActionRefused as exc:
+            literal, unresolved = dict(step.params), str(exc)
+        params = {k: render(v, values) for k, v in literal.items()}
+        ctx = ActionContext(
+            incident_id=job.incident_id,
+            attempt_id=0,
+            pattern_id=pattern.id,
+            params=params,
+            settings=settings.actions.get(step.action),
+            runner=self.w.runner,
+            state_dir=settings.state_dir,
+            clock=self.w.clock,
+            groups=dict(job.groups),
+            audit=audit,
+            unresolved=unresolved,
+        )
+        return get_action(step.action)(), ctx
 
     def _run(
         self,

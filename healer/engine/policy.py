@@ -6,7 +6,9 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
 
  1. notify only (no steps, or ``approval: never``)
  2. kill switch          3. draining            4. dry run
- 5. threshold (automatic matches only)
+ 5. threshold (automatic matches only); for a ``confirm: true`` pattern the
+    probe's held verdict instead: refuted -> notify only, a probe under way
+    -> skip, unknown -> the threshold after all, none or confirmed -> waived
  6. a fix already in progress on the incident
  7. an approval already pending; a fix a precondition blocked (automatic
     matches only: the retry job decides it again once the check clears)
@@ -18,7 +20,8 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
 11. hourly budget       12. circuit breaker
 13. approval asked (unless this decision follows an approval): by the
     pattern, or by the incident's triage (``triage.ask_at``)
-14. act
+14. act; for a ``confirm: true`` pattern with no verdict yet, the act (or
+    the ask) becomes "confirming": the worker probes and decides again
 
 ``gate`` is steps 1-4, which need nothing from the store: the guardrails
 reader calls it first so a notify-only storm costs no queries.
@@ -32,10 +35,10 @@ a row (flapping), the last allowed attempt was used.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from healer.core.enums import Approval, IncidentStatus, Outcome, Priority, Reason, Trigger, Verdict
-from healer.remedy.base import render
+from healer.core.enums import Approval, Confirm, IncidentStatus, Outcome, Priority, Reason, Trigger, Verdict
+from healer.remedy.base import Confirmation, render
 from healer.rules.patterns import Pattern
 
 
@@ -83,6 +86,9 @@ class IncidentSnapshot:
     # Why a precondition blocked the incident's fix, while that still stands ('' when none did).
     blocked: str = ""
     priority: Priority | None = None  # read only when triage.ask_at is set
+    # A confirm: pattern's probe verdict held for the incident, and whether a probe is under way.
+    confirmation: Confirmation | None = None
+    probing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +112,15 @@ class Ruling:
 
     ``reopen`` is set when an escalation is older than ``failure_memory``:
     the caller reopens the incident with a fresh attempt count, which is why
-    max attempts did not apply.
+    max attempts did not apply. ``probe`` asks the caller to run the
+    pattern's confirmation probe and decide again with its verdict.
     """
 
     verdict: Verdict
     reason: Reason
     detail: str = ""
     reopen: bool = False
+    probe: bool = False
 
 
 def describe(pattern: Pattern, subject: Subject) -> str:
@@ -142,12 +150,22 @@ def decide(snap: IncidentSnapshot, pattern: Pattern, guards: Guardrails, now: fl
     early = gate(snap.subject, pattern, guards)
     if early is not None:
         return early
-    if trigger is Trigger.AUTO and pattern.threshold_count > 1 and snap.matches_in_window < pattern.threshold_count:
-        return Ruling(
-            Verdict.SKIP,
-            Reason.THRESHOLD,
-            f"{snap.matches_in_window}/{pattern.threshold_count} in {pattern.threshold_window:g}s",
-        )
+    probed = pattern.confirm and trigger is Trigger.AUTO
+    found = snap.confirmation if probed else None
+    if probed and found is not None and found.status is Confirm.REFUTED:
+        return Ruling(Verdict.NOTIFY, Reason.REFUTED, found.detail)
+    if probed and snap.probing:
+        return Ruling(Verdict.SKIP, Reason.CONFIRMING, "a probe is checking the fault")
+    # A probe replaces counting lines, except when it could not tell.
+    counted = not probed or (found is not None and found.status is Confirm.UNKNOWN)
+    if (
+        counted
+        and trigger is Trigger.AUTO
+        and pattern.threshold_count > 1
+        and snap.matches_in_window < pattern.threshold_count
+    ):
+        count = f"{snap.matches_in_window}/{pattern.threshold_count} in {pattern.threshold_window:g}s"
+        return Ruling(Verdict.SKIP, Reason.THRESHOLD, count if found is None else f"{found.detail}; {count}")
     if snap.active is not None:
         return Ruling(Verdict.SKIP, Reason.IN_PROGRESS, f"attempt #{snap.active.id} is {snap.active.outcome.value}")
     if snap.pending_approval:
@@ -174,9 +192,19 @@ def decide(snap: IncidentSnapshot, pattern: Pattern, guards: Guardrails, now: fl
             f" for {guards.failure_memory:.0f}s",
         )
     ruling = _limits(snap, pattern, guards, now, trigger, attempts)
+    if probed and ruling.verdict in (Verdict.ACT, Verdict.ASK):
+        ruling = _confirming(ruling, found)
     if reopen:
-        return Ruling(ruling.verdict, ruling.reason, ruling.detail, reopen=True)
+        return replace(ruling, reopen=True)
     return ruling
+
+
+def _confirming(ruling: Ruling, found: Confirmation | None) -> Ruling:
+    """Probe before acting or asking; once probed, the act or ask says what the probe found."""
+    if found is None:
+        return Ruling(Verdict.SKIP, Reason.CONFIRMING, "probing the fault before anything runs", probe=True)
+    said = f"{found.status.value}: {found.detail}"
+    return replace(ruling, detail=f"{said}; {ruling.detail}" if ruling.detail else said)
 
 
 def _limits(

@@ -12,6 +12,7 @@ from healer.core.clock import Clock
 from healer.core.lograte import LogBudget
 from healer.core.notices import Notice, NoticeKind, NoticeSink
 from healer.core.proc import Runner
+from healer.engine.holds import Holds
 from healer.rules.matcher import Matcher
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
@@ -40,6 +41,8 @@ class Wiring:
     # Incident news is logged at a bounded rate (a flood of distinct lines is otherwise one log
     # line each); notices about action taken are always logged.
     incident_log: LogBudget = field(default_factory=LogBudget)
+    # What confirmation probes found, per incident: kept across a reload, like the store.
+    holds: Holds = field(default_factory=Holds)
 
     def load(self, settings: Settings, patterns: Sequence[Pattern]) -> None:
         self.matcher = Matcher(patterns)

@@ -20,8 +20,8 @@ from typing import Any, ClassVar, Generic, cast, final, get_args, get_origin
 from typing_extensions import TypeVar  # PEP 696 defaults (stdlib from 3.13)
 
 from healer.core.clock import Clock, SystemClock
-from healer.core.enums import AuditKind
-from healer.core.errors import ActionRefused, ParamError
+from healer.core.enums import AuditKind, Confirm
+from healer.core.errors import ActionRefused, HealerError, HostileValue, ParamError
 from healer.core.proc import ProcResult, Runner
 from healer.remedy.apps import check_role, role_of
 
@@ -104,11 +104,29 @@ class VerifyResult:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Confirmation:
+    """A confirmation probe's verdict on the fault, with one line a human can read."""
+
+    status: Confirm
+    detail: str = ""
+
+
+PROBE_TIMEOUT = 5.0
+"""Seconds one process of a confirmation probe may take: it runs before every confirmed fix, so it must be quick."""
+
+
+def probe_timeout(timeout: float) -> float:
+    """The action's own timeout, capped for a probe."""
+    return min(timeout, PROBE_TIMEOUT)
+
+
 class Action(ABC, Generic[SettingsT, StateT]):
     """One remediation. Subclasses set ``name``, register with ``@register`` and implement the hooks.
 
     The engine calls ``target``, ``check``, ``apply``, ``verify``, ``can_undo``
-    and ``undo``. The first four resolve the action's settings once, here, and
+    and ``undo``, and for a ``confirm: true`` pattern ``confirm`` first. The
+    first four (and ``confirm``) resolve the action's settings once, here, and
     refuse naming the config key when the section is missing, then call the
     subclass's ``_target``/``_check``/``_apply``/``_verify`` with them; so an
     action is only its own logic. ``undo`` and ``can_undo`` take only the saved
@@ -209,6 +227,25 @@ class Action(ABC, Generic[SettingsT, StateT]):
         """
         return ""
 
+    @final
+    def confirm(self, ctx: ActionContext) -> Confirmation:
+        """Is the fault this step would fix really there? Changes nothing; quick (``probe_timeout``).
+
+        A probe that cannot run (no settings, a param not on the allowlist, a
+        process that fails to start) is UNKNOWN: the pattern's threshold then
+        decides, and the step's own ``check`` refuses it as it would anyway.
+        A hostile param is no verdict: ``HostileValue`` is raised, and the
+        engine escalates it as a security refusal before anyone is asked.
+        """
+        try:
+            return self._confirm(ctx, self.configured(ctx))
+        except HostileValue:
+            raise
+        except HealerError as exc:
+            return Confirmation(Confirm.UNKNOWN, f"cannot probe: {exc}")
+        except OSError as exc:
+            return Confirmation(Confirm.UNKNOWN, f"the probe failed: {exc}")
+
     def can_undo(self, ctx: ActionContext, state: StateT) -> bool:
         """Whether ``undo`` really reverses this step; rollback counts only those as undone."""
         return self.reversible
@@ -231,6 +268,10 @@ class Action(ABC, Generic[SettingsT, StateT]):
 
     @abstractmethod
     def _verify(self, ctx: ActionContext, settings: SettingsT, state: StateT) -> VerifyResult: ...
+
+    def _confirm(self, ctx: ActionContext, settings: SettingsT) -> Confirmation:
+        """The probe; an action without one cannot tell."""
+        return Confirmation(Confirm.UNKNOWN, f"{self.name} has no confirmation probe")
 
 
 REGISTRY: dict[str, type[Action[Any, Any]]] = {}

@@ -66,8 +66,11 @@ PATTERN_KEYS = frozenset(
         "supersedes",
         "override",
         "preconditions",
+        "confirm",
+        "confirm_interval",
     }
 )
+DEFAULT_CONFIRM_INTERVAL = 60.0
 
 
 def re2_options() -> Any:
@@ -119,6 +122,10 @@ class Pattern:
     override: bool = False
     # Checked on the host before this pattern's fix runs, after the config's (healer.settings.preconditions).
     preconditions: tuple[CheckBase, ...] = ()
+    # Probe the first step's fault before acting (``Action.confirm``) instead of counting lines;
+    # a refutation (or an "unknown") is held this long before the next line probes again.
+    confirm: bool = False
+    confirm_interval: float = DEFAULT_CONFIRM_INTERVAL
 
     @property
     def fixable(self) -> bool:
@@ -225,6 +232,14 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
     override = raw.get("override", False)
     if not isinstance(override, bool):
         raise ValueError("'override' must be true or false")
+    confirm = raw.get("confirm", False)
+    if not isinstance(confirm, bool):
+        raise ValueError(f"'confirm' must be true or false, got {confirm!r}")
+    if confirm and not steps:
+        raise ValueError("'confirm: true' needs a remediation: the probe is its first step's")
+    confirm_interval = _duration(raw.get("confirm_interval", DEFAULT_CONFIRM_INTERVAL), "confirm_interval")
+    if confirm_interval <= 0:
+        raise ValueError("'confirm_interval' must be more than 0: a refutation is held that long, not probed per line")
     threshold = raw.get("threshold", 1)
     if isinstance(threshold, int) and not isinstance(threshold, bool):
         t_count, t_window = threshold, 60.0
@@ -278,6 +293,8 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         supersedes=frozenset(supersedes),
         override=override,
         preconditions=parse_checks(raw.get("preconditions")),
+        confirm=confirm,
+        confirm_interval=confirm_interval,
     )
 
 

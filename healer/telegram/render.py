@@ -25,6 +25,7 @@ _KIND_ICON = {
     NoticeKind.FIX_STARTED: "🛠",
     NoticeKind.FIX_RESULT: "🩹",
     NoticeKind.ESCALATION: "🚨",
+    NoticeKind.REFUTED: "🔍",
     NoticeKind.BREAKER: "⛔",
     NoticeKind.HEALTH: "🌡",
     NoticeKind.RESOLVED: "✅",

@@ -41,10 +41,10 @@ from typing import Annotated, Any, TypedDict
 import structlog
 from pydantic import AfterValidator, Field, model_validator
 
-from healer.core.enums import AuditKind
+from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionRefused
 from healer.remedy import files, openfiles
-from healer.remedy.base import Action, ActionContext, VerifyResult, register
+from healer.remedy.base import Action, ActionContext, Confirmation, VerifyResult, register
 from healer.remedy.common import screen_name
 from healer.settings.fields import AbsPath, ActionModel, ByteSize, Duration, Flag, Items, Model, Name, Number, required
 from healer.settings.validation import Problem, validate_model
@@ -380,21 +380,36 @@ class DiskCleanupAction(Action[DiskSettings, DiskState]):
         return state
 
     def _verify(self, ctx: ActionContext, settings: DiskSettings, state: DiskState) -> VerifyResult:
-        problems, report = [], []
-        for root in state["roots"]:
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError, ActionRefused):
-                fd = files.open_dir(Path(root))
-                try:
-                    vfs = os.fstatvfs(fd)
-                finally:
-                    os.close(fd)
-                free, size = vfs.f_bavail * vfs.f_frsize, vfs.f_blocks * vfs.f_frsize
-                pct = 100.0 * free / size if size else 0.0
-                report.append(f"{root}: {free} bytes free ({pct:.1f}%)")
-                if settings.min_free_percent is not None and pct < settings.min_free_percent:
-                    problems.append(f"{root} {pct:.1f}% free < {settings.min_free_percent}%")
-                if settings.min_free_bytes is not None and free < settings.min_free_bytes:
-                    problems.append(f"{root} {free} bytes free < {settings.min_free_bytes}")
+        problems, report = _free_space(settings, [Path(r) for r in state["roots"]])
         if problems:
             return VerifyResult(False, "; ".join(problems))
         return VerifyResult(True, "; ".join(report))
+
+    def _confirm(self, ctx: ActionContext, settings: DiskSettings) -> Confirmation:
+        """CONFIRMED when a configured dir's filesystem has less free space than the bound verify wants."""
+        problems, report = _free_space(settings, self._roots(ctx, settings))
+        if problems:
+            return Confirmation(Confirm.CONFIRMED, "; ".join(problems))
+        if not report:
+            return Confirmation(Confirm.UNKNOWN, "none of the configured dirs exists")
+        return Confirmation(Confirm.REFUTED, "; ".join(report) + ": above the free-space bound")
+
+
+def _free_space(settings: DiskSettings, roots: list[Path]) -> tuple[list[str], list[str]]:
+    """(the roots below the free-space bound, what each existing root has free), measured on its descriptor."""
+    problems, report = [], []
+    for root in roots:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, ActionRefused):
+            fd = files.open_dir(root)
+            try:
+                vfs = os.fstatvfs(fd)
+            finally:
+                os.close(fd)
+            free, size = vfs.f_bavail * vfs.f_frsize, vfs.f_blocks * vfs.f_frsize
+            pct = 100.0 * free / size if size else 0.0
+            report.append(f"{root}: {free} bytes free ({pct:.1f}%)")
+            if settings.min_free_percent is not None and pct < settings.min_free_percent:
+                problems.append(f"{root} {pct:.1f}% free < {settings.min_free_percent}%")
+            if settings.min_free_bytes is not None and free < settings.min_free_bytes:
+                problems.append(f"{root} {free} bytes free < {settings.min_free_bytes}")
+    return problems, report

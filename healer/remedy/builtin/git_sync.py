@@ -31,10 +31,10 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict
 import structlog
 from pydantic import AfterValidator, BeforeValidator
 
-from healer.core.enums import AuditKind
+from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionError, ActionRefused
 from healer.core.proc import ProcResult
-from healer.remedy.base import Action, ActionContext, VerifyResult, register
+from healer.remedy.base import Action, ActionContext, Confirmation, VerifyResult, probe_timeout, register
 from healer.remedy.common import screen_name
 from healer.remedy.paths import DEFAULT_PROTECTED, PathSet
 from healer.settings.fields import AbsPath, ActionModel, Items, Model, Name, Timeout, name_entries, required
@@ -329,15 +329,52 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         if marked:
             return VerifyResult(False, f"conflict markers in {', '.join(marked[:5])}")
         # The positive probe's other half: nothing tracked is left modified (local edits went to the stash).
-        dirty = git.out("status", "--porcelain", "--untracked-files=no").splitlines()
-        if dirty:
-            changed = ", ".join(d.split(maxsplit=1)[-1] for d in dirty[:5])  # "XY path", XY may be " M"
+        changed = _changed(git)
+        if changed:
             return VerifyResult(False, f"the tree is not clean: {changed}")
         detail = f"HEAD {head[:12]} matches {state['upstream']}"
         stash = state.get("stash")
         if stash:
             detail += f"; local changes kept in stash {stash[:12]}"
         return VerifyResult(True, detail)
+
+    def _confirm(self, ctx: ActionContext, settings: GitSyncSettings) -> Confirmation:
+        """CONFIRMED when the checkout is conflicted or dirty, or behind its upstream after a fetch; REFUTED when equal.
+
+        A conflicted or dirty tree is a fault to look at whatever the
+        upstream says: the fix's own check then refuses or escalates it as
+        it does without a probe.
+        """
+        spec = self._spec(ctx, settings)
+        git = Git(ctx, str(spec.path), probe_timeout(settings.timeout))
+        if git.git_dir() is None:
+            return Confirmation(Confirm.UNKNOWN, f"{spec.path} is not a git checkout")
+        busy = git.in_progress()
+        if busy is not None:
+            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: a {busy} is in progress")
+        if git.unmerged():
+            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: has unmerged paths")
+        changed = _changed(git)
+        if changed:
+            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: local changes to {changed}")
+        branch = git.branch()
+        if branch is None:
+            return Confirmation(Confirm.UNKNOWN, f"{spec.path}: HEAD is detached")
+        upstream = f"{spec.remote}/{branch}"
+        git.out("fetch", spec.remote)
+        head = git.head()
+        behind = int(git.out("rev-list", "--count", f"HEAD..{upstream}"))
+        ahead = int(git.out("rev-list", "--count", f"{upstream}..HEAD"))
+        if behind:
+            diverged = f" and {ahead} ahead (diverged)" if ahead else ""
+            return Confirmation(
+                Confirm.CONFIRMED, f"{spec.path}: HEAD is {behind} commit(s) behind {upstream}{diverged}"
+            )
+        if ahead:
+            return Confirmation(
+                Confirm.REFUTED, f"{spec.path}: HEAD is {ahead} commit(s) ahead of {upstream}; nothing to pull"
+            )
+        return Confirmation(Confirm.REFUTED, f"{spec.path}: HEAD {head[:12]} equals {upstream} and the tree is clean")
 
     @staticmethod
     def _conflict_markers(git: Git, since: str) -> list[str]:
@@ -374,6 +411,12 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
             {"path": state["path"], "head": state["old_head"], "stash_kept": state.get("stash")},
         )
         log.info("git_sync_undone", path=state["path"], head=state["old_head"][:12], stash=state.get("stash"))
+
+
+def _changed(git: Git) -> str:
+    """The tracked paths left modified, up to five, or "" for a clean tree."""
+    dirty = git.out("status", "--porcelain", "--untracked-files=no").splitlines()
+    return ", ".join(d.split(maxsplit=1)[-1] for d in dirty[:5])  # "XY path", XY may be " M"
 
 
 __all__ = ["GitSyncAction", "GitSyncSettings"]

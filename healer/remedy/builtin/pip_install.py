@@ -25,10 +25,18 @@ from typing import Annotated, Any, TypedDict
 import structlog
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator, model_validator
 
-from healer.core.enums import AuditKind
+from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionError, ActionRefused, HostileValue, ParamError
 from healer.remedy.apps import role_of
-from healer.remedy.base import Action, ActionContext, VerifyResult, placeholders, register
+from healer.remedy.base import (
+    Action,
+    ActionContext,
+    Confirmation,
+    VerifyResult,
+    placeholders,
+    probe_timeout,
+    register,
+)
 from healer.remedy.common import pick, screen_name
 from healer.settings.fields import ActionModel, Flag, Items, Model, Name, Timeout
 from healer.settings.validation import Problem, validate_model
@@ -318,6 +326,27 @@ class PipInstallAction(Action[PipSettings, PipState]):
             return VerifyResult(False, f"refusing to import {module!r}")
         res = ctx.run([state["python"], "-c", IMPORT_CHECK, module], step="import_check", timeout=60)
         return VerifyResult(res.ok, f"import {module}: {'ok' if res.ok else res.summary(200)}")
+
+    def _confirm(self, ctx: ActionContext, settings: PipSettings) -> Confirmation:
+        """CONFIRMED when the module does not import in the target venv (or the package is not installed)."""
+        package, top = self._resolve(ctx, settings)
+        self._check(ctx, settings)
+        settings, python, _ = self._chosen(ctx, settings)
+        timeout = probe_timeout(settings.timeout)
+        if top is None:
+            argv = [python, "-m", "pip", "show", "--disable-pip-version-check", package]
+            present, absent = f"{package} is installed", f"{package} is not installed"
+        else:
+            # The whole dotted name, as the app imports it ("yaml.constructor"); _resolve checked it.
+            module = ctx.params["module"]
+            argv = [python, "-c", IMPORT_CHECK, module]
+            present, absent = f"{module} imports", f"import {module} fails"
+        res = ctx.run(argv, step="confirm", timeout=timeout, env={"PYTHONNOUSERSITE": "1"})
+        if res.timed_out:
+            return Confirmation(Confirm.UNKNOWN, f"{python} did not answer in {timeout:g}s")
+        if res.ok:
+            return Confirmation(Confirm.REFUTED, f"{present} in {python}: the app runs another interpreter")
+        return Confirmation(Confirm.CONFIRMED, f"{absent} in {python}: {res.summary(160)}")
 
     def undo(self, ctx: ActionContext, state: PipState) -> None:
         if state.get("was_installed", True):

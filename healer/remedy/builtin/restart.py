@@ -12,8 +12,14 @@ and ``supervisorctl status NAME`` exits 0 only when the program is RUNNING,
 which is all the verify step needs.
 
 "Up" is not "serving": verify also waits for an optional TCP port and/or
-HTTP URL to answer. A restart cannot be undone, so this action is not
-reversible.
+HTTP URL to answer, and a supervisord program must still be the same
+process (pid) ``stay_up`` seconds later: supervisord restarts a program
+that exits, so a crash loop reads RUNNING at every look. A restart cannot be
+undone, so this action is not reversible.
+
+The confirmation probe asks the same questions once, before a restart: not
+running, or its ``verify_tcp`` port closed, confirms the fault; running with
+the port open refutes it (the client is misconfigured, not the service).
 """
 
 from __future__ import annotations
@@ -25,14 +31,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
 import structlog
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_validator, model_validator
 
-from healer.core.enums import AuditKind
+from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionError, ActionRefused
-from healer.remedy.base import Action, ActionContext, VerifyResult, register
+from healer.remedy.base import Action, ActionContext, Confirmation, VerifyResult, probe_timeout, register
 from healer.remedy.common import screen_name
 from healer.settings.fields import ActionModel, Duration, Items, Model, Name, Text, Timeout, name_entries, required
 from healer.settings.validation import Problem, validate_model
@@ -40,10 +47,13 @@ from healer.settings.validation import Problem, validate_model
 log = structlog.get_logger("healer.remedy.builtin.restart")
 
 UNIT_NAME = re.compile(r"^[A-Za-z0-9@_.:\\-]+$", re.ASCII)
+SUPERVISOR_PID = re.compile(r"\bpid (\d+)")
 POLL_INTERVAL = 0.2
 
 
 Manager = Literal["systemd", "supervisor", "command"]
+# How a confirmation probe says the manager reported the unit up.
+RUNNING_WORD: Mapping[str, str] = {"systemd": "active", "supervisor": "RUNNING", "command": "up (status_argv exits 0)"}
 
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})  # noqa: S104 - names, not a bind
@@ -225,11 +235,19 @@ class RestartAction(Action[RestartSettings, RestartState]):
         log.info("restarted", unit=unit.unit, manager=unit.manager)
         return state
 
-    def _status_ok(self, ctx: ActionContext, settings: RestartSettings, unit: UnitSpec) -> bool:
+    def _status(self, ctx: ActionContext, settings: RestartSettings, unit: UnitSpec, timeout: float) -> Status:
+        """What the manager says; ``running`` is None when there is nothing to ask (command without status_argv)."""
         argv = self._status_argv(settings, unit)
         if argv is None:
-            return True
-        return ctx.run(argv, step="status", timeout=min(unit.timeout, 30.0)).ok
+            return Status(None, None, "no status_argv", timed_out=False)
+        res = ctx.run(argv, step="status", timeout=timeout)
+        # supervisorctl prints "NAME RUNNING pid 123, uptime ..."; a new pid means supervisord restarted it.
+        m = SUPERVISOR_PID.search(res.stdout) if unit.manager == "supervisor" and res.ok else None
+        said = " ".join(res.summary(200).split())  # supervisorctl pads its columns
+        return Status(res.ok, int(m.group(1)) if m else None, said, res.timed_out)
+
+    def _status_ok(self, ctx: ActionContext, settings: RestartSettings, unit: UnitSpec) -> bool:
+        return self._status(ctx, settings, unit, min(unit.timeout, 30.0)).running is not False
 
     def _verify(self, ctx: ActionContext, settings: RestartSettings, state: RestartState) -> VerifyResult:
         """Poll until the manager says running and the port/URL answer, or the unit's timeout passes.
@@ -242,35 +260,47 @@ class RestartAction(Action[RestartSettings, RestartState]):
         rounds = max(1, int(unit.timeout / POLL_INTERVAL))
         last = "not checked"
         for i in range(rounds):
-            ok, last = self._probe(ctx, settings, unit)
+            ok, last, pid = self._probe(ctx, settings, unit)
             if ok:
-                return self._stays_up(ctx, settings, unit, last)
+                return self._stays_up(ctx, settings, unit, last, pid)
             if i + 1 == rounds or ctx.clock.monotonic() >= deadline:
                 break
             time.sleep(POLL_INTERVAL)
         return VerifyResult(False, f"{unit.unit} not healthy after {unit.timeout:g}s: {last}")
 
-    def _stays_up(self, ctx: ActionContext, settings: RestartSettings, unit: UnitSpec, first: str) -> VerifyResult:
-        """The positive probe's second half: healthy again ``stay_up`` seconds after it first was."""
+    def _stays_up(
+        self, ctx: ActionContext, settings: RestartSettings, unit: UnitSpec, first: str, pid: int | None
+    ) -> VerifyResult:
+        """The positive probe's second half: healthy again ``stay_up`` seconds after it first was, as the same process.
+
+        supervisord restarts a program that exits (autorestart), so a crash
+        loop reads RUNNING at both looks; only the pid tells it was another process.
+        """
         if unit.stay_up <= 0:
             return VerifyResult(True, first)
         time.sleep(unit.stay_up)
-        ok, again = self._probe(ctx, settings, unit)
+        ok, again, pid_after = self._probe(ctx, settings, unit)
         if not ok:
             return VerifyResult(False, f"{unit.unit} came up but was down again within {unit.stay_up:g}s: {again}")
+        if pid is not None and pid_after is not None and pid_after != pid:
+            return VerifyResult(
+                False,
+                f"{unit.unit} was restarted by {unit.manager} within {unit.stay_up:g}s (pid {pid} -> {pid_after}):"
+                " it exits and is started again (a crash loop)",
+            )
         return VerifyResult(True, f"{again}; still up after {unit.stay_up:g}s")
 
-    def _probe(self, ctx: ActionContext, settings: RestartSettings, unit: UnitSpec) -> tuple[bool, str]:
-        if not self._status_ok(ctx, settings, unit):
-            return False, f"{unit.manager} does not report {unit.unit} running"
-        parts = [f"{unit.unit} running"]
+    def _probe(self, ctx: ActionContext, settings: RestartSettings, unit: UnitSpec) -> tuple[bool, str, int | None]:
+        """(healthy, what was seen, the pid the manager named)."""
+        status = self._status(ctx, settings, unit, min(unit.timeout, 30.0))
+        if status.running is False:
+            return False, f"{unit.manager} does not report {unit.unit} running", None
+        parts = [f"{unit.unit} running" + (f" (pid {status.pid})" if status.pid is not None else "")]
         if unit.verify_tcp is not None:
             host, port = unit.verify_tcp
-            try:
-                with socket.create_connection((host, port), timeout=min(2.0, unit.timeout)):
-                    pass
-            except OSError as exc:
-                return False, f"tcp {host}:{port}: {exc}"
+            refused = _tcp_refused(host, port, min(2.0, unit.timeout))
+            if refused is not None:
+                return False, f"tcp {host}:{port}: {refused}", status.pid
             parts.append(f"tcp {host}:{port} open")
         if unit.verify_http is not None:
             try:
@@ -279,9 +309,48 @@ class RestartAction(Action[RestartSettings, RestartState]):
             except urllib.error.HTTPError as exc:
                 code = exc.code
             except (OSError, http.client.HTTPException) as exc:
-                return False, f"http {unit.verify_http}: {exc}"
+                return False, f"http {unit.verify_http}: {exc}", status.pid
             if code >= 400:
-                return False, f"http {unit.verify_http}: status {code}"
+                return False, f"http {unit.verify_http}: status {code}", status.pid
             parts.append(f"http {code}")
         ctx.audit(AuditKind.RESTART_VERIFY, {"unit": unit.unit, "result": ", ".join(parts)})
-        return True, ", ".join(parts)
+        return True, ", ".join(parts), status.pid
+
+    def _confirm(self, ctx: ActionContext, settings: RestartSettings) -> Confirmation:
+        """CONFIRMED when the manager says it is not running or its port is closed; REFUTED when it serves."""
+        unit = self._unit(ctx, settings)
+        timeout = probe_timeout(unit.timeout)
+        seen = []
+        status = self._status(ctx, settings, unit, timeout)
+        if status.timed_out:
+            return Confirmation(Confirm.UNKNOWN, f"{unit.manager} did not answer about {unit.unit} in {timeout:g}s")
+        if status.running is False:
+            return Confirmation(Confirm.CONFIRMED, f"{unit.unit} is not running ({unit.manager}: {status.said})")
+        if status.running:
+            seen.append(f"{unit.unit} is {RUNNING_WORD[unit.manager]}")
+        if unit.verify_tcp is not None:
+            host, port = unit.verify_tcp
+            refused = _tcp_refused(host, port, timeout)
+            if refused is not None:
+                return Confirmation(Confirm.CONFIRMED, f"{host}:{port} does not accept connections ({refused})")
+            seen.append(f"{host}:{port} accepts connections")
+        if not seen:
+            return Confirmation(Confirm.UNKNOWN, f"{unit.key} has neither status_argv nor verify_tcp to look at")
+        return Confirmation(Confirm.REFUTED, " and ".join(seen) + ": the client's configuration is at fault")
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    running: bool | None
+    pid: int | None
+    said: str
+    timed_out: bool
+
+
+def _tcp_refused(host: str, port: int, timeout: float) -> str | None:
+    """Why ``host:port`` does not accept a connection, or None when it does."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return str(exc)

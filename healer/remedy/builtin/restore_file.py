@@ -19,10 +19,10 @@ import structlog
 import yaml
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from healer.core.enums import AuditKind
+from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionError, ActionRefused
 from healer.remedy import files
-from healer.remedy.base import Action, ActionContext, VerifyResult, register
+from healer.remedy.base import Action, ActionContext, Confirmation, VerifyResult, register
 from healer.remedy.common import pick
 from healer.settings.fields import AbsPath, ActionModel, Flag, Model, required
 from healer.settings.validation import Problem, validate_model
@@ -211,6 +211,24 @@ class RestoreFileAction(Action[RestoreSettings, RestoreState]):
         if reason and reason != "empty":
             return VerifyResult(False, f"{path} restored but the template itself is broken: {reason}")
         return VerifyResult(True, f"{path} restored from {state['template']}")
+
+    def _confirm(self, ctx: ActionContext, settings: RestoreSettings) -> Confirmation:
+        """CONFIRMED when the file is missing, empty or does not parse; REFUTED when it is there and parses.
+
+        A broken file is a real fault even without ``overwrite_broken``: the
+        step's own check then refuses it and says which key would allow it.
+        """
+        _, spec = self._spec(ctx, settings)
+        current = files.read(spec.path)  # a symlink or a huge file is refused: UNKNOWN, and the check refuses it
+        if current is None:
+            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: missing")
+        reason = broken_reason(current.data, spec.format) if spec.format != "none" else None
+        if not current.data.strip():
+            reason = "empty"
+        if reason is not None:
+            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: {reason}")
+        kind = f"parses as {spec.format}" if spec.format != "none" else "is not empty"
+        return Confirmation(Confirm.REFUTED, f"{spec.path} exists and {kind}: nothing to restore")
 
     def undo(self, ctx: ActionContext, state: RestoreState) -> None:
         done = files.undo(
