@@ -14,3 +14,12 @@ async def eventually(pred: Callable[[], bool], timeout: float, what: Callable[[]
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out; have {what()}")
         await asyncio.sleep(0.05)
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, what: Callable[[], str], interval: float = 0.2) -> None:
+    """``eventually`` for blocking code: poll ``pred`` until true, else fail with ``what()``."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s; have {what()}")
+        time.sleep(interval)
