@@ -109,6 +109,8 @@ class Rig:
         for name, text in UNITS.items():
             box.write(f"/etc/systemd/system/{name}", text)
         box.write(SAY_FILE, "")
+        box.write(f"{TEST_PATTERNS}/test.yaml", PATTERNS, mode=0o644)
+        box.run(["mkdir", "-p", TEST_LOGS])
         box.run(["systemctl", "daemon-reload"])
         box.run(["systemctl", "start", TARGET, OTHER])
         return cls(box, res, example)
