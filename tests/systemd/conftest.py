@@ -38,7 +38,7 @@ def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     try:
         box.boot()
         inner = box.run(["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]).stdout.strip()
-        host = "%d.%d" % sys.version_info[:2]
+        host = f"{sys.version_info[0]}.{sys.version_info[1]}"
         # The wheelhouse holds compiled wheels (re2, pydantic-core) for the host's Python.
         assert inner == host, f"container Python {inner} != host Python {host}: the wheelhouse would not install"
         yield box
