@@ -26,7 +26,7 @@ def test_reload_applies_kill_switch_and_rejects_bad_config(rig: Rig) -> None:
         (reloaded,) = rig.events("config_reloaded", pid)
         assert reloaded["why"] == "SIGHUP" and reloaded["kill_switch"] is True, reloaded
         assert "kill_switch" in reloaded["changed"]
-        assert "kill switch on" in rig.box.show("healer", "StatusText")["StatusText"]
+        assert "kill switch ON" in rig.box.show("healer", "StatusText")["StatusText"]
 
         rig.write_config("kill_switch: false\nengine: [not, a, mapping\n", REAL)
         rig.box.run(["systemctl", "reload", "healer"])

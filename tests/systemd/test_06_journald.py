@@ -37,6 +37,9 @@ def _seqs(rig: Rig) -> list[int]:
 
 def test_journal_lines_matched_and_cursor_survives_restart(rig: Rig) -> None:
     rig.use_test_config()
+    pid = rig.main_pid()
+    # Without a cursor the source starts at the journal's end: wait until it follows.
+    wait_for(lambda: bool(rig.events("journald_started", pid)), 30, lambda: repr(rig.events("journald_started")))
     base = _count(rig)
     _say(rig, range(1, 6))
     wait_for(lambda: _count(rig) == base + 5, 30, lambda: rig.healer("errors", "--since", "1d").stdout)
