@@ -36,6 +36,9 @@ def test_reload_applies_kill_switch_and_rejects_bad_config(rig: Rig) -> None:
         assert rig.main_pid() == pid and rig.state() == ("active", "running")
 
         # The last good config (kill switch on) is still in force: a fixable line is only recorded.
+        # The file goes back to that good config for the CLI; a symlinked change is never seen
+        # without SIGHUP, so the daemon still runs on what it kept.
+        rig.write_config(rig.test_config(kill_switch=True), REAL)
         rig.log_line("2026-11-22 10:00:00 ERROR app: HEALER-DEMO: reload check")
         wait_for(lambda: "skip (kill_switch)" in rig.healer("history").stdout, 30, lambda: rig.healer("history").stdout)
     finally:
