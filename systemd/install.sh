@@ -206,8 +206,17 @@ if [ ! -e "$CONFIG_DIR/config.yaml" ]; then
         if [ -f "$SOURCE/$c" ]; then example="$SOURCE/$c"; break; fi
     done
     if [ -n "$example" ]; then
-        install -m 0640 "$example" "$CONFIG_DIR/config.yaml"
-        say "installed $CONFIG_DIR/config.yaml from $example; edit it before starting"
+        # The example keeps state in ./state, which here would be /etc/healer/state:
+        # read-only under ProtectSystem=strict, so the daemon could not open its
+        # store. The unit's StateDirectory= is /var/lib/healer; point there.
+        tmp_conf="$(mktemp)"
+        sed -E 's#^state_dir:[[:space:]]*\./state([[:space:]].*)?$#state_dir: /var/lib/healer   \# StateDirectory= of healer.service (install.sh)#' \
+            "$example" >"$tmp_conf"
+        grep -qE '^state_dir: /var/lib/healer( |$)' "$tmp_conf" \
+            || die "$example has no 'state_dir: ./state' line to point at /var/lib/healer; set state_dir there"
+        install -m 0640 "$tmp_conf" "$CONFIG_DIR/config.yaml"
+        rm -f "$tmp_conf"
+        say "installed $CONFIG_DIR/config.yaml from $example (state_dir: /var/lib/healer); edit it, then: systemctl restart healer"
     else
         say "warning: no config.example.yaml in $SOURCE; write $CONFIG_DIR/config.yaml yourself"
     fi

@@ -106,7 +106,7 @@ def test_required_settings():
         "Restart": "on-failure",
         "ExecStartPre": "/opt/healer/bin/healer check -c /etc/healer/config.yaml",
         "ExecStart": "/opt/healer/bin/healer run -c /etc/healer/config.yaml",
-        "ExecReload": "/bin/kill -HUP $MAINPID",
+        "ExecReload": "/bin/sh -c 'kill -HUP $MAINPID'",
         "EnvironmentFile": "-/etc/healer/healer.env",
         "StateDirectory": "healer",
         "LogsDirectory": "healer",

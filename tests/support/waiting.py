@@ -24,3 +24,9 @@ def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> 
             return False
         time.sleep(step)
     return True
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, what: Callable[[], str], interval: float = 0.2) -> None:
+    """``eventually`` for blocking code: poll ``pred`` until true, else fail with ``what()``."""
+    if not wait_until(pred, timeout, interval):
+        raise AssertionError(f"timed out after {timeout:g}s; have {what()}")
