@@ -12,6 +12,7 @@ from healer.core.clock import Clock
 from healer.core.lograte import LogBudget
 from healer.core.notices import Notice, NoticeKind, NoticeSink
 from healer.core.proc import Runner
+from healer.rules.assemble import Limits
 from healer.rules.matcher import Matcher
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
@@ -42,7 +43,7 @@ class Wiring:
     incident_log: LogBudget = field(default_factory=LogBudget)
 
     def load(self, settings: Settings, patterns: Sequence[Pattern]) -> None:
-        self.matcher = Matcher(patterns)
+        self.matcher = Matcher(patterns, Limits.of(settings.sources.multiline))
         self.by_id = {p.id: p for p in patterns}
         self.settings = settings
 
