@@ -100,7 +100,7 @@ _GIT_MORE = (
     b"Removing ",
     b"Merge with strategy",
 )
-_STACK_MORE = (b"Caused by: ", b"Suppressed: ", b"}")
+_STACK_MORE = (b"Caused by: ", b"Suppressed: ", b"Emitted 'error' event ", b"}")
 
 # Python's traceback states: frames, the exception line (and its indented message lines),
 # a blank line that may lead to a chain sentence, the sentence, the blank line before the next header.
@@ -138,8 +138,8 @@ def _python(state: int, body: bytes) -> tuple[int, int]:
             return _FRAMES, _KEEP
         return (_EXC, _KEEP) if _EXC_LINE.match(body) else (state, _END)
     if state == _EXC:
-        if _indented(body):
-            return _EXC, _KEEP  # the exception's own message lines (libpq's hint)
+        if _indented(body) or _LIBPQ.match(body):
+            return _EXC, _KEEP  # the exception's own message lines (libpq's hint, its next address)
         return (_BLANK1, _MAYBE) if not body else (state, _END)
     if state == _BLANK1:
         return (_SEP, _KEEP) if body in _CHAIN else (state, _END)
@@ -157,6 +157,8 @@ def _step(kind: _Kind, state: int, body: bytes) -> tuple[int, int]:
         return state, _KEEP
     if kind is _Kind.GIT and body.startswith(_GIT_MORE):
         return state, _KEEP
+    if kind is _Kind.INDENTED and _LIBPQ.match(body):
+        return state, _KEEP  # "localhost" tried as ::1, then as 127.0.0.1
     return state, _END
 
 
@@ -202,6 +204,7 @@ def _may_continue(line: bytes) -> bool:
         or body.startswith(_GIT_MORE)
         or body.startswith(_STACK_MORE)
         or _EXC_LINE.match(body) is not None
+        or _LIBPQ.match(body) is not None
     )
 
 
