@@ -95,8 +95,8 @@ def test_both_chain_sentences_join_the_tracebacks(tmp_path: Path) -> None:
 
     cause = python_stderr(
         "import socket\n"
-        "try:\n    socket.create_connection(('127.0.0.1', %d), timeout=5)\n"
-        "except OSError as exc:\n    raise RuntimeError('cache unreachable') from exc\n" % closed_port()
+        f"try:\n    socket.create_connection(('127.0.0.1', {closed_port()}), timeout=5)\n"
+        "except OSError as exc:\n    raise RuntimeError('cache unreachable') from exc\n"
     )
     assert "The above exception was the direct cause of the following exception:" in cause
     log = write_log(tmp_path, BEFORE, cause, AFTER)
