@@ -192,7 +192,14 @@ def test_the_daemon_opens_one_incident_for_a_traceback_written_in_pieces(tmp_pat
         wait_for(lambda: any(i.pattern_id == "redis-connection-refused" for i in d.store.incidents()), timeout=15)
         errors = d.cli("errors", "--since", "1h")
         incidents = d.store.incidents()
+        explain = d.cli("explain", str(incidents[0].id))
     finally:
         d.stop()
     assert [i.pattern_id for i in incidents] == ["redis-connection-refused"], errors.stdout
     assert "python-traceback" not in errors.stdout and "net-connection-refused" not in errors.stdout
+    # The incident says what matched, not the traceback's header; the other matches are evidence.
+    assert "Error 111 connecting to localhost:6379. Connection refused." in errors.stdout, errors.stdout
+    n = len(tb.rstrip("\n").splitlines())
+    assert f"one event of {n} lines; also matched (evidence, no incident): " in explain.stdout, explain.stdout
+    evidence = explain.stdout.split("no incident): ")[1].splitlines()[0].split(", ")
+    assert {"python-traceback", "net-connection-refused"} <= set(evidence)

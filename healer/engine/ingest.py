@@ -125,7 +125,8 @@ class Ingestor:
                 groups[fp] = (hit.pattern, [ev], hit)
         with store.tx() as db:
             for fp, (pattern, evs, hit) in groups.items():
-                rec = store.record_group(db, pattern.id, fp, pattern.severity, evs, hit.groups)
+                summary = hit.focus if "\n" in hit.line else None
+                rec = store.record_group(db, pattern.id, fp, pattern.severity, evs, hit.groups, summary)
                 fresh = rec.new_incident or rec.reopened
                 self._after_record(db, rec.incident, fresh, pattern, hit, evs, now, result)
             for fp, pattern, ev, hit in singles:
