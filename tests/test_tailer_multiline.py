@@ -57,14 +57,20 @@ def tailer(tmp: Path, sink: Sink, clock: FakeClock, offsets: dict[str, Offset] |
     )
 
 
-def test_a_traceback_split_across_reads_is_handed_out_whole(tmp_path: Path) -> None:
+def half_written(tmp: Path) -> tuple[Path, bytes, int, Sink, FakeClock, FileTailer]:
+    """A log whose last lines are the first half of a chained traceback, read once."""
     tb = traceback_bytes()
     half = tb.index(b"The above exception")
-    log = tmp_path / "app.log"
+    log = tmp / "app.log"
     log.write_bytes(BEFORE + tb[:half])
     sink, clock = Sink(), FakeClock()
-    t = tailer(tmp_path, sink, clock)
+    t = tailer(tmp, sink, clock)
     t.poll()
+    return log, tb, half, sink, clock, t
+
+
+def test_a_traceback_split_across_reads_is_handed_out_whole(tmp_path: Path) -> None:
+    log, tb, half, sink, _, t = half_written(tmp_path)
     assert sink.data() == BEFORE
     assert sink.offsets[str(log)].position == len(BEFORE)  # the start of the unfinished event
     with log.open("ab") as fh:
@@ -75,13 +81,7 @@ def test_a_traceback_split_across_reads_is_handed_out_whole(tmp_path: Path) -> N
 
 
 def test_a_restart_inside_an_event_reads_it_again_whole_and_once(tmp_path: Path) -> None:
-    tb = traceback_bytes()
-    half = tb.index(b"The above exception")
-    log = tmp_path / "app.log"
-    log.write_bytes(BEFORE + tb[:half])
-    sink, clock = Sink(), FakeClock()
-    t = tailer(tmp_path, sink, clock)
-    t.poll()
+    log, tb, half, sink, clock, t = half_written(tmp_path)
     t.stop()  # the daemon stops (or is killed): only the committed offset survives
     with log.open("ab") as fh:
         fh.write(tb[half:] + AFTER)
@@ -109,13 +109,7 @@ def test_an_event_at_the_end_goes_out_after_flush_after_of_quiet(tmp_path: Path)
 
 
 def test_a_rotation_inside_an_event_loses_nothing(tmp_path: Path) -> None:
-    tb = traceback_bytes()
-    half = tb.index(b"The above exception")
-    log = tmp_path / "app.log"
-    log.write_bytes(BEFORE + tb[:half])
-    sink, clock = Sink(), FakeClock()
-    t = tailer(tmp_path, sink, clock)
-    t.poll()
+    log, tb, half, sink, _, t = half_written(tmp_path)
     os.rename(log, tmp_path / "app.log.1")
     log.write_bytes(AFTER)  # the writer has moved on: the old file is drained for the last time
     t.poll()

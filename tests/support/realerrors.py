@@ -61,7 +61,8 @@ def git_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _git(cwd: Path, env: dict[str, str], *args: str, check: bool = True) -> str:
+def git(cwd: Path, env: dict[str, str], *args: str, check: bool = True) -> str:
+    """``git ARGS`` in ``cwd``: its stdout and stderr; with ``check``, it must succeed."""
     res = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     if check:
         assert res.returncode == 0, res.stdout + res.stderr
@@ -72,21 +73,21 @@ def git_merge_conflict(tmp: Path) -> str:
     """``git pull --no-rebase`` of a clone whose commit conflicts with the bare origin's: CONFLICT lines and all."""
     tmp.mkdir(parents=True, exist_ok=True)
     env = git_env(tmp)
-    _git(tmp, env, "init", "-q", "--bare", "-b", "main", "origin.git")
-    _git(tmp, env, "clone", "-q", "origin.git", "a")
+    git(tmp, env, "init", "-q", "--bare", "-b", "main", "origin.git")
+    git(tmp, env, "clone", "-q", "origin.git", "a")
     a, b = tmp / "a", tmp / "b"
     (a / "settings.py").write_text("base\n")
     (a / "urls.py").write_text("base\n")
-    _git(a, env, "add", ".")
-    _git(a, env, "commit", "-qm", "base")
-    _git(a, env, "push", "-q", "origin", "HEAD:main")
-    _git(tmp, env, "clone", "-q", "origin.git", "b")
+    git(a, env, "add", ".")
+    git(a, env, "commit", "-qm", "base")
+    git(a, env, "push", "-q", "origin", "HEAD:main")
+    git(tmp, env, "clone", "-q", "origin.git", "b")
     for name in ("settings.py", "urls.py"):
         (a / name).write_text("from a\n")
         (b / name).write_text("from b\n")
-    _git(a, env, "commit", "-qam", "a")
-    _git(a, env, "push", "-q")
-    _git(b, env, "commit", "-qam", "b")
+    git(a, env, "commit", "-qam", "a")
+    git(a, env, "push", "-q")
+    git(b, env, "commit", "-qam", "b")
     # As a deploy script logs it: stdout and stderr in one stream, in the order git wrote them.
     res = subprocess.run(["git", "pull", "--no-rebase", "--no-edit"], cwd=b, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, timeout=60)  # fmt: skip
