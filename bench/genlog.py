@@ -69,14 +69,16 @@ def load_patterns(directory: Path = PATTERNS_DIR) -> list[Pattern]:
     for path in sorted(directory.glob("*.yaml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for p in doc.get("patterns") or []:
+            # An example spanning lines (an assembled multi-line event) is no single log line.
+            examples = (e if isinstance(e, str) else e["line"] for e in p.get("examples") or ())
             out.append(
                 Pattern(
                     id=p["id"],
                     family=path.stem,
                     regex=p["regex"],
                     ignore=tuple(p.get("ignore") or ()),
-                    examples=tuple(e if isinstance(e, str) else e["line"] for e in p.get("examples") or ()),
-                    counter_examples=tuple(p.get("counter_examples") or ()),
+                    examples=tuple(e for e in examples if "\n" not in e),
+                    counter_examples=tuple(e for e in p.get("counter_examples") or () if "\n" not in e),
                 )
             )
     return out
@@ -92,6 +94,9 @@ _CLASS_ESCAPES = {
     "S": "[^[:space:]]",
     "w": "[[:alnum:]_]",
     "W": "[^[:alnum:]_]",
+    # A newline joins the lines of an assembled multi-line event; grep sees one line at a
+    # time, where such an alternative can never match: "$^" (end, then start) matches nothing.
+    "n": "$^",
 }
 # GNU grep -E understands these escapes with the same meaning as RE2.
 _PASS_ESCAPES = set(".()[]{}*+?|^$\\/-'\"b<>:=,_ ")

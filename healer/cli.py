@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from healer.app.usecases import Healer
     from healer.core.jobs import Job
     from healer.core.records import FixAttempt
-    from healer.rules.matcher import LineHit
+    from healer.rules.assemble import Limits
+    from healer.rules.matcher import TextEvent
     from healer.rules.patterns import Pattern
     from healer.settings.schema import Settings
     from healer.store.db import Store
@@ -190,22 +191,23 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 def cmd_test_pattern(args: argparse.Namespace) -> int:
     """fail2ban-regex for healer: run examples, or count matches over a real log."""
-    from healer.app.lines import line_blocks
+    from healer.app.lines import event_blocks
     from healer.app.ruleset import load_pattern_dirs
     from healer.core.paths import BUNDLED, bundled_patterns_dir
+    from healer.rules.assemble import Limits
     from healer.rules.matcher import Matcher
     from healer.rules.samples import check_examples
     from healer.settings.schema import SourcesSettings
 
     dirs = [bundled_patterns_dir() if p == BUNDLED else Path(p) for p in args.paths]
-    max_line = SourcesSettings().max_line_bytes
+    sources = SourcesSettings()
     config: Settings | None = None
     if not dirs:
         try:
             rules = _rules(args)
             dirs = list(rules.settings.patterns_dirs)
             config = rules.settings
-            max_line = rules.settings.sources.max_line_bytes
+            sources = rules.settings.sources
         except HealerError:
             dirs = [bundled_patterns_dir()]
     res = load_pattern_dirs(dirs, config.actions if config else {}, config)
@@ -223,21 +225,22 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
         f"{len(res.errors)} bad files",
         file=sys.stderr if args.json else sys.stdout,  # --json keeps stdout one verdict per line
     )
+    limits = Limits.of(sources.multiline)
     if args.log and args.json:
-        _verdicts_json(args.log, res.patterns, max_line)
+        _verdicts_json(args.log, res.patterns, sources.max_line_bytes, limits)
     elif args.log:
-        matcher = Matcher(res.patterns)
+        matcher = Matcher(res.patterns, limits)
         counts: Counter[str] = Counter()
         samples: dict[str, list[str]] = {}
         lines = 0
         with _open_log(args.log) as fh:
-            for block in line_blocks(fh, max_line):
+            for block in event_blocks(fh, sources.max_line_bytes, limits):
                 lines += block.lines
                 for hit in matcher.scan(block.data):
                     counts[hit.pattern.id] += 1
                     got = samples.setdefault(hit.pattern.id, [])
                     if len(got) < args.samples:
-                        got.append(hit.line)
+                        got.append(hit.focus)
         print(f"\nLines: {lines}; matched lines per pattern:")
         for p in res.patterns:
             print(f"  {counts[p.id]:>8}  {p.id}")
@@ -250,26 +253,27 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
     return EXIT_FAIL if failures or res.errors or gate else EXIT_OK
 
 
-def _verdicts_json(log: str, patterns: Sequence[Pattern], max_line: int) -> None:
-    """One JSON object per input line: every pattern that matched (family, tier) and the one that won."""
-    from healer.app.lines import line_blocks
+def _verdicts_json(log: str, patterns: Sequence[Pattern], max_line: int, limits: Limits | None) -> None:
+    """One JSON object per input line or assembled event: every pattern that matched (family, tier), the winner."""
+    from healer.app.lines import event_blocks
     from healer.rules.matcher import Matcher, utf8_clean
     from healer.rules.verdict import line_verdict
 
-    matcher = Matcher(patterns)
+    matcher = Matcher(patterns, limits)
     number = 0
     with _open_log(log) as fh:
-        for block in line_blocks(fh, max_line):
+        for block in event_blocks(fh, max_line, limits):
             data = utf8_clean(block.data)
-            by_start: dict[int, list[LineHit]] = {}
-            for hit in matcher.scan(data):
-                by_start.setdefault(hit.start, []).append(hit)
+            by_start: dict[int, TextEvent] = {ev.start: ev for ev in matcher.events(data)}
             start = 0
             while start < len(data):
-                end = data.find(b"\n", start)
+                ev = by_start.get(start)
+                end = data.find(b"\n", start) if ev is None else ev.end
                 end = len(data) if end < 0 else end
-                number += 1
-                sys.stdout.write(json.dumps(line_verdict(number, by_start.get(start, []))) + "\n")
+                first = number + 1
+                number += 1 if ev is None else ev.lines
+                hits = () if ev is None else ev.hits
+                sys.stdout.write(json.dumps(line_verdict(first, hits, number)) + "\n")
                 start = end + 1
 
 

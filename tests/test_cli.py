@@ -183,7 +183,8 @@ def _bundled_examples_log(tmp_path: Path) -> tuple[Path, Path, set[str]]:
 
     res = load_patterns([ROOT / "patterns"], None)
     log = tmp_path / "examples.log"
-    log.write_text("".join(e.line + "\n" for p in res.patterns for e in p.examples))
+    # An ordinary line between examples: adjacent git or traceback lines would be one event, one incident.
+    log.write_text("".join(e.line + "\n2026-12-02 07:00:00 INFO ok\n" for p in res.patterns for e in p.examples))
     conf = write_config(tmp_path / "bundled.yaml", {"state_dir": str(tmp_path / "state"),
                                                      "patterns_dirs": [str(ROOT / "patterns")]})  # fmt: skip
     return log, conf, {p.id for p in res.patterns}
@@ -272,7 +273,7 @@ def test_test_pattern_json_gives_one_verdict_per_input_line(tmp_path: Path) -> N
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [row["line"] for row in rows] == [1, 2, 3]
-    assert rows[0] == {"line": 1, "matches": [], "winner": None}
+    assert rows[0] == {"line": 1, "last_line": 1, "matches": [], "winner": None}
     assert rows[1]["winner"] == "redis-connection-refused"
     assert {"pattern": "redis-connection-refused", "family": "redis_down", "tier": "auto"} in rows[1]["matches"]
     assert rows[2]["matches"] and all(m["family"] == "disk_full" for m in rows[2]["matches"])

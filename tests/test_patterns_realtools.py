@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 import re2
 import yaml
+from support.realerrors import git as _git
+from support.realerrors import git_env as _git_env
 
 REPO = Path(__file__).resolve().parent.parent
 PATTERNS_DIR = REPO / "patterns"
@@ -486,24 +488,6 @@ def test_real_openai_and_anthropic_rate_limit(http_429):
 
 # --------------------------------------------------------------------------
 # git
-
-
-def _git_env(home: Path) -> dict[str, str]:
-    # C locale: git translates its messages and the patterns are English.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and "proxy" not in k.lower()}
-    env.update(
-        HOME=str(home), LC_ALL="C", LANG="C", GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
-    )  # fmt: skip
-    return env
-
-
-def _git(cwd: Path, env: dict, *args: str, check: bool = True) -> str:
-    res = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
-    if check:
-        assert res.returncode == 0, res.stdout + res.stderr
-    return res.stdout + res.stderr
 
 
 @pytest.fixture

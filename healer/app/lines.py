@@ -5,7 +5,9 @@ way. Big blocks keep the per-call cost of the matcher and of each store
 transaction small next to the scanning itself; the cut keeps memory bounded
 by the block size whatever the file holds (one 200 MB line costs one block
 and ``max_line`` bytes, not 2 GB), and gives the same lines the tailer would
-give the daemon (``sources.max_line_bytes``).
+give the daemon (``sources.max_line_bytes``). :func:`event_blocks` also
+keeps a multi-line event that a block boundary would split for the next
+block, as the tailer keeps it for its next read.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from healer.rules.assemble import Limits, open_tail
 
 BLOCK_BYTES = 8 << 20
 
@@ -76,3 +80,21 @@ def line_blocks(fh: BinaryIO, max_line: int, size: int = BLOCK_BYTES) -> Iterato
             pending_cut = 0
     if rest:
         yield Block(rest + b"\n", 1, pending_cut)
+
+
+def event_blocks(fh: BinaryIO, max_line: int, limits: Limits | None, size: int = BLOCK_BYTES) -> Iterator[Block]:
+    """``line_blocks``, but no block ends inside a multi-line event (``limits`` None: no assembly)."""
+    if limits is None:
+        yield from line_blocks(fh, max_line, size)
+        return
+    carry, carry_lines = b"", 0
+    for block in line_blocks(fh, max_line, size):
+        data = carry + block.data if carry else block.data
+        lines = carry_lines + block.lines
+        cut = open_tail(data, limits)
+        carry = data[cut:]
+        carry_lines = carry.count(b"\n") if carry else 0  # only the tail: at most one event's bound
+        if cut:
+            yield Block(data[:cut], lines - carry_lines, block.cut)
+    if carry:
+        yield Block(carry, carry_lines, 0)

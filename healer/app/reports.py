@@ -145,6 +145,9 @@ def explain_text(x: ExplainResult, quote: Quote = terminal) -> str:
         lines.append("Recent events:")
         for ev in story.events[-5:]:
             lines.append(f"  {ago(ev.ts, now)} {ev.source} {quote(ev.origin)}: {quote(short(ev.message, 160))}")
+            if ev.lines > 1 or ev.evidence:
+                also = f"; also matched (evidence, no incident): {quote(', '.join(ev.evidence))}" if ev.evidence else ""
+                lines.append(f"    one event of {ev.lines} lines{also}")
     lines.append("Decisions:")
     for d in story.decisions:
         times = f" ×{d.count}" if d.count > 1 else ""

@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import BinaryIO
 
 from healer.app import health as host
-from healer.app.lines import line_blocks
+from healer.app.lines import event_blocks
 from healer.app.ports import Rules, RunJobs
 from healer.app.results import (
     ErrorSummary,
@@ -51,6 +51,7 @@ from healer.engine.guardrails import guardrails
 from healer.engine.policy import Subject, gate
 from healer.engine.triage import Triage, incident_triage
 from healer.remedy.base import render
+from healer.rules.assemble import Limits
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
 from healer.store import reads
@@ -314,13 +315,14 @@ class Healer:
     def replay(self, fh: BinaryIO, service: str, origin: str, source: SourceName = SourceName.FILE) -> ReplayReport:
         """Feed a log through the engine as the daemon's tailer would: same source, same line cut."""
         engine = self.engine
-        max_line = self.settings.sources.max_line_bytes
-        lines = matches = cut = 0
+        sources = self.settings.sources
+        lines = matches = cut = base = 0
         t0 = time.perf_counter()
-        for block in line_blocks(fh, max_line):
+        for block in event_blocks(fh, sources.max_line_bytes, Limits.of(sources.multiline)):
             lines += block.lines
             cut += block.cut
-            matches += engine.ingest_buffer(block.data, service, origin, source).matched
+            matches += engine.ingest_buffer(block.data, service, origin, source, base).matched
+            base += len(block.data)
         elapsed = time.perf_counter() - t0
         incidents = tuple(
             ReplayIncident(inc, self.store.last_decision(inc.id)) for inc in self.store.incidents(limit=100_000)

@@ -119,9 +119,9 @@ class Engine:
         return self._ingest.chunk(chunk)
 
     def ingest_buffer(
-        self, data: bytes, service: str, origin: str, source: SourceName = SourceName.FILE
+        self, data: bytes, service: str, origin: str, source: SourceName = SourceName.FILE, base: int = 0
     ) -> IngestResult:
-        return self._ingest.buffer(data, service, origin, source)
+        return self._ingest.buffer(data, service, origin, source, base)
 
     def ingest_events(self, events: Iterable[Event], cursor: tuple[str, str] | None = None) -> IngestResult:
         return self._ingest.events(events, cursor)

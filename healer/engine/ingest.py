@@ -35,8 +35,7 @@ class Ingestor:
         """A file chunk: events, decisions and the file offset commit together."""
         now = self.w.clock.now()
         source = SourceName.FILE
-        hits = [h for h in self.w.matcher.scan(chunk.data) if h.pattern.selects(source, chunk.service, {})]
-        events = [(self._line_event(source, chunk.service, h.line, chunk.path, now), h) for h in hits]
+        events = self._text_events(chunk.data, source, chunk.service, chunk.path, now, chunk.start)
         o = chunk.offset
 
         def save_offset(db: Tx) -> None:
@@ -47,17 +46,41 @@ class Ingestor:
             self.w.metrics.lines_read.labels(source=source).inc(chunk.data.count(b"\n"))
         return result
 
-    def buffer(self, data: bytes, service: str, origin: str, source: SourceName) -> IngestResult:
-        """Lines with no offset to keep: ``healer replay`` and tests."""
+    def buffer(self, data: bytes, service: str, origin: str, source: SourceName, base: int = 0) -> IngestResult:
+        """Lines with no offset to keep: ``healer replay`` and tests. ``base``: the offset of ``data`` in its file."""
         now = self.w.clock.now()
-        hits = [h for h in self.w.matcher.scan(data) if h.pattern.selects(source, service, {})]
-        events = [(self._line_event(source, service, h.line, origin, now), h) for h in hits]
-        return self._ingest(events, now, None)
+        return self._ingest(self._text_events(data, source, service, origin, now, base), now, None)
+
+    def _text_events(
+        self, data: bytes, source: SourceName, service: str, origin: str, now: float, base: int
+    ) -> list[tuple[Event, LineHit]]:
+        """One event per line or assembled multi-line event that a pattern for this source matched.
+
+        The winner is the event's one hit (one incident per fault); the other
+        patterns that matched are recorded with the event as ``evidence``, and a
+        multi-line event keeps the file offsets of its first and last line.
+        """
+        out = []
+        for tev in self.w.matcher.events(data):
+            mine = [h for h in tev.hits if h.pattern.selects(source, service, {})]
+            best, evidence = tev.pick(mine)
+            if best is None:
+                continue
+            fields: dict[str, str] = {}
+            if evidence:
+                fields["evidence"] = " ".join(dict.fromkeys(evidence))
+            if tev.lines > 1:
+                first, last = str(base + tev.start), str(base + tev.last)
+                fields.update(first_offset=first, last_offset=last, lines=str(tev.lines))
+            out.append((self._line_event(source, service, best.line, origin, now, fields), best))
+        return out
 
     @staticmethod
-    def _line_event(source: SourceName, service: str, line: str, origin: str, now: float) -> Event:
+    def _line_event(
+        source: SourceName, service: str, line: str, origin: str, now: float, fields: dict[str, str]
+    ) -> Event:
         """A log line read now; when it starts with a timestamp, that is when it happened."""
-        return Event(source=source, service=service, message=line, ts=now, origin=origin, happened=leading_time(line))
+        return Event(source, service, line, now, origin, fields, happened=leading_time(line))
 
     def events(self, events: Iterable[Event], cursor: tuple[str, str] | None) -> IngestResult:
         """Journald entries, webhook alerts, pasted lines: matched one by one, fields and all."""
@@ -102,7 +125,8 @@ class Ingestor:
                 groups[fp] = (hit.pattern, [ev], hit)
         with store.tx() as db:
             for fp, (pattern, evs, hit) in groups.items():
-                rec = store.record_group(db, pattern.id, fp, pattern.severity, evs, hit.groups)
+                summary = hit.focus if "\n" in hit.line else None
+                rec = store.record_group(db, pattern.id, fp, pattern.severity, evs, hit.groups, summary)
                 fresh = rec.new_incident or rec.reopened
                 self._after_record(db, rec.incident, fresh, pattern, hit, evs, now, result)
             for fp, pattern, ev, hit in singles:
@@ -135,7 +159,7 @@ class Ingestor:
     ) -> None:
         ev, n = evs[-1], len(evs)
         if fresh:
-            text = f"{pattern.id}: {hit.line[:300]}"
+            text = f"{pattern.id}: {hit.focus[:300]}"
             result.notices.append(Notice(NoticeKind.INCIDENT, pattern.severity, text, incident=inc, link=ev.link))
         undo = self._verify_window_breach(db, inc, evs, now)
         if undo is not None:

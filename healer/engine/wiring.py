@@ -13,6 +13,7 @@ from healer.core.lograte import LogBudget
 from healer.core.notices import Notice, NoticeKind, NoticeSink
 from healer.core.proc import Runner
 from healer.engine.holds import Holds
+from healer.rules.assemble import Limits
 from healer.rules.matcher import Matcher
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
@@ -45,7 +46,7 @@ class Wiring:
     holds: Holds = field(default_factory=Holds)
 
     def load(self, settings: Settings, patterns: Sequence[Pattern]) -> None:
-        self.matcher = Matcher(patterns)
+        self.matcher = Matcher(patterns, Limits.of(settings.sources.multiline))
         self.by_id = {p.id: p for p in patterns}
         self.settings = settings
 

@@ -7,6 +7,13 @@ Each hit is mapped to its line, and only that line goes through an RE2 ``Set``
 and the matched patterns' own regexes for named groups. The result is exactly
 what per-line matching would give: the buffer scan is only a prefilter, and a
 line is reported only if a pattern matches that line on its own.
+
+The scan also stops on lines that start a multi-line event (a traceback, a
+libpq error, git's output, a stack trace: :mod:`.assemble`); the lines that
+continue it are matched with it as ONE event, whose text keeps them joined
+with "\n". One event yields at most one incident: ``supersedes`` drops the
+generic patterns a specific one names, the winner (:mod:`.rank`) is the
+incident, and every other pattern that matched is evidence only.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from typing import Any
 import re2
 
 from healer.core.errors import PatternSetError
+from healer.rules.assemble import STARTERS, TB_HEADER, Limits, extent
 from healer.rules.patterns import Pattern, re2_options
+from healer.rules.rank import winner
 
 _UNANCHORED: Any = re2._Anchor.UNANCHORED
 
@@ -44,15 +53,54 @@ def utf8_clean(data: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class LineHit:
-    start: int  # byte offset of the line in the buffer as scanned (after utf8_clean)
-    line: str
+    start: int  # byte offset of the line (or event) in the buffer as scanned (after utf8_clean)
+    line: str  # the line, or an assembled event's lines joined with "\n"
     pattern: Pattern
     groups: dict[str, str]
 
+    @property
+    def focus(self) -> str:
+        """The line(s) the pattern matched: the whole text for one line, the matched lines of an event."""
+        text = self.line
+        if "\n" not in text:
+            return text
+        matched = self.groups.get("match", "")
+        i = text.find(matched) if matched else -1
+        if i < 0:
+            return text
+        a = text.rfind("\n", 0, i) + 1
+        b = text.find("\n", i + len(matched))
+        return text[a:] if b < 0 else text[a:b]
+
+
+@dataclass(frozen=True, slots=True)
+class TextEvent:
+    """One line, or one assembled multi-line event, and what matched it.
+
+    Offsets are into the scanned buffer: ``start`` of the first line,
+    ``last`` of the last line, ``end`` at the last line's newline.
+    """
+
+    start: int
+    last: int
+    end: int
+    lines: int
+    hits: tuple[LineHit, ...]  # every pattern that matched, after ``supersedes``
+    superseded: tuple[LineHit, ...] = ()
+
+    def pick(self, hits: Sequence[LineHit] | None = None) -> tuple[LineHit | None, tuple[str, ...]]:
+        """The winner among ``hits`` (default: all) and the ids of every other pattern that matched: evidence."""
+        pool = self.hits if hits is None else hits
+        best = winner(pool)
+        evidence = tuple(h.pattern.id for h in (*self.hits, *self.superseded) if h is not best)
+        return best, evidence
+
 
 class Matcher:
-    def __init__(self, patterns: Sequence[Pattern]) -> None:
+    def __init__(self, patterns: Sequence[Pattern], limits: Limits | None = None) -> None:
+        """``limits`` None: every line is its own event (no assembly)."""
         self.patterns = tuple(patterns)
+        self.limits = limits
         self._scan: Any = None
         self._set: Any = None
         if not self.patterns:
@@ -66,11 +114,13 @@ class Matcher:
         opts.max_mem = 256 << 20
         # (?m) so ^ and $ mean line start/end inside the buffer, as they do per line.
         alternation = "|".join(f"(?:{p.regex})" for p in self.patterns)
+        if limits is not None:
+            alternation += f"|{STARTERS}"
         try:
             self._scan = re2.compile(f"(?m){alternation}".encode(), opts)
             self._set = re2.Set.SearchSet(re2_options())
             for p in self.patterns:
-                self._set.Add(p.regex.encode())
+                self._set.Add(f"(?m){p.regex}".encode())
             self._set.Compile()
         except re2.error as exc:
             # Each pattern compiled alone; together they can exceed RE2's memory bound.
@@ -78,12 +128,18 @@ class Matcher:
 
     def scan(self, data: bytes) -> Iterator[LineHit]:
         """Yield hits for complete lines in ``data`` (lines end in b'\\n'), in order."""
+        for ev in self.events(data):
+            yield from ev.hits
+
+    def events(self, data: bytes) -> Iterator[TextEvent]:
+        """Every event with a hit, and every multi-line event, in order; the end of ``data`` ends an event."""
         scan = self._scan
         if scan is None:
             return
         data = utf8_clean(data)
         pos = 0
         end = len(data)
+        limits = self.limits
         # The raw RE2 object: no generator or Match object per hit.
         match = scan._regexp.Match
         unanchored = _UNANCHORED
@@ -95,33 +151,48 @@ class Matcher:
             le = data.find(b"\n", ms)
             if le < 0:
                 le = end
-            raw = data[ls:le]
-            yield from self._line_hits(ls, raw)
+            nxt = le + 1
+            if limits is None or nxt >= end or (48 <= data[nxt] <= 57 and data.find(TB_HEADER, ls, le) < 0):
+                # The fast path: a line followed by a timestamped one continues nothing (the
+                # one exception, a traceback header whose prefix every line repeats, is looked at).
+                ev = self._event(ls, ls, le, 1, data[ls:le])
+            else:
+                x = extent(data, ls, limits, le)
+                ev = self._event(ls, x.last, x.end, x.lines, data[ls : x.end])
+                le = x.end
+            if ev is not None:
+                yield ev
             pos = le + 1
 
-    def _line_hits(self, start: int, raw: bytes) -> Iterator[LineHit]:
+    def _event(self, start: int, last: int, end: int, lines: int, raw: bytes) -> TextEvent | None:
         idxs = self._set.Match(raw)
         if not idxs:
-            return
-        line = raw.decode("utf-8", "replace")
+            return TextEvent(start, last, end, lines, ()) if lines > 1 else None
+        text = raw.decode("utf-8", "replace")
         hits = []
         for i in sorted(idxs):
             p = self.patterns[i]
-            groups = p.search(line)
+            groups = p.search(text)
             if groups is not None:
-                hits.append(LineHit(start, line, p, groups))
+                hits.append(LineHit(start, text, p, groups))
+        beaten: tuple[LineHit, ...] = ()
         if len(hits) > 1:
             # One fault, one hit: a specific pattern (local Redis refused)
             # replaces the generic ones it names (connection refused).
-            beaten = set().union(*(h.pattern.supersedes for h in hits))
-            hits = [h for h in hits if h.pattern.id not in beaten]
-        yield from hits
+            names = set().union(*(h.pattern.supersedes for h in hits))
+            beaten = tuple(h for h in hits if h.pattern.id in names)
+            hits = [h for h in hits if h.pattern.id not in names]
+        if not hits and lines == 1:
+            return None
+        return TextEvent(start, last, end, lines, tuple(hits), beaten)
 
     def match_line(self, line: str) -> list[LineHit]:
         """One line (no newline), e.g. a webhook message or a line pasted into chat."""
         if self._set is None:
             return []
-        return list(self._line_hits(0, line.encode("utf-8", "surrogatepass")))
+        raw = line.encode("utf-8", "surrogatepass")
+        ev = self._event(0, 0, len(raw), 1, raw)
+        return [] if ev is None else list(ev.hits)
 
     def match_text(self, text: str) -> list[LineHit]:
         """A multi-line message: every line, first hit per pattern wins."""

@@ -131,14 +131,29 @@ class Pattern:
     def fixable(self) -> bool:
         return bool(self.steps) and self.approval is not Approval.NEVER
 
-    def search(self, line: str) -> dict[str, str] | None:
-        """Per-line match with ignores; named groups plus ``match`` (the matched text)."""
-        m = self.compiled.search(line)
-        if m is None:
-            return None
-        for ig in self.ignore:
-            if ig.search(line) is not None:
+    def search(self, text: str) -> dict[str, str] | None:
+        """A match with ignores; named groups plus ``match`` (the matched text).
+
+        In a multi-line event an ignore vetoes only the lines its match spans
+        (a traceback's ``raise TimeoutError`` source line does not hide the
+        ``TimeoutError: timed out`` line below it), and the search goes on
+        with the next line, so one line behaves exactly as it always did.
+        """
+        pos = 0
+        while True:
+            m = self.compiled.search(text, pos)
+            if m is None:
                 return None
+            if not self.ignore:
+                break
+            a = text.rfind("\n", 0, m.start()) + 1
+            b = text.find("\n", m.end())
+            span = text[a:] if b < 0 else text[a:b]
+            if not any(ig.search(span) is not None for ig in self.ignore):
+                break
+            if b < 0:
+                return None
+            pos = b + 1
         groups = {k: v for k, v in m.groupdict().items() if v is not None}
         groups["match"] = m.group(0)
         return groups
@@ -152,8 +167,9 @@ class Pattern:
 
 
 def compile_re2(src: str, what: str) -> Any:
+    # (?m): in an assembled multi-line event ^ and $ mean a line's start and end, as they do on one line.
     try:
-        return re2.compile(src, re2_options())
+        return re2.compile(f"(?m){src}", re2_options())
     except Exception as exc:  # re2 raises its own error type, or ValueError/TypeError
         hint = ""
         if "(?=" in src or "(?!" in src or "(?<" in src.replace("(?P<", ""):

@@ -103,11 +103,22 @@ class JournaldSourceSettings(Model):
         return v or (units[0] if units else "journal")
 
 
+class MultilineSettings(Model):
+    """Assembling a traceback, a libpq error, git's output or a stack trace into one event (file sources)."""
+
+    enabled: Flag = True
+    max_lines: Annotated[int, Field(strict=True, ge=2)] = 200
+    max_bytes: Annotated[ByteSize, Field(ge=256)] = 65536
+    # An event at the end of what was written waits this long for a next line before it is matched as it is.
+    flush_after: Annotated[Duration, Field(gt=0)] = 1.0
+
+
 class SourcesSettings(Model):
     files: Items[FileSource] = ()
     journald: Items[JournaldSourceSettings] = ()
     max_line_bytes: Annotated[ByteSize, Field(ge=256)] = 65536
     max_catchup_age: Duration = 0.0
+    multiline: MultilineSettings = MultilineSettings()
 
 
 class EngineSettings(Model):

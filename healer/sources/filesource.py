@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from healer.core.batch import Chunk
+from healer.rules.assemble import Limits
 from healer.settings.schema import SourcesSettings
 from healer.sources.base import Checkpoints, Sink, SourceContext
 from healer.sources.tail import FileSpec, FileTailer
@@ -31,10 +32,14 @@ class FilesSpec:
     files: tuple[tuple[str, str], ...]
     max_line_bytes: int
     max_catchup_age: float
+    multiline: Limits | None = None
+    flush_after: float = 1.0
 
     @classmethod
     def of(cls, s: SourcesSettings) -> FilesSpec:
-        return cls(tuple((f.path, f.service) for f in s.files), s.max_line_bytes, s.max_catchup_age)
+        files = tuple((f.path, f.service) for f in s.files)
+        ml = s.multiline
+        return cls(files, s.max_line_bytes, s.max_catchup_age, Limits.of(ml), ml.flush_after)
 
 
 class FileSource:
@@ -71,6 +76,8 @@ class FileSource:
             max_catchup_age=s.max_catchup_age,
             clock=self._clock.now,
             monotonic=self._clock.monotonic,
+            multiline=s.multiline,
+            flush_after=s.flush_after,
         )
         self.tailer.start()
         # problems() takes the tailer's lock, which its poll thread holds while it waits for the

@@ -68,12 +68,15 @@ class Incidents(Database):
         severity: Severity,
         events: Sequence[Event],
         groups: Mapping[str, str] | None = None,
+        summary: str | None = None,
     ) -> Recorded:
         """Record events of one fingerprint with a handful of statements.
 
         A chunk from a storm may hold 10,000 lines of one incident; one
         incident update and one ``executemany`` keep that cheap. Events whose
         sender id was seen before (a webhook re-delivery) are dropped here.
+        ``summary`` is the incident's message when not the last event's (the
+        line a multi-line event matched on, not its traceback header).
         """
         fresh = [ev for ev in events if not ev.source_id or not self._seen(db, ev, pattern_id)]
         if not fresh:
@@ -82,7 +85,9 @@ class Incidents(Database):
                 (events[-1].source, events[-1].source_id, pattern_id),
             ).fetchone()
             return Recorded(int(dup["id"]), self.incident_in(db, int(dup["incident_id"])), False, False, True)
-        inc_id, new, reopened = self._upsert_incident(db, pattern_id, fingerprint, severity, fresh, groups or {})
+        inc_id, new, reopened = self._upsert_incident(
+            db, pattern_id, fingerprint, severity, fresh, groups or {}, summary
+        )
         by_source: dict[str, int] = {}
         for ev in fresh:
             by_source[ev.source] = by_source.get(ev.source, 0) + 1
@@ -122,6 +127,7 @@ class Incidents(Database):
         severity: Severity,
         events: Sequence[Event],
         groups: Mapping[str, str],
+        summary: str | None = None,
     ) -> tuple[int, bool, bool]:
         """Create or update the incident; returns (id, new, reopened).
 
@@ -129,6 +135,7 @@ class Incidents(Database):
         attempt count: a fault healer fixes every week is not "failing".
         """
         first, last, n = events[0], events[-1], len(events)
+        message = (last.message if summary is None else summary)[:2000]
         groups_json = to_json(dict(groups))
         cur = db.execute("SELECT id, status FROM incidents WHERE fingerprint = ?", (fingerprint,)).fetchone()
         if cur is None:
@@ -136,7 +143,7 @@ class Incidents(Database):
                 "INSERT INTO incidents (fingerprint, pattern_id, severity, status, service, message, count,"
                 " first_seen, last_seen, link, groups) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (fingerprint, pattern_id, severity.value, IncidentStatus.OPEN.value, last.service,
-                 last.message[:2000], n, first.ts, last.ts, last.link, groups_json),
+                 message, n, first.ts, last.ts, last.link, groups_json),
             ).lastrowid  # fmt: skip
             assert inc_id is not None
             return int(inc_id), True, False
@@ -147,7 +154,7 @@ class Incidents(Database):
             " link = CASE WHEN ? != '' THEN ? ELSE link END,"
             " status = CASE WHEN ? THEN ? ELSE status END, attempts = CASE WHEN ? THEN 0 ELSE attempts END"
             " WHERE id = ?",
-            (n, last.ts, last.message[:2000], groups_json, last.link, last.link, reopened,
+            (n, last.ts, message, groups_json, last.link, last.link, reopened,
              IncidentStatus.OPEN.value, reopened, inc_id),
         )  # fmt: skip
         return inc_id, False, reopened

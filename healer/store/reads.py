@@ -10,6 +10,7 @@ else.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -54,6 +55,14 @@ class EventLine:
     service: str
     origin: str
     message: str
+    lines: int = 1  # more for an assembled multi-line event
+    evidence: tuple[str, ...] = ()  # the other patterns that matched the same event (no incident of their own)
+
+
+def _event_line(t: float, s: str, sv: str, o: str, m: str, fields: str) -> EventLine:
+    extra = json.loads(fields) if fields and fields != "{}" else {}
+    evidence = tuple(str(extra.get("evidence", "")).split())
+    return EventLine(float(t), str(s), str(sv), str(o), str(m), int(extra.get("lines", 1)), evidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +137,8 @@ def incident_story(store: Store, incident_id: int, limit: int = 50) -> IncidentS
         return None
     with store.reading() as db:
         events = db.execute(
-            "SELECT ts, source, service, origin, message FROM events WHERE incident_id = ? ORDER BY id DESC LIMIT ?",
+            "SELECT ts, source, service, origin, message, fields FROM events WHERE incident_id = ? ORDER BY id DESC"
+            " LIMIT ?",
             (incident_id, limit),
         ).fetchall()
         decisions = db.execute(
@@ -138,7 +148,7 @@ def incident_story(store: Store, incident_id: int, limit: int = 50) -> IncidentS
     attempts = store.attempts(incident_id=incident_id, limit=20)
     return IncidentStory(
         incident=inc,
-        events=tuple(EventLine(float(t), str(s), str(sv), str(o), str(m)) for t, s, sv, o, m in reversed(events)),
+        events=tuple(_event_line(*row) for row in reversed(events)),
         decisions=tuple(_decision(tuple(r)) for r in reversed(decisions)),
         attempts=tuple(reversed(attempts)),
     )

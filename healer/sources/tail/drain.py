@@ -4,6 +4,12 @@ Positions only ever cover complete lines the sink accepted: the sink is called
 *first*, and only when it returns does the in-memory position move (each chunk
 carries a ``commit`` closure applied after the sink).  If the sink raises, the
 very same chunk is kept on the follower and offered again on the next poll.
+
+A multi-line event that may still go on (a traceback whose last line was just
+written) is not handed out: its lines stay in ``Reader.held`` and the position
+stays at its first line, so a restart reads it again whole.  It goes out with
+the next read that ends it, or as it is after ``flush_after`` of quiet, or
+when the file is drained for the last time.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Callable
 import structlog
 
 from healer.core.batch import Chunk, Offset
+from healer.rules.assemble import Limits, open_tail
 from healer.sources.tail.lines import head_hash, head_of, read_head, split_lines
 from healer.sources.tail.reader import Follower, Reader, unchanged
 from healer.sources.tail.rotation import ROTATE_LINGER, find_copy
@@ -47,8 +54,12 @@ class Drainer:
         want_rescan: Callable[[], None],
         stopping: Callable[[], bool],
         monotonic: Callable[[], float],
+        limits: Limits | None = None,
+        flush_after: float = 1.0,
     ) -> None:
         self._sink = sink
+        self._limits = limits
+        self._flush_after = flush_after
         self._max_line = max_line
         self._chunk_bytes = chunk_bytes
         self._known_paths = known_paths
@@ -89,6 +100,8 @@ class Drainer:
                 break
         else:
             return True
+        if r2.held and self._monotonic() - r2.held_since >= self._flush_after and not self._flush(f, r2):
+            return False
         if r2.announce:
             # Persist a new position with no lines (rotation to an empty file, catch-up skip).
             empty = self._chunk(f, r2, b"", r2.pos, r2.pos, 0)
@@ -98,6 +111,22 @@ class Drainer:
 
             return self._deliver(f, empty, commit)
         return True
+
+    def flush_due(self, f: Follower) -> float | None:
+        """When the held event of ``f`` goes out as it is (monotonic), None when nothing is held."""
+        r = f.cur
+        return r.held_since + self._flush_after if r is not None and r.held else None
+
+    def _flush(self, f: Follower, r: Reader) -> bool:
+        """Hand out the held event as it is: its writer has been quiet for ``flush_after``."""
+        held = r.held
+        chunk = self._chunk(f, r, held, r.pos, r.pos + len(held), 0)
+
+        def commit() -> None:
+            r.pos += len(held)
+            r.held = b""
+
+        return self._deliver(f, chunk, commit)
 
     def _check_identity(self, f: Follower) -> None:
         """Detect rename/delete rotation and truncation of the file at ``f.path``."""
@@ -176,35 +205,56 @@ class Drainer:
                 r.suspect = True
                 return True
             if not data:
-                if final and r.buf:
-                    out = r.buf + b"\n"
-                    cut = 1 if r.skipping else 0
+                if final and (r.buf or r.held):
+                    out = r.held + (r.buf + b"\n" if r.buf else b"")
+                    cut = 1 if r.skipping and r.buf else 0
                     chunk = self._chunk(f, r, out, r.pos, r.scan, cut)
                     end = r.scan
 
                     def commit_tail(r: Reader = r, end: int = end) -> None:
                         r.pos = end
-                        r.buf = b""
+                        r.buf = r.held = b""
                         r.skipping = r.rotated = r.announce = False
 
                     return self._deliver(f, chunk, commit_tail)
                 return True
-            out, new_pos, cut, new_buf, new_skip = split_lines(r.buf, r.skipping, data, r.scan, r.pos, self._max_line)
+            base = r.pos + len(r.held)
+            out, new_pos, cut, new_buf, new_skip = split_lines(r.buf, r.skipping, data, r.scan, base, self._max_line)
             new_scan = r.scan + len(data)
-            if new_pos == r.pos:
+            if new_pos == base:
                 r.buf, r.skipping, r.scan = new_buf, new_skip, new_scan
                 continue
             if r.head is None:
                 # From the bytes we split, not a second read that could see newer content.
-                r.head = head_of(r.buf if r.skipping else r.buf + data) if r.pos == 0 else None
+                start = r.held + (r.buf if r.skipping else r.buf + data)
+                r.head = head_of(start) if r.pos == 0 else None
                 if r.head is None:
                     r.head = read_head(r.fd)
-            chunk = self._chunk(f, r, out, r.pos, new_pos, cut)
+            full = r.held + out if r.held else out
+            # A cut line is shorter than its span in the file, so the held bytes would no longer
+            # map back to an offset: with one in this read nothing is held (long lines are rare).
+            hold = not final and self._limits is not None and cut == 0
+            give = open_tail(full, self._limits) if hold and self._limits is not None else len(full)
+            now = self._monotonic()
+            if give == 0:
+                # All one event that may still go on: nothing to hand out, nothing to persist yet.
+                r.held, r.held_since = full, now
+                r.buf, r.skipping, r.scan = new_buf, new_skip, new_scan
+                continue
+            end = new_pos - (len(full) - give)
+            chunk = self._chunk(f, r, full[:give], r.pos, end, cut)
 
             def commit(
-                r: Reader = r, p: int = new_pos, b: bytes = new_buf, s: bool = new_skip, sc: int = new_scan
+                r: Reader = r,
+                p: int = end,
+                h: bytes = full[give:],
+                b: bytes = new_buf,
+                s: bool = new_skip,
+                sc: int = new_scan,
+                t: float = now,
             ) -> None:
-                r.pos, r.buf, r.skipping, r.scan = p, b, s, sc
+                r.pos, r.held, r.buf, r.skipping, r.scan = p, h, b, s, sc
+                r.held_since = t
                 r.rotated = r.announce = False
 
             if not self._deliver(f, chunk, commit):

@@ -22,8 +22,10 @@ class Reader:
     """One open file descriptor being consumed.
 
     ``pos`` is the committed position (after the last line the sink accepted);
-    ``scan`` is how far we have read; ``buf`` the unconsumed bytes in between
-    (or, while ``skipping``, the kept prefix of an over-long line).
+    ``held`` the complete lines read from ``pos`` that are kept back because a
+    multi-line event there may still go on (since ``held_since``, monotonic);
+    ``scan`` is how far we have read; ``buf`` the unconsumed bytes after
+    ``held`` (or, while ``skipping``, the kept prefix of an over-long line).
     """
 
     fd: int
@@ -32,6 +34,8 @@ class Reader:
     pos: int = 0
     scan: int = 0
     buf: bytes = b""
+    held: bytes = b""
+    held_since: float = 0.0
     skipping: bool = False
     head: bytes | None = None
     rotated: bool = False
@@ -41,7 +45,7 @@ class Reader:
 
     def reset(self) -> None:
         self.pos = self.scan = 0
-        self.buf = b""
+        self.buf = self.held = b""
         self.skipping = False
         self.head = None
 
@@ -62,6 +66,7 @@ def unchanged(r: Reader) -> bool:
     """Whether the start of the file is still what we read there (append-only so far)."""
     if r.head is not None:
         return os.pread(r.fd, len(r.head), 0) == r.head
-    if r.pos == 0 and r.buf:
-        return os.pread(r.fd, len(r.buf), 0) == r.buf
+    if r.pos == 0 and (r.held or r.buf):
+        first = r.held + r.buf
+        return os.pread(r.fd, len(first), 0) == first
     return True

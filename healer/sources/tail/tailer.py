@@ -39,6 +39,13 @@ Rotation detection (each poll, per followed file: one ``stat`` + one ``fstat``)
       and drained from the stored position before the new file is read from 0
       (:mod:`.rotation`).
 
+Multi-line events
+    With ``multiline`` limits, a traceback (libpq error, git output, stack
+    trace) that may still go on at the end of a read is held back whole
+    (:mod:`.drain`), so the sink always gets whole events and the stored
+    offset points at the start of an unfinished one.  The poll thread is
+    woken ``flush_after`` after such an event last grew, to hand it out as it is.
+
 No text decoding happens here: lines are bytes, the engine decodes only the
 lines a pattern matched.
 """
@@ -57,6 +64,7 @@ from typing import Any
 import structlog
 
 from healer.core.batch import Chunk, Offset
+from healer.rules.assemble import Limits
 from healer.sources.tail.drain import Drainer
 from healer.sources.tail.lines import head_hash, last_line_end, read_head
 from healer.sources.tail.reader import Follower, Reader
@@ -91,8 +99,13 @@ class FileTailer:
         monotonic: Callable[[], float] = time.monotonic,
         on_wakeup: Callable[[], None] | None = None,
         rescan_interval: float = 5.0,
+        multiline: Limits | None = None,
+        flush_after: float = 1.0,
     ) -> None:
-        """``clock`` is wall time (compared with file mtimes); ``monotonic`` times rescans and lingering."""
+        """``clock`` is wall time (compared with file mtimes); ``monotonic`` times rescans, lingering and flushes.
+
+        ``multiline`` None: every line goes out as soon as it is complete (no event is held back).
+        """
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be >= 1")
         if chunk_bytes < 1:
@@ -124,6 +137,8 @@ class FileTailer:
             want_rescan=self._wakeup.want_rescan,
             stopping=lambda: self._wakeup.stopping,
             monotonic=monotonic,
+            limits=multiline,
+            flush_after=flush_after,
         )
         self._observer: Any = None
         self._handler: Handler | None = None
@@ -228,6 +243,8 @@ class FileTailer:
                         self._drainer.service(f)
             self._followed_snapshot = frozenset(self._followers)
             self._lingering = any(f.retired for f in self._followers.values())
+            dues = [d for f in self._followers.values() if (d := self._drainer.flush_due(f)) is not None]
+            self._wakeup.due_in(min(dues) - self._monotonic() if dues else None)
 
     def _event(self, paths: Sequence[str], structural: bool, is_directory: bool) -> None:
         """Observer thread: decide cheaply whether an event concerns us, then wake."""

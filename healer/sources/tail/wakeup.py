@@ -28,6 +28,7 @@ class Wakeup:
         self._wake_event = threading.Event()
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
+        self._due: float | None = None  # seconds until a held event must go out, from the last poll
 
     @property
     def stopping(self) -> bool:
@@ -71,6 +72,17 @@ class Wakeup:
         else:
             self._wake_event.set()
 
+    def due_in(self, seconds: float | None) -> None:
+        """Poll thread: wake again after ``seconds`` (a held multi-line event goes out); None: the usual interval."""
+        with self._flag_lock:
+            # A floor, so a flush whose sink keeps failing retries at a bounded rate, not in a spin.
+            self._due = None if seconds is None else max(0.1, seconds)
+
+    def _timeout(self) -> float:
+        with self._flag_lock:
+            due = self._due
+        return self._rescan_interval if due is None else min(self._rescan_interval, due)
+
     def reset(self) -> None:
         """Before a (re)start: a previous stop() no longer applies."""
         self._stop_event.clear()
@@ -93,7 +105,8 @@ class Wakeup:
     def _run(self, poll: Callable[[], None]) -> None:
         """Own worker (no ``on_wakeup``) or safety-rescan timer (with ``on_wakeup``)."""
         while not self._stop_event.is_set():
-            woke = self._wake_event.wait(timeout=self._rescan_interval)
+            timeout = self._timeout()
+            woke = self._wake_event.wait(timeout=timeout)
             self._wake_event.clear()
             if self._stop_event.is_set():
                 return
@@ -103,7 +116,7 @@ class Wakeup:
                     self._wake_pending = False
                 self.wake(rescan=True)
                 continue
-            if not woke:
+            if not woke and timeout >= self._rescan_interval:
                 with self._flag_lock:
                     self._rescan_wanted = True
             try:
