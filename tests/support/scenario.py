@@ -334,6 +334,16 @@ class Scenario:
     def explain(self, incident: int = 1) -> str:
         return self.out("explain", str(incident))
 
+    def explain_all(self, most: int = 20) -> str:
+        """``healer explain`` of every incident there is, one after the other."""
+        texts = []
+        for n in range(1, most + 1):
+            res = self.cli("explain", str(n))
+            if res.returncode != 0:
+                break
+            texts.append(res.stdout)
+        return "\n".join(texts)
+
     def daemon_log(self) -> str:
         return self.daemon.log_text() if self.daemon is not None else ""
 
