@@ -226,6 +226,7 @@ class Supervisor:
     conf: Path = field(init=False)
 
     def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         self.conf = self.root / "supervisord.conf"
         body = "\n".join(f"[program:{name}]\n{ini.strip()}\n" for name, ini in self.programs.items())
         self.conf.write_text(
@@ -296,6 +297,7 @@ class Scenario:
         self.config = tmp / "healer" / "config.yaml"
         self.config.parent.mkdir(exist_ok=True)
         self.daemon: DaemonProcess | None = None
+        self.supervisors: list[Supervisor] = []
         self.started_at = 0.0
 
     def configure(self, **hints: Any) -> dict[str, Any]:
@@ -311,9 +313,18 @@ class Scenario:
         self.daemon.wait_ready(20)
         return self
 
+    def supervisor(self, programs: Mapping[str, str]) -> Supervisor:
+        """A real supervisord with ``programs`` for this scenario, stopped with it."""
+        sv = Supervisor(self.tmp / "sv", programs)
+        sv.start()
+        self.supervisors.append(sv)
+        return sv
+
     def close(self) -> None:
         if self.daemon is not None:
             self.daemon.stop(timeout=10)
+        for sv in self.supervisors:
+            sv.stop()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "HEALER_TELEGRAM_TOKEN"}
