@@ -104,3 +104,41 @@ def test_a_redis_that_keeps_dying_is_escalated_as_flapping(sc: Scenario, redis_p
     run_requests(sc, 2)
     seconds = sc.until_history("escalate (flapping)")
     record("service flapping (redis)", "escalated", False, seconds, "failed")
+
+
+# A worker pool's burst: every job fails on the stopped Redis and logs redis-py's real traceback.
+STORM = f"""
+import logging
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+client = redis.Redis(host="127.0.0.1", port={PORT}, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+for job in range(300):
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        logging.getLogger("shop.worker").exception("job %d failed", job)
+"""
+
+
+def test_an_error_storm_is_one_incident_and_one_restart(sc: Scenario, redis_port: None) -> None:
+    sv = redis_under_supervisord(sc)
+    sc.configure(supervisor_conf=sv.conf)
+    tune(sc.config, actions=sv.settings())
+    sc.write_app(STORM)
+    sc.start()
+    sc.mark()
+    assert sc.run_app() == 0
+    seconds = sc.until(lambda: port_open(PORT) and sv.state("redis") == "RUNNING", what="redis serving")
+    # The jobs after the restart succeed: how many failed depends on how fast it came.
+    failed = sc.log.read_text().count("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    sc.caught_up(sc.log)
+    sc.until_history("restart: succeeded")
+    errors = sc.out("errors", "--since", "10m")
+    assert f"{failed:>8}  redis-connection-refused  (auto-fix)" in errors, errors
+    incidents = [line for line in errors.splitlines() if "redis-connection-refused:" in line]
+    assert len(incidents) == 1, errors
+    assert "Fix attempts: 1 total, 1 succeeded" in sc.history()
+    record(f"error storm ({failed} failed jobs)", "healed", False, seconds, "succeeded (1 incident, 1 fix)")

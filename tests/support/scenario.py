@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from healer.store.db import Store
 from support.daemon import DaemonProcess, write_yaml
 
 BIN = Path(sys.executable).parent
@@ -354,6 +355,22 @@ class Scenario:
                 break
             texts.append(res.stdout)
         return "\n".join(texts)
+
+    def read_to(self, log: Path) -> int:
+        """How far into ``log`` the daemon has committed its reading (0 before the store exists)."""
+        db = self.config.parent / "state" / "healer.db"
+        if not db.exists():
+            return 0
+        store = Store(db, readonly=True)
+        try:
+            offset = store.saved_offsets().get(str(log))
+        finally:
+            store.close()
+        return 0 if offset is None else offset.position
+
+    def caught_up(self, log: Path, timeout: float = HEAL_WITHIN) -> float:
+        """Seconds until the daemon has read ``log`` to its end (for "nothing happened" to mean something)."""
+        return self.until(lambda: self.read_to(log) == log.stat().st_size, timeout, f"{log} read to the end")
 
     def daemon_log(self) -> str:
         return self.daemon.log_text() if self.daemon is not None else ""
