@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.scenario import Scenario, git, record, refs, tree_digest
+from support.scenario import SETTLED_WITHIN, Scenario, git, record, refs, tree_digest
 
 IGNORED = "logs/\n.env\n"
 
@@ -70,8 +70,8 @@ def test_a_checkout_behind_its_remote_with_a_local_edit_is_synced_and_the_edit_k
     assert git(sc.app_dir, "status", "--porcelain").stdout == ""
     harmed = refs(remote) != remote_refs or refs(sc.app_dir)["refs/heads/feature"] != feature
     assert not harmed
-    assert "git_sync: verifying" in sc.history() or "git_sync: succeeded" in sc.history()
-    record("checkout behind remote", "healed (approved)", harmed, seconds, "verifying (see bug: 30 s sweep)")
+    sc.until_history("git_sync: succeeded", timeout=SETTLED_WITHIN)
+    record("checkout behind remote", "healed (approved)", harmed, seconds, "succeeded")
 
 
 def conflicted(sc: Scenario) -> tuple[Path, Callable[[], bool]]:

