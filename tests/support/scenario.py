@@ -199,7 +199,7 @@ def wait(cond: Callable[[], Any], timeout: float = HEAL_WITHIN, interval: float 
 
 
 # Fast verdicts: a short verify window and grace, so a scenario settles in seconds (issue 12: < 60 s in all).
-FAST_ENGINE = {"verify_window": 1.5, "verify_grace": 0.3, "fix_budget_per_hour": 50}
+FAST_ENGINE = {"verify_window": 1.0, "verify_grace": 0.2, "fix_budget_per_hour": 50}
 # A fix the CLI ran (``healer approve``) is settled by the daemon's sweep, not by a job of its own.
 SETTLED_WITHIN = FAST_ENGINE["verify_window"] + SWEEP_INTERVAL + 1
 
