@@ -32,7 +32,7 @@ import yaml
 from healer.cli import main
 from healer.service.housekeeping import SWEEP_INTERVAL
 from healer.store.db import Store
-from support.daemon import HEALER, DaemonProcess, write_yaml
+from support.daemon import HEALER, DaemonProcess, wait_for, write_yaml
 
 BIN = Path(sys.executable).parent
 SUPERVISORD = BIN / "supervisord"
@@ -189,13 +189,9 @@ class Supervisor:
 # ------------------------------------------------------------------ the daemon over a scenario's config
 
 
-def wait(cond: Callable[[], Any], timeout: float = HEAL_WITHIN, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(interval)
+def wait(cond: Callable[[], Any], timeout: float = HEAL_WITHIN) -> Any:
+    """:func:`support.daemon.wait_for` with the scenarios' deadline and a gentler poll (CLI reads are not free)."""
+    return wait_for(cond, timeout, 0.05)
 
 
 # Fast verdicts: a short verify window and grace, so a scenario settles in seconds (issue 12: < 60 s in all).
