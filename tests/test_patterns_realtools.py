@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 import re2
 import yaml
+from support.httpserver import serving
 from support.realerrors import git as _git
 from support.realerrors import git_env as _git_env
 
@@ -442,14 +442,8 @@ class _TooMany(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def http_429() -> Iterator[str]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TooMany)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_port}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(_TooMany) as url:
+        yield url
 
 
 def test_real_http_429(http_429):
