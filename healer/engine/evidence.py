@@ -53,6 +53,11 @@ def grace_for(settings: Settings, actions: Sequence[str]) -> float:
         grace = max(grace, settings.engine.verify_grace, own)
     if not actions:
         grace = settings.engine.verify_grace
+    ml = settings.sources.multiline
+    if ml.enabled:
+        # An assembled event is read only after its last line and a quiet flush_after: a traceback logged
+        # before the fix can arrive that much later, so it is backlog, not a recurrence.
+        grace = max(grace, 2 * ml.flush_after)
     return min(grace, settings.engine.verify_window / 2)
 
 
