@@ -19,6 +19,8 @@ from support.pip import build_wheelhouse, make_venv
 from support.supervisor import SUPERVISORD, Supervisor, running_supervisor
 from support.tally import TALLIES
 
+from healer.core.logsetup import configure as configure_logging
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", default=False, help="run the long torture modes (100 kills)")
@@ -65,3 +67,10 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]
         pytest.skip(f"supervisord not installed next to {sys.executable}")
     with running_supervisor(tmp_path_factory.mktemp("sv")) as sv:
         yield sv
+
+
+@pytest.fixture(autouse=True)
+def _logging_follows_the_current_stderr() -> Iterator[None]:
+    """A test that runs the CLI in-process configures logging on a stream pytest closes after it; reset it."""
+    yield
+    configure_logging("warning")
