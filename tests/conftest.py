@@ -73,4 +73,4 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]
 def _logging_follows_the_current_stderr() -> Iterator[None]:
     """A test that runs the CLI in-process configures logging on a stream pytest closes after it; reset it."""
     yield
-    configure_logging("warning")
+    configure_logging("debug")  # every level, as structlog's defaults: capture_logs() keeps the filter

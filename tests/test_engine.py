@@ -340,7 +340,10 @@ def test_every_log_line_of_a_fix_names_its_incident_attempt_and_pattern(tmp_path
     cap = LogCapture()
     old = structlog.get_config()
     # capture_logs() would drop merge_contextvars, the processor under test; keep it in front of the capture.
-    structlog.configure(processors=[structlog.contextvars.merge_contextvars, cap])
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, cap],
+        wrapper_class=structlog.make_filtering_bound_logger(0),  # every level, whatever an earlier test set
+    )
     try:
         attempt = run_fix(engine, res)
     finally:

@@ -106,7 +106,13 @@ def test_install_sh_installs_no_rule_for_the_example_config(source, tmp_path):
     (root / RULE).parent.mkdir(parents=True)
     (root / RULE).write_text((src / "systemd/healer-restart.rules").read_text())
     res = run_install(src, wheel, root)
-    assert (root / "etc/healer/config.yaml").read_text() == (src / "config.example.yaml").read_text()
+    # install.sh points the example's ./state at the unit's StateDirectory= (the sandbox makes ./ read-only).
+    installed = (root / "etc/healer/config.yaml").read_text()
+    assert "state_dir: /var/lib/healer" in installed and "state_dir: ./state" not in installed
+    example = (src / "config.example.yaml").read_text()
+    assert installed.replace("state_dir: /var/lib/healer   # StateDirectory= of healer.service (install.sh)", "") == (
+        example.replace("state_dir: ./state      # SQLite store (healer.db) and backups", "")
+    )
     assert not (root / RULE).exists()
     assert "no polkit rule installed" in res.stdout
 
