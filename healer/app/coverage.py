@@ -85,7 +85,7 @@ def coverage(settings: Settings, patterns: Sequence[Pattern]) -> list[Cover]:
 
 def never_acting(covers: Sequence[Cover]) -> list[Cover]:
     """The user's own patterns that cannot act for any app: a config or pattern mistake."""
-    acting = {(c.pattern.id) for c in covers if c.reach is not Reach.NOTIFY}
+    acting = {c.pattern.id for c in covers if c.reach is not Reach.NOTIFY}
     seen: set[str] = set()
     out: list[Cover] = []
     for c in covers:

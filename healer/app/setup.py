@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from healer.core.proc import Runner
+from healer.remedy.builtin.pip_install import canonical
 
 # Import name -> distribution, for the well-known projects whose names differ
 # (a missing module's package cannot be read from the venv: it is missing).
@@ -114,11 +115,11 @@ def requirements(root: Path) -> list[str]:
 
 def _installed_modules(venv: Path, packages: Iterable[str]) -> dict[str, str]:
     """Import name -> package, for installed packages whose top-level module has another name."""
-    wanted = {re.sub(r"[-_.]+", "-", p).lower(): p for p in packages}
+    wanted = {canonical(p): p for p in packages}
     out: dict[str, str] = {}
     for top in venv.glob("lib/python*/site-packages/*.dist-info/top_level.txt"):
         dist = top.parent.name.rsplit("-", 1)[0]
-        pkg = wanted.get(re.sub(r"[-_.]+", "-", dist).lower())
+        pkg = wanted.get(canonical(dist))
         if pkg is None:
             continue
         for mod in top.read_text(errors="replace").split():
@@ -128,8 +129,8 @@ def _installed_modules(venv: Path, packages: Iterable[str]) -> dict[str, str]:
 
 
 def _modules(venv: Path | None, packages: Sequence[str]) -> dict[str, str]:
-    canon = {re.sub(r"[-_.]+", "-", p).lower(): p for p in packages}
-    out = {mod: canon[key] for mod, pkg in KNOWN_MODULES.items() if (key := pkg.lower()) in canon and "." not in mod}
+    canon = {canonical(p): p for p in packages}
+    out = {mod: canon[key] for mod, pkg in KNOWN_MODULES.items() if (key := canonical(pkg)) in canon and "." not in mod}
     if venv is not None:
         out.update(_installed_modules(venv, packages))
     return out

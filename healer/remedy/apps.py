@@ -33,7 +33,7 @@ from healer.core.errors import ActionRefused, ConfigError
 from healer.settings.apps import DEFAULT_PORTS, AppSettings, Dependency, ServiceRef
 
 ROLE_PREFIX = "@"
-# role -> (action, the name it had before app blocks): the fallback when an event has no app.
+# role -> the name bundled patterns used before app blocks: the fallback when an event has no app.
 LEGACY: Mapping[str, str] = {
     "service": "",  # the event's own service name
     "redis": "redis",

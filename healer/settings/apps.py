@@ -28,11 +28,12 @@ APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", re.ASCII)
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
 MODEL_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./:@+-]*$", re.ASCII)
 # Where a client's "connection refused" counts as this host's Redis or PostgreSQL.
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})  # noqa: S104 - names, not a bind
 DEFAULT_PORTS = {"redis": 6379, "postgres": 5432}
 
 
-def _address(raw: Any) -> tuple[str, int]:
+def host_port(raw: Any) -> tuple[str, int]:
+    """``'127.0.0.1:6379'`` or ``'[::1]:6379'`` -> (host, port); the one parser of addresses in settings."""
     m = re.match(r"^\[?([^\[\]]+?)\]?:(\d{1,5})$", raw) if isinstance(raw, str) else None
     if not m or not 0 < int(m.group(2)) < 65536:
         raise ValueError(f"expected 'host:port' like '127.0.0.1:6379', got {raw!r}")
@@ -83,7 +84,7 @@ class ServiceRef(Model):
 class Dependency(ServiceRef):
     """A Redis or PostgreSQL the app uses: what to restart and where it listens."""
 
-    address: Annotated[tuple[str, int] | None, BeforeValidator(lambda v: None if v is None else _address(v))] = None
+    address: Annotated[tuple[str, int] | None, BeforeValidator(lambda v: None if v is None else host_port(v))] = None
 
     @property
     def local(self) -> bool:
@@ -170,4 +171,5 @@ __all__ = [
     "ServiceRef",
     "app_sources",
     "check_app_names",
+    "host_port",
 ]

@@ -41,6 +41,7 @@ from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionError, ActionRefused
 from healer.remedy.base import Action, ActionContext, Confirmation, VerifyResult, probe_timeout, register
 from healer.remedy.common import screen_name
+from healer.settings.apps import LOCAL_HOSTS, host_port
 from healer.settings.fields import ActionModel, Duration, Items, Model, Name, Text, Timeout, name_entries, required
 from healer.settings.validation import Problem, validate_model
 
@@ -56,9 +57,6 @@ Manager = Literal["systemd", "supervisor", "command"]
 RUNNING_WORD: Mapping[str, str] = {"systemd": "active", "supervisor": "RUNNING", "command": "up (status_argv exits 0)"}
 
 
-LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})  # noqa: S104 - names, not a bind
-
-
 def _split(address: str) -> tuple[str, str]:
     host, _, port = address.rpartition(":")
     return host.strip("[]").lower(), port
@@ -67,16 +65,11 @@ def _split(address: str) -> tuple[str, str]:
 def same_place(seen: str, expect: str) -> bool:
     """``127.0.0.1:6379`` and ``localhost:6379`` are one place; another port or a remote host is not."""
     (h1, p1), (h2, p2) = _split(seen), _split(expect)
-    return p1 == p2 and (h1 == h2 or (h1 in LOOPBACK and h2 in LOOPBACK))
+    return p1 == p2 and (h1 == h2 or (h1 in LOCAL_HOSTS and h2 in LOCAL_HOSTS))
 
 
 def _tcp(raw: Any) -> tuple[str, int] | None:
-    if raw is None:
-        return None
-    m = re.match(r"^\[?([^\[\]]+?)\]?:(\d{1,5})$", raw) if isinstance(raw, str) else None
-    if not m or not 0 < int(m.group(2)) < 65536:
-        raise ValueError(f"expected 'host:port' like '127.0.0.1:6379', got {raw!r}")
-    return m.group(1), int(m.group(2))
+    return None if raw is None else host_port(raw)
 
 
 def _unit_name(raw: str) -> str:
