@@ -78,3 +78,11 @@ def test_samework_tiny() -> None:
     assert num(r"(?m)^healer replay storm\s+[\d.]+\s+[\d,]+\s+(\d+)", out) == 300
     assert re.search(r"ratio storm/ordinary \(300 lines each\): [\d.]+ \(target <= 2.0\) (OK|MISSED)", out), out
     assert re.search(r"^\s+40\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M), out
+
+
+@pytest.mark.skipif(_shared() is None, reason="shared/ (bench-patterns.tsv, genlog.py) is not beside the repository")
+@pytest.mark.skipif(not (Path(sys.executable).parent / "py-spy").exists(), reason="py-spy is not installed")
+def test_profile_tiny() -> None:
+    out = run("profile", "--lines", "2000", "--top", "3")
+    assert num(r"== this checkout: (\d+) samples", out) > 0
+    assert re.search(r"(?m)^\s+[\d.]+ %  start-up \(imports, config, patterns\)$", out), out
