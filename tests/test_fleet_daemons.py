@@ -27,7 +27,7 @@ import pytest
 from support.alertmanager import Alertmanager, fast, free_port, needs_alertmanager, terminate
 from support.daemon import wait_for
 from support.fake_telegram_group import GROUP_ID, FakeTelegramGroup
-from support.fleet import FleetHost, token
+from support.fleet import ALERT_PATTERNS, FleetHost, token
 
 from healer.core.enums import AuditKind, Outcome
 
@@ -157,7 +157,8 @@ def test_prometheus_sees_the_fleet_per_host(fleet: dict[str, FleetHost], tmp_pat
         up = {"web-1": "1", "web-2": "1", "127.0.0.1": "1"}
         assert wait_for(lambda: by_host('up{job="healer"}') == up, 30), by_host('up{job="healer"}')
         # healer's own series keep the name from its config (honor_labels), never exported_host.
-        own = {"web-1": "1", "web-2": "1", "web-3": "1"}
+        n = str(len(ALERT_PATTERNS["patterns"]))
+        own = {"web-1": n, "web-2": n, "web-3": n}
         assert wait_for(lambda: by_host('healer_patterns_loaded{job="healer"}') == own, 10)
         assert prom.query('count({job="healer", exported_host!=""})') == []
         # A healer that stops is down under its host's name: what HealerDown pages about.
@@ -186,7 +187,7 @@ def chat_fleet(tmp_path: Path) -> Iterator[tuple[FakeTelegramGroup, dict[str, Fl
     for h in HOSTS:
         group.add_bot(tokens[h], bot_name(h), privacy=False)
     group.start()
-    hosts = {}
+    hosts: dict[str, FleetHost] = {}
     for h in HOSTS:
         telegram = {
             "base_url": group.base_url,
@@ -200,8 +201,8 @@ def chat_fleet(tmp_path: Path) -> Iterator[tuple[FakeTelegramGroup, dict[str, Fl
     try:
         for fh in hosts.values():
             fh.start()
-        for h in HOSTS:
-            group.wait_for(lambda h=h: "getUpdates" in group.bot(bot_name(h)).calls, f"{h}'s bot to poll")
+        polling = lambda: all("getUpdates" in group.bot(bot_name(h)).calls for h in HOSTS)  # noqa: E731
+        group.wait_for(polling, "every host's bot to poll")
         yield group, hosts
     finally:
         for fh in hosts.values():
