@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -27,8 +27,10 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from healer.app import reports
+from healer.app.lifecycle import mark_text
 from healer.app.usecases import Healer
 from healer.core.enums import AuditKind, SettleStatus
+from healer.core.errors import HealerError
 from healer.settings.schema import TelegramSettings
 from healer.telegram.commands import HELP_TEXT, Command, CommandName, parse
 from healer.telegram.render import esc, truncate
@@ -43,6 +45,7 @@ HISTORY_LIMIT = 15
 MAX_REFUSED_REMEMBERED = 10_000
 NO_MATCH = "No pattern matches that text, and it is not a command. Send <b>help</b> for what I understand."
 _CALLBACK_RE = re.compile(r"^(ap|rj):(\d{1,18})$")
+_NOT_THIS_RE = re.compile(r"^nt:(\d{1,18})$")  # "not this" on an incident notice: nt:<incident id>
 
 
 class Handlers:
@@ -171,6 +174,10 @@ class Handlers:
                     await query.answer(text)
 
         try:
+            wrong = _NOT_THIS_RE.match(query.data or "")
+            if wrong is not None:
+                await self._not_this(query.message, int(wrong.group(1)), update, answer)
+                return
             m = _CALLBACK_RE.match(query.data or "")
             if m is None:
                 await answer("Unknown button.")
@@ -191,6 +198,20 @@ class Handlers:
                 await _edit(query.message, reports.settle_text(report, who, esc))
         finally:
             await answer("Done.")
+
+    async def _not_this(
+        self, message: object, incident_id: int, update: Update, answer: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """The "not this" button: the match was wrong (``healer mark INCIDENT wrong``), counted once."""
+        user = update.effective_user
+        try:
+            marked = await self._serially(self.facade.mark_wrong, incident_id, f"telegram:{user.id if user else 0}")
+        except HealerError as exc:
+            await answer(str(exc)[:180])
+            return
+        await answer("Marked: not this." if marked.new else "Already marked.")
+        if marked.new:
+            await _edit(message, mark_text(marked, esc))
 
 
 async def _edit(message: object, note: str) -> None:
