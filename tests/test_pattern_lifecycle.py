@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from support.bot_rig import CHAT, plain, running_bot
+from support.daemon import Daemon, append, base_config, wait_for
 from support.engine import build, feed, pat, reasons, run_fix, run_jobs
 from support.realerrors import closed_port
 
@@ -174,3 +175,142 @@ def test_a_rejected_approval_counts_against_the_pattern(tmp_path: Path, capsys: 
     rc, out = cli(capsys, tmp_path, "patterns")
     assert "  active        1         1         0         0    0      0        1        0  boom" in out, out
     assert "demote boom: 1 of 1 fixes undone or rejected" in out
+
+
+# -- a replay of a real log ---------------------------------------------------------------------------
+APP = """
+import logging, sys
+import redis
+logging.basicConfig(filename=sys.argv[1], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+log = logging.getLogger("shop")
+client = redis.Redis(host="localhost", port=int(sys.argv[2]), socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+for i in range(25):
+    try:
+        client.ping()
+    except Exception:
+        log.exception("cache lookup failed")
+    log.warning("payment gateway slow: %dms", 5000 + i)
+"""
+
+GATEWAY = {
+    "id": "gateway-slow",
+    "family": "timeout",
+    "severity": "medium",
+    "regex": r"payment gateway slow: (?P<ms>[0-9]+)ms",
+    "group_by": [],
+    "remediation": [{"action": "command", "params": {"command": "ok"}}],
+    "examples": ["WARNING shop: payment gateway slow: 5000ms"],
+}
+
+
+def replay_setup(tmp: Path) -> Path:
+    """A log written by a real program (redis-py failing against a closed port, a slow gateway), a new shadow file."""
+    log = tmp / "app.log"
+    subprocess.run([sys.executable, "-c", APP, str(log), str(closed_port())], check=True, timeout=120)
+    own = tmp / "patterns.d"
+    own.mkdir()
+    (own / "gateway.yaml").write_text(yaml.safe_dump({"default_mode": "shadow", "patterns": [GATEWAY]}))
+    config = {
+        "state_dir": str(tmp / "state"),
+        "patterns_dirs": ["bundled", str(own)],
+        "actions": {"command": {"commands": {"ok": ["true"]}}},
+        "telegram": {"token_env": "HEALER_TEST_NONE"},
+    }
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    return log
+
+
+def test_figures_accumulate_from_a_replay_of_a_real_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = replay_setup(tmp_path)
+    assert log.read_text().count("ConnectionError: Error 111 connecting to localhost") == 25
+    rc, out = cli(capsys, tmp_path, "replay", str(log), "--state", str(tmp_path / "replay"))
+    assert rc == 0
+    assert "gateway-slow: skip (shadow) would act: command(command=ok)" in out, out
+    rc, out = cli(capsys, tmp_path, "patterns", "--state", str(tmp_path / "replay"))
+    assert rc == 0
+    rows = {line.split()[-1]: line.split()[:-1] for line in out.splitlines() if line.startswith("  active ")}
+    rows |= {line.split()[-1]: line.split()[:-1] for line in out.splitlines() if line.startswith("  shadow ")}
+    # mode, matches, incidents, would-fix, attempted, held, undone, rejected, not-this
+    assert rows["gateway-slow"] == ["shadow", "25", "1", "1", "0", "0", "0", "0", "0"], out
+    # One incident per fault: redis-py's chained traceback is one event, 25 times (a port that is not
+    # Redis's default only notifies, so a dry run would run nothing for it).
+    assert rows["redis-refused-other"] == ["active", "25", "1", "0", "0", "0", "0", "0", "0"], out
+    assert rows["redis-connection-refused"][:3] == ["active", "0", "0"]
+    assert rows["demo-heal-me"][:3] == ["active", "0", "0"]
+    assert "promote gateway-slow: 25 matches (>= 20), none marked not this" in out, out
+    assert " active, 1 shadow)" in out.splitlines()[0]
+    assert "promote redis-refused-other" not in out  # active already: nothing to promote
+
+
+# -- the daemon: figures from its own traffic, promotion from the shell while it runs ------------------
+def test_the_daemon_keeps_a_shadow_pattern_quiet_until_an_operator_promotes_it(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    cfg = base_config(tmp_path)
+    cfg["actions"]["command"]["commands"]["ok"] = {"argv": ["touch", str(ran)]}
+    shadow = {"default_mode": "shadow", "patterns": [pat(regex="BOOM (?P<what>[a-z]+)", group_by=["what"])]}
+    daemon = Daemon(tmp_path, cfg, shadow).start()
+    try:
+        log = tmp_path / "logs" / "app.log"
+        append(log, "2026-11-22 10:00:00 ERROR worker: BOOM disk", "2026-11-22 10:00:01 ERROR worker: BOOM disk")
+        got = wait_for(lambda: daemon.query("SELECT verdict, reason, detail FROM decisions"), 10)
+        assert [tuple(r) for r in got] == [("skip", "shadow", "would act: command(command=ok)")], daemon.log_text()
+        out = daemon.cli("patterns")
+        assert out.returncode == 0, out.stderr
+        assert "  shadow        2         1         1         0    0      0        0        0  boom" in out.stdout
+        assert daemon.query("SELECT * FROM fix_attempts") == [] and not ran.exists()
+
+        promoted = daemon.cli("patterns", "promote", "boom", "--why", "looks right")
+        assert promoted.returncode == 0 and promoted.stdout.startswith("boom: shadow -> active"), promoted
+        append(log, "2026-11-22 10:00:02 ERROR worker: BOOM net")
+        assert wait_for(lambda: daemon.query("SELECT 1 FROM fix_attempts WHERE outcome = 'succeeded'"), 10), (
+            daemon.log_text()
+        )
+        assert ran.exists()
+        out = daemon.cli("patterns")
+        assert (
+            "  active        3         2         1         1    1      0        0        0  boom (operator)"
+            in out.stdout
+        )
+        audit = daemon.store.audit(AuditKind.PATTERN_MODE)
+        assert [(a.detail["mode"], a.detail["why"]) for a in audit] == [("active", "looks right")]
+    finally:
+        daemon.stop()
+
+
+# -- Telegram: the "not this" button --------------------------------------------------------------------
+async def test_the_not_this_button_marks_the_incident(tmp_path: Path) -> None:
+    async with running_bot(tmp_path, [pat(severity="critical")]) as rig:
+        await rig.ingest("BOOM a")
+        call = await rig.wait(
+            lambda: next((c for c in rig.fake.sent(CHAT) if "New incident #1" in str(c.params.get("text"))), None),
+            "the incident notice",
+        )
+        assert "[P0 critical] boom" in plain(str(call.params["text"]))
+        msg = dict(call.params["_result"])
+        datas = [b["callback_data"] for row in msg["reply_markup"]["inline_keyboard"] for b in row]
+        assert datas == ["nt:1"]
+        rig.fake.press(CHAT, msg, "nt:1")
+        edit = await rig.wait(lambda: [t for t in rig.edits() if "marked not this" in t], "the mark")
+        assert "incident #1 marked not this: boom now has 1 wrong mark(s)" in plain(edit[-1])
+        assert rig.fake.calls_of("answerCallbackQuery")[-1].params["text"] == "Marked: not this."
+        rig.fake.press(CHAT, msg, "nt:1")
+        await rig.wait(lambda: len(rig.fake.calls_of("answerCallbackQuery")) >= 2, "the second answer")
+        assert rig.fake.calls_of("answerCallbackQuery")[-1].params["text"] == "Already marked."
+        [entry] = rig.store.audit_entries(AuditKind.MARKED_WRONG)
+        assert entry.detail == {"incident": 1, "pattern": "boom"} and entry.actor.startswith("telegram:")
+
+
+async def test_a_shadow_patterns_news_waits_for_the_digest_with_its_button(tmp_path: Path) -> None:
+    async with running_bot(tmp_path, [pat(severity="critical", mode="shadow")]) as rig:
+        await rig.ingest("BOOM a")
+        await rig.wait(lambda: rig.bot.router.digest_ids(), "the shadow incident in the digest")
+        assert not any("New incident" in t for t in rig.fake.texts(CHAT))  # critical, but shadow: no page
+        await rig.tick("telegram-digest")
+        call = await rig.wait(
+            lambda: next((c for c in rig.fake.sent(CHAT) if "Digest" in str(c.params.get("text"))), None), "digest"
+        )
+        assert "[shadow] boom: BOOM a" in plain(str(call.params["text"]))
+        rows = call.params["reply_markup"]["inline_keyboard"]
+        assert [b["callback_data"] for row in rows for b in row] == ["nt:1"]
