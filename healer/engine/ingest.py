@@ -145,6 +145,10 @@ class Ingestor:
                 self.w.metrics.matches.labels(pattern=hit.pattern.id).inc()
             for d in result.decisions:
                 self.w.metrics.decisions.labels(verdict=d.verdict.value, reason=d.reason.value).inc()
+            for n in result.notices:
+                if n.kind is NoticeKind.INCIDENT and n.priority is not None:
+                    mode = PatternMode.SHADOW if n.shadow else PatternMode.ACTIVE
+                    self.w.metrics.incidents_opened.labels(priority=n.priority.value, mode=mode.value).inc()
         return result
 
     def _after_record(
