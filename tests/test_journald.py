@@ -373,3 +373,34 @@ async def test_invalid_cursor_falls_back_to_tail_and_says_so(tmp_path: Path, mon
             await src.stop()
     assert [e.message for e in c.events] == ["new entry"]  # history is not replayed
     assert any(e["event"] == "journald_cursor_invalid" and e["log_level"] == "error" for e in logs)
+
+
+@needs_tools
+async def test_a_fresh_follower_reads_every_entry_written_after_it_started(tmp_path: Path) -> None:
+    """A follower that logged `journald_started` reads every entry from then on, even with a slow journalctl.
+
+    The wrapper delays every journalctl by a second, as a loaded host does. Before the tail was
+    pinned as a cursor, `--lines=0` took the end as it was when the child finally opened the
+    journal, so the entry written right after "started" was skipped.
+    """
+    assert JOURNALCTL is not None
+    jf = tmp_path / "t.journal"
+    w = JournalWriter(jf)
+    w.write([("history, not to be acted on", "app.service", 3)])
+    slow = tmp_path / "slow-journalctl"
+    slow.write_text(f'#!/bin/sh\nsleep 1\nexec {JOURNALCTL} "$@"\n')
+    slow.chmod(0o755)
+    c = Collector()
+    src = JournaldSource(["app.service"], "app", None, files=[str(jf)], native=False, journalctl=str(slow))
+    with capture_logs() as logs:
+        await src.start(c.sink)
+        try:
+            await eventually(lambda: any(e["event"] == "journald_started" for e in logs), 10, lambda: str(logs))
+            w.write([("written just after start", "app.service", 3)])
+            await c.wait_for(lambda: len(c.events) == 1)
+            await asyncio.sleep(0.3)  # a wrongly re-read history line would arrive in this time
+        finally:
+            await src.stop()
+    assert [e.message for e in c.events] == ["written just after start"]
+    started = next(e for e in logs if e["event"] == "journald_started")
+    assert started["position"] == "pinned tail" and started["cursor"] is False

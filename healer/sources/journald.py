@@ -6,7 +6,8 @@ Two readers, chosen at start:
   journal's own library, woken through its inotify file descriptor on the
   event loop (``loop.add_reader``), so no thread and no polling.
 * otherwise ``journalctl --follow --output=json`` as a child process.
-  This is the one place healer starts a process without ``healer.core.proc.Runner``:
+  The follower is the one place healer starts a process without ``healer.core.proc.Runner``
+  (the bounded "where is the end" query before it does use ``Runner``):
   ``Runner`` is for bounded commands with a timeout and captured output, while
   this is a stream that lives as long as the daemon. It still follows the same
   rules: an argv list (never a shell), an allowlisted environment, bounded
@@ -37,7 +38,7 @@ from typing import Any
 import structlog
 
 from healer.core.batch import Cursor, EventBatch
-from healer.core.proc import DEFAULT_ENV_ALLOW, build_env
+from healer.core.proc import DEFAULT_ENV_ALLOW, Runner, build_env
 from healer.core.records import Event
 from healer.settings.schema import JournaldSourceSettings
 from healer.sources.base import Checkpoints, Sink, SourceContext
@@ -50,6 +51,7 @@ log = structlog.get_logger("healer.sources.journald")
 LINE_LIMIT = 1 << 20  # one JSON entry; longer lines are skipped, not fatal
 BATCH_MAX = 200
 BATCH_WAIT = 0.05  # seconds to gather more lines into one sink call
+PIN_TIMEOUT = 15.0  # reading one entry; a journal that slow is reported by the follower's own retries
 
 _sd_journal: Any
 try:  # pragma: no cover - depends on the host
@@ -127,7 +129,6 @@ class JournaldSource:
             self.cursor = self._resume.cursor(self.checkpoint_key)
         self._stopping = False
         self._task = asyncio.create_task(self._supervise(), name=f"journald:{','.join(self.units)}")
-        log.info("journald_started", units=self.units, reader=self.path, cursor=bool(self.cursor))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -142,6 +143,11 @@ class JournaldSource:
     # -- supervision ---------------------------------------------------------
 
     async def _supervise(self) -> None:
+        resumed = bool(self.cursor)
+        position = "cursor" if resumed else "start" if self.from_start else await self._pin_tail()
+        # Logged only once the position is fixed: "started" promises that every
+        # entry written from now on will be read (the systemd tier waits for it).
+        log.info("journald_started", units=self.units, reader=self.path, cursor=resumed, position=position)
         delay = self.backoff_initial
         warned = False
         while not self._stopping:
@@ -191,6 +197,37 @@ class JournaldSource:
             self._streaming.set()
             if self.restarts:
                 log.info("journald_stream_resumed", units=self.units, restarts=self.restarts)
+
+    async def _pin_tail(self) -> str:
+        """Fix "the end of the journal" as a cursor before following; return how we start.
+
+        ``journalctl --follow --lines=0`` takes the end as it is when the child
+        gets round to opening the journal, which on a loaded host is long after
+        start(): entries logged in between were silently skipped (the live
+        systemd tier saw a fresh healer miss its first lines). The cursor of the
+        journal's last entry, whatever its unit, pins the position now; the
+        follower then reads everything after it. An empty or unreadable journal
+        keeps the old ``--lines=0`` start (nothing to pin, or the follower's own
+        retry loop reports the problem).
+        """
+        if self.native:
+            return "tail"  # the native reader seeks the tail synchronously, before its first await
+        argv = [self.journalctl, "--lines=1", "--output=json", "--all", "--no-pager", "--quiet"]
+        argv += [f"--file={f}" for f in self.files]
+        if self.directory:
+            argv.append(f"--directory={self.directory}")
+        env = {"SYSTEMD_COLORS": "0", "SYSTEMD_PAGER": ""}
+        result = await asyncio.to_thread(Runner().run, argv, timeout=PIN_TIMEOUT, env=env)
+        cursor = ""
+        for line in result.stdout.splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    cursor = text_of(entry.get("__CURSOR")) or cursor
+        if not result.ok or not cursor:
+            return "tail"
+        self.cursor = cursor
+        return "pinned tail"
 
     # -- journalctl child ----------------------------------------------------
 

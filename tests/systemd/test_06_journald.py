@@ -19,7 +19,7 @@ def _say(rig: Rig, seqs: range) -> None:
 def _incident(rig: Rig) -> tuple[int, int]:
     """(incident id, times seen) of the journal-line incident, as `healer errors` prints it; (0, 0) before."""
     out = rig.healer("errors", "--since", "1d").stdout
-    m = re.search(r"#(\d+) \[low\] \w+ ×(\d+) test-journal-line", out)
+    m = re.search(r"#(\d+) (?:P[0-3] )?\[low\] \w+ ×(\d+) test-journal-line", out)
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
@@ -28,18 +28,13 @@ def _count(rig: Rig) -> int:
 
 
 def _seqs(rig: Rig) -> list[int]:
-    """The seq of each journal line healer recorded, as `healer explain` lists them (duplicates kept)."""
+    """The seq of each journal line healer recorded, as `healer explain` lists them (its last five events)."""
     out = rig.healer("explain", str(_incident(rig)[0])).stdout
     return sorted(
         int(n) for n in re.findall(r"journald:healer-sayer.service: ERROR HEALER-JOURNAL-TEST seq=(\d+)", out)
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="in this nspawn container the journalctl follower of a freshly started healer at times "
-    "delivers nothing within 30 s (passed when run by hand); under investigation, see the report",
-)
 def test_journal_lines_matched_and_cursor_survives_restart(rig: Rig) -> None:
     rig.use_test_config()
     pid = rig.main_pid()
@@ -48,6 +43,8 @@ def test_journal_lines_matched_and_cursor_survives_restart(rig: Rig) -> None:
     base = _count(rig)
     _say(rig, range(1, 6))
     wait_for(lambda: _count(rig) == base + 5, 30, lambda: rig.healer("errors", "--since", "1d").stdout)
+    if base == 0:
+        assert _seqs(rig) == [1, 2, 3, 4, 5], rig.healer("explain", str(_incident(rig)[0])).stdout
     cursor_events = [r for r in rig.events("journald_started") if r.get("units") == [SAYER]]
     assert cursor_events, "journald source never started"
 
@@ -59,7 +56,7 @@ def test_journal_lines_matched_and_cursor_survives_restart(rig: Rig) -> None:
     wait_for(lambda: _count(rig) >= base + 10, 30, lambda: rig.healer("errors", "--since", "1d").stdout)
     started = [r for r in rig.events("journald_started", rig.main_pid())]
     assert started and started[-1]["cursor"] is True, started
-    # No line lost, none doubled: exactly ten events for ten lines.
+    # No line lost, none doubled: exactly ten events for ten lines, 1-5 seen above, 6-10 (read after the restart) here.
     assert _count(rig) == base + 10, rig.healer("errors", "--since", "1d").stdout
     if base == 0:
-        assert _seqs(rig) == list(range(1, 11)), rig.healer("explain", str(_incident(rig)[0])).stdout
+        assert _seqs(rig) == [6, 7, 8, 9, 10], rig.healer("explain", str(_incident(rig)[0])).stdout
