@@ -418,11 +418,8 @@ def cmd_patterns(args: argparse.Namespace) -> int:
     """List every pattern with its mode, figures and recommendation; ``promote``/``demote`` ID change its mode."""
     from healer.app.lifecycle import patterns_text
     from healer.core.enums import PatternMode
-    from healer.store.db import Store
 
-    rules = _rules(args)
-    store = Store(Path(args.state) / "healer.db") if args.state else _store(rules)
-    healer = _healer(rules, store)
+    healer = _stated(args)
     if args.verb is None:
         print(patterns_text(healer.patterns()))
         return EXIT_OK
@@ -436,8 +433,16 @@ def cmd_patterns(args: argparse.Namespace) -> int:
 def cmd_mark(args: argparse.Namespace) -> int:
     from healer.app.lifecycle import mark_text
 
-    print(mark_text(_report(args).mark_wrong(args.incident, _operator())))
+    print(mark_text(_stated(args).mark_wrong(args.incident, _operator())))
     return EXIT_OK
+
+
+def _stated(args: argparse.Namespace) -> Healer:
+    """The facade over ``--state DIR``'s store (a replay's), else the config's ``state_dir``."""
+    from healer.store.db import Store
+
+    rules = _rules(args)
+    return _healer(rules, Store(Path(args.state) / "healer.db") if args.state else _store(rules))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -501,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     mp = add("mark", cmd_mark, "mark an incident's match wrong ('not this'): it counts against promotion")
     mp.add_argument("incident", type=int)
     mp.add_argument("verdict", choices=["wrong"], help="wrong: the pattern should not have matched this")
+    mp.add_argument("--state", help="mark in this store's directory instead of state_dir (e.g. a replay's --state)")
     for verb in ("approve", "reject"):
         ap = add(verb, cmd_approve, f"{verb} a pending fix by decision id")
         ap.add_argument("decision", type=int)

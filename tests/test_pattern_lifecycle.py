@@ -242,6 +242,16 @@ def test_figures_accumulate_from_a_replay_of_a_real_log(tmp_path: Path, capsys: 
     assert "promote gateway-slow: 25 matches (>= 20), none marked not this" in out, out
     assert " active, 1 shadow)" in out.splitlines()[0]
     assert "promote redis-refused-other" not in out  # active already: nothing to promote
+    rc, out = cli(capsys, tmp_path, "check")
+    assert "  shadow (records, never acts; healer patterns): gateway-slow" in out, out
+
+    # An operator reads the replay and says one match was wrong: no promotion then.
+    replayed = cli(capsys, tmp_path, "replay", str(log))[1]
+    [gateway] = [line.split()[0].lstrip("#") for line in replayed.splitlines() if "gateway-slow" in line]
+    rc, out = cli(capsys, tmp_path, "mark", gateway, "wrong", "--state", str(tmp_path / "replay"))
+    assert rc == 0 and "gateway-slow now has 1 wrong mark(s)" in out, out
+    rc, out = cli(capsys, tmp_path, "patterns", "--state", str(tmp_path / "replay"))
+    assert "keep gateway-slow in shadow: 1 match(es) marked not this" in out, out
 
 
 # -- the daemon: figures from its own traffic, promotion from the shell while it runs ------------------
