@@ -44,7 +44,7 @@ from healer.settings.schema import TelegramSettings
 from healer.telegram.commands import BOT_COMMANDS
 from healer.telegram.handlers import Handlers
 from healer.telegram.outbox import Lane, Outbox, Outgoing
-from healer.telegram.render import truncate
+from healer.telegram.render import truncate, with_host
 from healer.telegram.router import ALWAYS_NOW, FLOOD_WINDOW, Router
 
 log = structlog.get_logger("healer.telegram")
@@ -89,6 +89,7 @@ class TelegramBot:
         clock: Clock,
         serial: Executor,
         every: Every,
+        host: Callable[[], str] = lambda: "",
     ) -> None:
         s = settings()
         if not s.token:
@@ -102,9 +103,12 @@ class TelegramBot:
         self._settings = settings
         self._clock = clock
         self._every = every
+        self._host = host
         self.router = Router(self._enqueue_notice)
         self.outbox = Outbox(self._send)
-        self.handlers = Handlers(facade, settings, serial=serial, reply=self.reply, status_extra=self._status_line)
+        self.handlers = Handlers(
+            facade, settings, serial=serial, reply=self.reply, status_extra=self._status_line, host=host
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._polling_errors = 0
         self._token = s.token
@@ -198,6 +202,7 @@ class TelegramBot:
         """Config reload: allow-lists and routing are read live; new intervals are re-registered."""
         s = self.settings
         self.handlers.refused_chats.clear()  # an operator who just allowed a chat should not find it muted
+        self.handlers.hinted_chats.clear()  # the addressing settings may have changed: say it again
         if s.token != self._token:
             log.warning("telegram_token_changed", action="restart healer to use the new token")
         intervals = (s.digest_interval, s.update_interval)
@@ -238,7 +243,7 @@ class TelegramBot:
     async def _send(self, out: Outgoing) -> None:
         await self.app.bot.send_message(
             out.chat_id,
-            out.text,
+            with_host(self._host(), out.text),
             parse_mode=ParseMode.HTML,
             reply_markup=out.markup,
             link_preview_options=LinkPreviewOptions(is_disabled=True),
