@@ -404,6 +404,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return EXIT_OK if report.status is SettleStatus.OK and report.refused is None else EXIT_FAIL
 
 
+def cmd_undo(args: argparse.Namespace) -> int:
+    ok, text = _report(args).undo(args.attempt, "cli")
+    print(text)
+    return EXIT_OK if ok else EXIT_FAIL
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="healer", description="Self-healing daemon for Linux hosts.")
     p.add_argument("--version", action="version", version=f"healer {__version__}")
@@ -457,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--limit", type=int, default=15)
     xp = add("explain", cmd_explain, "everything known and done about one incident")
     xp.add_argument("incident", type=int)
+    up = add("undo", cmd_undo, "put back a fix that worked, by attempt id (shown as 'undo: healer undo N')")
+    up.add_argument("attempt", type=int)
     for verb in ("approve", "reject"):
         ap = add(verb, cmd_approve, f"{verb} a pending fix by decision id")
         ap.add_argument("decision", type=int)

@@ -109,6 +109,12 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.outcomes = Counter(
+            "healer_outcomes",
+            "Fix outcomes told to a human: succeeded, failed, refused, blocked, escalated, expired.",
+            ["outcome"],
+            registry=r,
+        )
         self.decisions = Counter("healer_decisions", "Decisions taken on matches.", ["verdict", "reason"], registry=r)
         self.config_reloads = Counter(
             "healer_config_reloads", "Config reloads (SIGHUP) by result.", ["result"], registry=r
