@@ -17,6 +17,7 @@ from support.fake_telegram import FakeTelegram
 from support.telegram_daemon import CHAT, Healer
 
 HOST = "web-1"
+PFX = "<b>[web-1]</b> "  # every message names its host first (issue 17, branch fleetchat)
 ACTIONS = {
     "command": {
         "commands": {
@@ -88,21 +89,23 @@ def test_success_is_told_after_the_window_with_an_undo_that_works(healer: Healer
     healer.connected()
     healer.append("FLIP failure now")
     started = healer.fake.wait_text("fix #1 started", CHAT).params
-    assert started["text"] == f"🛠 <b>fix #1 started</b>\n{FLIP1}"
+    assert started["text"] == f"{PFX}🛠 <b>fix #1 started</b>\n{FLIP1}"
     applied = healer.fake.wait_text("fix #1 applied", CHAT).params
     assert applied["text"] == (
-        f"🩹 <b>fix #1 applied; watching 0.5s for recurrence</b>\n{FLIP1}\n"
+        f"{PFX}🩹 <b>fix #1 applied; watching 0.5s for recurrence</b>\n{FLIP1}\n"
         "next: succeeded if the error stays away, undone if it comes back"
     )
     assert _buttons(applied) == []
     done = healer.fake.wait_text("fix #1 succeeded", CHAT).params
-    assert done["text"] == f"🩹 <b>fix #1 succeeded: the error stayed away for 0.5s</b>\n{FLIP1}\nundo: healer undo 1"
+    assert (
+        done["text"] == f"{PFX}🩹 <b>fix #1 succeeded: the error stayed away for 0.5s</b>\n{FLIP1}\nundo: healer undo 1"
+    )
     assert _buttons(done) == [("↩ Undo", "ud:1")]
     flag = healer.tmp / "1.flag"
     assert flag.exists()  # the fix ran in the daemon's cwd
     healer.fake.press(CHAT, dict(done["_result"]), "ud:1")
     told = healer.fake.wait_text("fix #1 undone by", CHAT).params["text"]
-    assert told == f"🩹 <b>fix #1 undone by telegram:{CHAT}</b>\n{FLIP1}\nundone: rolled back command"
+    assert told == f"{PFX}🩹 <b>fix #1 undone by telegram:{CHAT}</b>\n{FLIP1}\nundone: rolled back command"
     assert not flag.exists()
     edit = healer.fake.wait_for(lambda: healer.fake.calls_of("editMessageText"), what="the undone edit")[-1].params
     assert str(edit["text"]).endswith("\n\n—\n↩ Undone by @ops."), edit["text"]
@@ -117,21 +120,21 @@ def test_busy_fix_is_retried_then_fails_is_undone_and_escalates(healer: Healer) 
     healer.append("FLIP failure now", "HALF failure now")  # the second wants the target the first holds
     busy = healer.fake.wait_text("fix not started", CHAT).params["text"]
     assert busy == (
-        "🩹 <b>fix not started: target busy (command:flip, command:fail): another fix holds it</b>\n"
+        f"{PFX}🩹 <b>fix not started: target busy (command:flip, command:fail): another fix holds it</b>\n"
         f"{HALF2}\n"
         "next: retried every 1s once the target is free (preconditions.retry_every), through every guardrail"
     )
     retried = healer.fake.wait_text("fix #2 started", CHAT).params["text"]
-    assert retried == f"🛠 <b>fix #2 started (retry: what blocked it has cleared)</b>\n{HALF2}"
+    assert retried == f"{PFX}🛠 <b>fix #2 started (retry: what blocked it has cleared)</b>\n{HALF2}"
     failed = healer.fake.wait_text("fix #2 failed", CHAT).params
     assert failed["text"] == (
-        f"🩹 <b>fix #2 failed and was rolled back: command false exited 1</b>\n{HALF2}\nundone: rolled back command"
+        f"{PFX}🩹 <b>fix #2 failed and was rolled back: command false exited 1</b>\n{HALF2}\nundone: rolled back command"
     )
     assert _buttons(failed) == []
     assert not (healer.tmp / "2.flag").exists()  # the first step was put back
     esc = healer.fake.wait_text("escalated to a human", CHAT).params["text"]
     assert esc == (
-        "🚨 <b>escalation</b> incident #2\n"
+        f"{PFX}🚨 <b>escalation</b> incident #2\n"
         "tg-half: escalated to a human (max_attempts): 1 attempts failed; last: command false exited 1: \n"
         f"{WHERE2}\n"
         "next: no more automatic fixes for this incident; look at it, then 'explain 2'"
@@ -172,7 +175,7 @@ def test_unanswered_approval_expires_and_loses_its_buttons(tmp_path: Path, fake:
         assert _buttons(asked) == [("✅ Approve", "ap:1"), ("❌ Reject", "rj:1")]
         told = h.fake.wait_text("expired after", CHAT).params  # the settle sweep runs every 5 s
         assert told["text"] == (
-            "⌛ <b>approval #1 expired after 1s unanswered: nothing was run</b>\n"
+            f"{PFX}⌛ <b>approval #1 expired after 1s unanswered: nothing was run</b>\n"
             "host web-1 · service app · pattern tg-ask\n"
             "next: healer asks again the next time the error fires; 'fix errors' runs it now"
         )
@@ -195,7 +198,7 @@ def test_a_fix_that_cannot_run_here_is_never_offered_for_approval(healer: Healer
     healer.append("NOPE failure now")
     told = healer.fake.wait_text("fix not offered", CHAT).params
     assert told["text"] == (
-        "🩹 <b>fix not offered: cannot run: command: command 'nope' is not in actions.command.commands</b>\n"
+        f"{PFX}🩹 <b>fix not offered: cannot run: command: command 'nope' is not in actions.command.commands</b>\n"
         "host web-1 · service app · pattern tg-nope · incident #1\n"
         "next: set that config key, then 'fix errors'"
     )
