@@ -128,7 +128,8 @@ def test_busy_fix_is_retried_then_fails_is_undone_and_escalates(healer: Healer) 
     assert retried == f"{PFX}🛠 <b>fix #2 started (retry: what blocked it has cleared)</b>\n{HALF2}"
     failed = healer.fake.wait_text("fix #2 failed", CHAT).params
     assert failed["text"] == (
-        f"{PFX}🩹 <b>fix #2 failed and was rolled back: command false exited 1</b>\n{HALF2}\nundone: rolled back command"
+        f"{PFX}🩹 <b>fix #2 failed and was rolled back: command false exited 1</b>\n{HALF2}\n"
+        "undone: rolled back command"
     )
     assert _buttons(failed) == []
     assert not (healer.tmp / "2.flag").exists()  # the first step was put back
