@@ -429,6 +429,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return EXIT_OK if report.status is SettleStatus.OK and report.refused is None else EXIT_FAIL
 
 
+def cmd_undo(args: argparse.Namespace) -> int:
+    ok, text = _report(args).undo(args.attempt, "cli")
+    print(text)
+    return EXIT_OK if ok else EXIT_FAIL
+
+
 def _operator() -> str:
     """Who ran the command, for the audit entry (``cli:<login>``)."""
     import getpass
@@ -523,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--limit", type=int, default=15)
     xp = add("explain", cmd_explain, "everything known and done about one incident")
     xp.add_argument("incident", type=int)
+    up = add("undo", cmd_undo, "put back a fix that worked, by attempt id (shown as 'undo: healer undo N')")
+    up.add_argument("attempt", type=int)
     pp = add("patterns", cmd_patterns, "every pattern's mode and figures; promote or demote one (shadow/active)")
     pp.add_argument("verb", nargs="?", choices=["promote", "demote"], help="promote: shadow -> active; demote back")
     pp.add_argument("id", nargs="?", help="the pattern id to promote or demote")

@@ -61,7 +61,10 @@ def test_a_stopped_program_is_restarted_at_the_first_line(supervisor: Supervisor
     assert "skip (confirming)" in text and "probing the fault before anything runs" in text
     assert "act (ok) " in text and "confirmed: tcpserver is not running (supervisor: tcpserver" in text
     assert "#1 restart: verifying" in text
-    assert r.said(NoticeKind.FIX_STARTED) == ["fix #1 for incident #1: restart"]
+    # The wording of issue 14: headline, then host/service/pattern, target and change.
+    [started] = r.said(NoticeKind.FIX_STARTED)
+    assert started.startswith("fix #1 started\nhost ") and "· service app · pattern redis-connection-refused" in started
+    assert started.endswith("target: unit:supervisor:tcpserver\nchange: restart(service=tcpserver)"), started
     assert probes(r) == ["confirmed"]
 
 

@@ -189,9 +189,12 @@ def test_a_fault_back_after_its_escalation_was_resolved_escalates_instead_of_ret
     rig.clock.advance(60)
     alert(starts="2026-12-02T06:11:00Z")
     second = rig.said(NoticeKind.ESCALATION)[1]
+    # Issue 14 wording: the escalation, then where it is and what comes next.
     assert second == (
         "boom: escalated to a human (failed_before): the same fault was escalated 660s ago and is back;"
-        " not retried automatically for 86400s"
+        f" not retried automatically for 86400s\nhost {os.uname().nodename}"
+        " · service redis · pattern boom · incident #1"
+        "\nnext: no more automatic fixes for this incident; look at it, then 'explain 1'"
     )
     assert "Fix attempts: 1 total" in rig.history()
 

@@ -298,7 +298,10 @@ def settle_text(r: SettleReport, who: str, quote: Quote = terminal) -> str:
     if r.status in (SettleStatus.DONE, SettleStatus.MISSING):
         return settle_answer(r)
     if not r.approve:
-        return f"❌ Rejected by {quote(who)}."
+        return (
+            f"❌ Rejected by {quote(who)}: nothing ran. If the error fires again, healer asks again"
+            " (not before the pattern's cooldown); set approval: never in the pattern to stop asking."
+        )
     if r.status is SettleStatus.BLOCKED:
         d = r.decision
         what = f"{d.reason.value} — {quote(short(d.detail, 160))}" if d is not None else "a guardrail stopped it"

@@ -281,6 +281,11 @@ class Healer:
     def settle(self, decision_id: int, approve: bool, actor: str) -> SettleReport:
         return self.finish_settle(self.decide_settle(decision_id, approve, actor))
 
+    def undo(self, attempt_id: int, actor: str) -> tuple[bool, str]:
+        """Put back a fix that worked (``healer undo``, the Undo button); audited, and told like every outcome."""
+        self.audit(AuditKind.FIX_REQUESTED, actor, {"undo": attempt_id})
+        return self.engine.undo_by_hand(attempt_id, actor)
+
     # -- a pasted line -----------------------------------------------------------------
     def explain_line(self, text: str, actor: str) -> LineExplanation:
         """Which patterns a line matches, the fix each names, and whether it would run here (nothing runs)."""
@@ -291,6 +296,9 @@ class Healer:
         for h in hits:
             groups = {k: v for k, v in h.groups.items() if k != "match"}
             would, why = self._would(h.pattern, now)
+            why_not = self.engine.cannot_run(h.pattern, groups) if would in (Would.RUN, Would.ASK) else ""
+            if why_not:
+                would, why = Would.REFUSE, f"cannot run here: {why_not}"
             out.append(
                 LineHit(
                     h.pattern.id,

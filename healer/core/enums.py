@@ -91,6 +91,8 @@ class Reason(StrEnum):
     DRAINING = "draining"
     FLAPPING = "flapping"  # the fix applied but did not hold, twice in a row
     HOSTILE_INPUT = "hostile_input"  # a captured value was refused as an injection attempt
+    CANNOT_RUN = "cannot_run"  # the fix's action is unconfigured, not allowlisted or fails its own check here
+    TARGET_BUSY = "target_busy"  # another fix held the target's lock: retried by the scheduler like a precondition
     PRECONDITION = "precondition"  # a precondition of the fix failed: blocked (critical) or asked (warning)
     PROTECTED_PATHS = "protected_paths"  # a git_sync would change a protected path: a human approves it
     PRIORITY = "priority"  # the incident's triage is at or above triage.ask_at: a human approves the fix

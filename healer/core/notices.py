@@ -26,6 +26,7 @@ class NoticeKind(StrEnum):
     BREAKER = "breaker"
     HEALTH = "health"
     RESOLVED = "resolved"
+    EXPIRED = "expired"  # an approval nobody answered within engine.approval_ttl: its buttons are removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class Notice:
     decision: Decision | None = None
     attempt: FixAttempt | None = None
     link: str = ""
+    # The outcome this notice reports (succeeded, failed, refused, blocked, escalated, expired), counted
+    # as healer_outcomes{outcome} where the notice is emitted: the metric and the message never disagree.
+    outcome: str = ""
     # The incident's triage when the notice was made: routes incident news (telegram.priority_routing).
     priority: Priority | None = None
     # From a pattern in shadow mode: never sent at once, only in the digest.

@@ -8,14 +8,14 @@ itself an escalation that names the fixes that tripped it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from healer.core.enums import AuditKind, IncidentStatus, Outcome, PatternMode, Reason, Severity, Trigger, Verdict
 from healer.core.jobs import FixJob, IngestResult, ProbeJob
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import RECURRED, Decision, Incident
-from healer.engine import guardrails
+from healer.engine import guardrails, wording
 from healer.engine.policy import FailureFacts, Ruling, Subject, after_failure, decide, describe, gate, shadowed
 from healer.engine.triage import incident_triage
 from healer.engine.wiring import Wiring
@@ -27,6 +27,8 @@ from healer.store.db import Tx
 class Decider:
     def __init__(self, w: Wiring) -> None:
         self.w = w
+        # Set by the Fixer (it builds the step contexts): why a fix cannot run here, '' when it can.
+        self.cannot_run: Callable[[int, Pattern, Mapping[str, str], str], str] | None = None
 
     def rule(
         self,
@@ -98,6 +100,11 @@ class Decider:
         store = self.w.store
         # The ruling's detail names the incident's service; the approval asked for the event's (as before).
         ruling = self.rule(db, inc, Subject(inc.id, inc.service, dict(groups)), pattern, now, trigger, found)
+        # Only a question is checked here: an automatic fix's chain runs the same check and reports a refusal.
+        asks = self.cannot_run is not None and ruling.verdict is Verdict.ASK
+        why_not = self.cannot_run(inc.id, pattern, groups, service) if self.cannot_run and asks else ""
+        if why_not:  # never Approve/Reject (nor a doomed attempt) for a fix this host cannot run
+            ruling = replace(ruling, verdict=Verdict.NOTIFY, reason=Reason.CANNOT_RUN, detail=f"cannot run: {why_not}")
         if ruling.reopen:
             store.reopen_escalated(db, inc.id)
         decision, new = self.record(db, inc, pattern, ruling, now, trigger, collapse=trigger is Trigger.AUTO, repeats=n)
@@ -109,15 +116,26 @@ class Decider:
             result.jobs.append(FixJob(decision, inc.id, pattern.id, dict(groups), service, trigger))
         elif decision.verdict is Verdict.ASK and new:
             result.notices.append(self.ask(db, inc, pattern, decision, groups, service, ruling.detail))
+        elif decision.reason is Reason.CANNOT_RUN and new:
+            where = wording.where(self.w.settings.host, service, pattern.id, inc.id)
+            text = "\n".join(
+                [f"fix not offered: {decision.detail}", where, "next: set that config key, then 'fix errors'"]
+            )
+            result.notices.append(
+                Notice(
+                    NoticeKind.FIX_RESULT, pattern.severity, text, incident=inc, decision=decision, outcome="refused"
+                )
+            )
         elif decision.verdict is Verdict.ESCALATE and new:
             store.set_incident_status(db, inc.id, IncidentStatus.ESCALATED, decision.ts)
             result.notices.append(
                 Notice(
                     NoticeKind.ESCALATION,
                     _urgent(pattern.severity),
-                    escalation_text(pattern.id, decision.reason, decision.detail),
+                    self._escalation(inc, pattern.id, decision.reason, decision.detail),
                     incident=inc,
                     decision=decision,
+                    outcome="escalated",
                 )
             )
         return decision
@@ -166,6 +184,20 @@ class Decider:
         text = f"{pattern.id} wants to run {chain}" + (f"\n{why}" if why else "")
         return Notice(NoticeKind.APPROVAL, pattern.severity, text, incident=inc, decision=decision)
 
+    def expire_due(self, now: float) -> int:
+        """Tell each question nobody answered in time that it expired (the bot removes its buttons)."""
+        ttl = self.w.settings.engine.approval_ttl
+        notices = []
+        for d, service in self.w.store.expire_approvals(now):
+            inc = self.w.store.incident(d.incident_id)
+            pattern = self.w.by_id.get(d.pattern_id)
+            severity = pattern.severity if pattern is not None else Severity.HIGH
+            again = "healer asks again the next time the error fires; 'fix errors' runs it now"
+            text = wording.expired(d.id, d.pattern_id, self.w.settings.host, service, ttl, again)
+            notices.append(Notice(NoticeKind.EXPIRED, severity, text, incident=inc, decision=d, outcome="expired"))
+        self.w.emit(notices)
+        return len(notices)
+
     def breaker_open(self, now: float) -> bool:
         return guardrails.breaker_open(self.w.store, now)
 
@@ -208,9 +240,19 @@ class Decider:
         if reason is Reason.HOSTILE_INPUT:
             store.audit_in(db, AuditKind.SECURITY_REFUSAL, "engine", {"incident": inc.id, "detail": detail}, now)
             text = f"SECURITY: {pattern.id}: {detail}. Nothing was executed; a human should look at the source."
-            return Notice(NoticeKind.ESCALATION, Severity.CRITICAL, text, incident=inc, decision=d)
-        text = escalation_text(pattern.id, reason, detail)
-        return Notice(NoticeKind.ESCALATION, _urgent(pattern.severity), text, incident=inc, decision=d)
+            return Notice(NoticeKind.ESCALATION, Severity.CRITICAL, text, incident=inc, decision=d, outcome="escalated")
+        text = self._escalation(inc, pattern.id, reason, detail)
+        return Notice(
+            NoticeKind.ESCALATION, _urgent(pattern.severity), text, incident=inc, decision=d, outcome="escalated"
+        )
+
+    def _escalation(self, inc: Incident, pattern_id: str, reason: Reason, detail: str) -> str:
+        """The escalation, then where (host, service) and what the human is expected to do."""
+        where = (
+            f"host {self.w.settings.host} · service {inc.service or '-'} · pattern {pattern_id} · incident #{inc.id}"
+        )
+        todo = "next: no more automatic fixes for this incident; look at it, then 'explain " + f"{inc.id}'"
+        return "\n".join([escalation_text(pattern_id, reason, detail), where, todo])
 
     def _trip_breaker(self, db: Tx, inc: Incident, pattern: Pattern, outcome: Outcome, now: float) -> Notice:
         """Open the breaker and say, once, which failed fixes tripped it."""
@@ -228,7 +270,9 @@ class Decider:
         d, _ = store.record_decision(
             db, inc.id, pattern.id, Verdict.ESCALATE, Reason.CIRCUIT_OPEN, now, detail, collapse=False
         )
-        return Notice(NoticeKind.ESCALATION, _urgent(pattern.severity), detail, incident=inc, decision=d)
+        return Notice(
+            NoticeKind.ESCALATION, _urgent(pattern.severity), detail, incident=inc, decision=d, outcome="escalated"
+        )
 
 
 def escalation_text(pattern_id: str, reason: Reason, detail: str) -> str:

@@ -20,7 +20,7 @@ decision.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from healer.core.batch import Chunk
@@ -140,6 +140,16 @@ class Engine:
 
     def undo_attempt(self, attempt_id: int, reason: str) -> Outcome:
         return self._fixes.undo_attempt(attempt_id, reason)
+
+    def cannot_run(self, pattern: Pattern, groups: Mapping[str, str], service: str = "") -> str:
+        """Why the pattern's fix cannot run here ('' when it can); without a service, role steps are not judged."""
+        return self._fixes.cannot_run(0, pattern, groups, service, roles=bool(service))
+
+    def expire_approvals(self) -> int:
+        return self._decider.expire_due(self.clock.now())
+
+    def undo_by_hand(self, attempt_id: int, actor: str) -> tuple[bool, str]:
+        return self._fixes.undo_by_hand(attempt_id, actor)
 
     def finalize_due(self) -> list[int]:
         return self._fixes.finalize_due()

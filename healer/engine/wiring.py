@@ -52,6 +52,8 @@ class Wiring:
 
     def emit(self, notices: Iterable[Notice]) -> None:
         for n in notices:
+            if n.outcome and self.metrics is not None:
+                self.metrics.outcomes.labels(outcome=n.outcome).inc()
             news = n.kind in (NoticeKind.INCIDENT, NoticeKind.INCIDENT_UPDATE)
             left_out = self.incident_log.spend(self.clock.monotonic()) if news else 0
             if left_out is not None:

@@ -250,6 +250,14 @@ class Action(ABC, Generic[SettingsT, StateT]):
         """Whether ``undo`` really reverses this step; rollback counts only those as undone."""
         return self.reversible
 
+    def undoable(self, ctx: ActionContext) -> bool:
+        """Whether a successful run of this step can be put back (``healer undo``), as far as the config says."""
+        return self.reversible
+
+    def shown_argv(self, ctx: ActionContext) -> tuple[str, ...]:
+        """The argv this step would run, for the message a human reads (none: the params say it all)."""
+        return ()
+
     def undo(self, ctx: ActionContext, state: StateT) -> None:
         """Reverse ``apply`` from the saved state alone. Irreversible actions leave this as is."""
         return None

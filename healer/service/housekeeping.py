@@ -34,11 +34,12 @@ SETTLE_MARGIN = 0.05
 
 
 async def settle_due(engine: Engine, workers: Workers) -> None:
-    """Settle ended verify windows and due reverts (also of fixes the CLI ran)."""
+    """Settle ended verify windows, due reverts (also of fixes the CLI ran) and expired approvals."""
 
     def settle() -> None:
         engine.finalize_due()
         engine.due_reverts()
+        engine.expire_approvals()
 
     await workers.in_ingest(settle)
 

@@ -109,6 +109,12 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.outcomes = Counter(
+            "healer_outcomes",
+            "Fix outcomes told to a human: succeeded, failed, refused, blocked, escalated, expired.",
+            ["outcome"],
+            registry=r,
+        )
         self.decisions = Counter("healer_decisions", "Decisions taken on matches.", ["verdict", "reason"], registry=r)
         self.incidents_opened = Counter(
             "healer_incidents_opened",

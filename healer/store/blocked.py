@@ -65,12 +65,19 @@ class Blocked(Database):
         return "" if value is None else str(value)
 
     def blocked_fixes(self, since: float, limit: int = 200) -> list[BlockedFix]:
-        """Open incidents whose fix a precondition blocked since ``since``, oldest first."""
+        """Open incidents whose fix a precondition (or a busy target) blocked since ``since``, oldest first."""
         with self._lock:
             rows = self.db.execute(
                 f"SELECT d.* FROM decisions d JOIN incidents i ON i.id = d.incident_id WHERE {_NEWEST}"  # noqa: S608
-                " AND i.status = ? AND d.verdict = ? AND d.reason = ? AND d.ts >= ? ORDER BY d.id LIMIT ?",
-                (IncidentStatus.OPEN.value, Verdict.SKIP.value, Reason.PRECONDITION.value, since, limit),
+                " AND i.status = ? AND d.verdict = ? AND d.reason IN (?, ?) AND d.ts >= ? ORDER BY d.id LIMIT ?",
+                (
+                    IncidentStatus.OPEN.value,
+                    Verdict.SKIP.value,
+                    Reason.PRECONDITION.value,
+                    Reason.TARGET_BUSY.value,
+                    since,
+                    limit,
+                ),
             ).fetchall()
         return [BlockedFix(_decision(r), Trigger(r["trigger"])) for r in rows]
 

@@ -127,6 +127,18 @@ class Decisions(Database):
                 return SettleStatus.DONE, taken
             return SettleStatus.OK, PendingApproval(taken.decision, new_state, taken.groups, taken.service)
 
+    def expire_approvals(self, now: float) -> list[tuple[Decision, str]]:
+        """Pending questions whose ``approval_ttl`` ran out: marked expired, returned once with their service."""
+        with self.tx() as db:
+            rows = db.execute(
+                "SELECT * FROM decisions WHERE verdict = ? AND state = ?"
+                " AND expires_at IS NOT NULL AND expires_at <= ?",
+                (Verdict.ASK.value, ApprovalState.PENDING.value, now),
+            ).fetchall()
+            for r in rows:
+                db.execute("UPDATE decisions SET state = ? WHERE id = ?", (ApprovalState.EXPIRED.value, r["id"]))
+        return [(_decision(r), str(json.loads(r["context"] or "{}").get("service", ""))) for r in rows]
+
     def approval_state(self, decision_id: int) -> ApprovalState | None:
         value = self._one("SELECT state FROM decisions WHERE id = ?", (decision_id,))
         return None if value is None else ApprovalState(value)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -54,6 +54,7 @@ App = Application[Any, Ctx, Any, Any, Any, Any]
 
 CONNECT_BACKOFF_MAX = 30.0
 POLL_TIMEOUT = 10  # seconds of long poll per getUpdates
+MAX_ASKED = 1000  # approval messages remembered for their expiry edit
 STOP_DRAIN = 3.0  # seconds queued messages get to leave at shutdown
 _QUIET_LOGGERS = ("httpx", "httpcore", "telegram", "telegram.ext")
 
@@ -68,6 +69,11 @@ def approval_keyboard(decision_id: int) -> InlineKeyboardMarkup:
             ]
         ]
     )
+
+
+def undo_keyboard(attempt_id: int) -> InlineKeyboardMarkup:
+    """The Undo button on a reversible fix that worked: "ud:<attempt>", authorised like Approve."""
+    return InlineKeyboardMarkup([[InlineKeyboardButton("↩ Undo", callback_data=f"ud:{attempt_id}")]])
 
 
 def not_this_keyboard(incident_ids: Sequence[int]) -> InlineKeyboardMarkup:
@@ -110,6 +116,9 @@ class TelegramBot:
             facade, settings, serial=serial, reply=self.reply, status_extra=self._status_line, host=host
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._edits: set[asyncio.Task[None]] = set()
+        # decision id -> the approval messages asking about it (chat, message id, HTML), to edit on expiry.
+        self._asked: dict[int, list[tuple[int, int, str]]] = {}
         self._polling_errors = 0
         self._token = s.token
         self._intervals = (s.digest_interval, s.update_interval)
@@ -229,25 +238,59 @@ class TelegramBot:
     def _enqueue_notice(self, text: str, notice: Notice | None, markup: InlineKeyboardMarkup | None = None) -> None:
         if notice is not None and notice.kind is NoticeKind.APPROVAL and notice.decision is not None:
             markup = approval_keyboard(notice.decision.id)
+        elif notice is not None and notice.attempt is not None and notice.outcome == "succeeded":
+            # Only where the wording offered an undo: the fix is reversible.
+            aid = notice.attempt.id
+            markup = undo_keyboard(aid) if f"undo: healer undo {aid}" in notice.text else None
         elif notice is not None and notice.kind is NoticeKind.INCIDENT and notice.incident is not None:
             markup = not_this_keyboard([notice.incident.id])
         # What a person may have to act on goes first and is never dropped; incident news,
         # digests and flood summaries queue behind it in the bounded lane.
         lane = Lane.PRIORITY if notice is not None and notice.kind in ALWAYS_NOW else Lane.BULK
+        asks = (
+            notice.decision.id
+            if notice is not None and notice.kind is NoticeKind.APPROVAL and notice.decision
+            else None
+        )
         for chat_id in self.settings.notify_chat_ids:
-            self.outbox.put(Outgoing(chat_id, text, markup, lane))
+            self.outbox.put(Outgoing(chat_id, text, markup, lane, asks))
+        if notice is not None and notice.kind is NoticeKind.EXPIRED and notice.decision is not None:
+            for chat_id, message_id, original in self._asked.pop(notice.decision.id, []):
+                self._spawn(self._expire_buttons(chat_id, message_id, original))
 
     def reply(self, chat_id: int, text: str) -> None:
         self.outbox.put(Outgoing(chat_id, truncate(text), lane=Lane.PRIORITY))
 
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._edits.add(task)  # a reference until it ends: the loop keeps only weak ones
+        task.add_done_callback(self._edits.discard)
+
+    async def _expire_buttons(self, chat_id: int, message_id: int, original: str) -> None:
+        """The question expired: its message says so and loses Approve/Reject, so nobody presses a dead button."""
+        try:
+            await self.app.bot.edit_message_text(
+                truncate(f"{original}\n\n—\n⌛ Expired unanswered: nothing ran."),
+                chat_id=chat_id,
+                message_id=message_id,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except TelegramError as exc:  # deleted by hand, or already edited by a press: nothing to fix
+            log.warning("telegram_expire_edit_failed", error=str(exc))
+
     async def _send(self, out: Outgoing) -> None:
-        await self.app.bot.send_message(
+        sent = await self.app.bot.send_message(
             out.chat_id,
             with_host(self._host(), out.text),
             parse_mode=ParseMode.HTML,
             reply_markup=out.markup,
             link_preview_options=LinkPreviewOptions(is_disabled=True),
         )
+        if out.asks is not None:
+            self._asked.setdefault(out.asks, []).append((out.chat_id, sent.message_id, out.text))
+            while len(self._asked) > MAX_ASKED:  # the oldest questions expired long ago
+                del self._asked[next(iter(self._asked))]
 
     def _status_line(self) -> str:
         return (

@@ -52,7 +52,7 @@ Reply = Callable[[int, str], None]
 HISTORY_LIMIT = 15
 MAX_REFUSED_REMEMBERED = 10_000
 NO_MATCH = "No pattern matches that text, and it is not a command. Send <b>help</b> for what I understand."
-_CALLBACK_RE = re.compile(r"^(ap|rj):(\d{1,18})$")
+_CALLBACK_RE = re.compile(r"^(ap|rj|ud):(\d{1,18})$")
 _NOT_THIS_RE = re.compile(r"^nt:(\d{1,18})$")  # "not this" on an incident notice: nt:<incident id>
 _GROUPS = frozenset({"group", "supergroup"})
 
@@ -222,6 +222,12 @@ class Handlers:
             user = update.effective_user
             who = f"@{user.username}" if user and user.username else f"user {user.id if user else '?'}"
             actor = f"telegram:{user.id if user else 0}"
+            if m.group(1) == "ud":  # Undo: the same authorisation as Approve (allowed() above)
+                ok, text = await self._serially(self.facade.undo, decision_id, actor)
+                await answer("Undone." if ok else text.split("\n", 1)[0])
+                if ok:
+                    await _edit(query.message, f"↩ Undone by {esc(who)}.")
+                return
             report = await self._serially(self.facade.decide_settle, decision_id, approve, actor)
             log.info("telegram_approval", decision=decision_id, approve=approve, status=report.status.value)
             await answer(reports.settle_answer(report))

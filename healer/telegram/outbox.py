@@ -49,6 +49,7 @@ class Outgoing:
     text: str  # HTML, already escaped
     markup: InlineKeyboardMarkup | None = None
     lane: Lane = Lane.BULK
+    asks: int | None = None  # the decision an approval message asks about: its buttons go when it expires
 
 
 Send = Callable[[Outgoing], Awaitable[object]]

@@ -30,7 +30,10 @@ _KIND_ICON = {
     NoticeKind.BREAKER: "⛔",
     NoticeKind.HEALTH: "🌡",
     NoticeKind.RESOLVED: "✅",
+    NoticeKind.EXPIRED: "⌛",
 }
+# Notices whose text starts with its own headline (engine/wording.py): that line is the bold head.
+_OWN_HEADLINE = frozenset({NoticeKind.FIX_STARTED, NoticeKind.FIX_RESULT, NoticeKind.EXPIRED})
 
 
 def esc(text: str) -> str:
@@ -71,6 +74,12 @@ def notice_html(notice: Notice) -> str:
     """One notice as a message: a bold headline, then the (escaped) text."""
     icon = _KIND_ICON.get(notice.kind, "•")
     inc = notice.incident
+    if notice.kind in _OWN_HEADLINE:
+        first, _, rest = notice.text.partition("\n")
+        lines = [f"{icon} {bold(first)}", *([esc(rest)] if rest else [])]
+        if notice.link:
+            lines.append(esc(notice.link))
+        return truncate("\n".join(lines))
     if notice.kind is NoticeKind.INCIDENT and inc is not None:
         p = f"{notice.priority.value} " if notice.priority is not None else ""
         head = f"{icon} <b>New incident #{inc.id}</b> [{p}{esc(inc.severity.value)}] {esc(inc.pattern_id)}"

@@ -69,14 +69,23 @@ class Healer(DaemonProcess):
     """One daemon process plus its fake Bot API, log file and store (read through :class:`StoreView`)."""
 
     def __init__(
-        self, tmp: Path, fake: FakeTelegram, engine: dict[str, Any] | None = None, health: dict[str, Any] | None = None
+        self,
+        tmp: Path,
+        fake: FakeTelegram,
+        engine: dict[str, Any] | None = None,
+        health: dict[str, Any] | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        patterns: list[dict[str, Any]] | None = None,
     ) -> None:
+        """``extra``: top-level config keys set over the defaults; ``patterns``: added to the test patterns."""
         self.tmp = tmp
         self.fake = fake
         self.log_file = tmp / "app.log"
         self.log_file.write_text("")
         (tmp / "patterns").mkdir()
-        (tmp / "patterns" / "test.yaml").write_text(yaml.safe_dump(PATTERNS))
+        listed = {"patterns": [*PATTERNS["patterns"], *(patterns or [])]}
+        (tmp / "patterns" / "test.yaml").write_text(yaml.safe_dump(listed))
         cfg: dict[str, Any] = {
             "state_dir": str(tmp / "state"),
             "patterns_dirs": [str(tmp / "patterns")],
@@ -94,6 +103,7 @@ class Healer(DaemonProcess):
         }
         if health:
             cfg["health"] = health
+        cfg.update(extra or {})
         config = tmp / "healer.yaml"
         config.write_text(yaml.safe_dump(cfg))
         self.store = StoreView(tmp / "state" / "healer.db")

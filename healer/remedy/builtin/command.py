@@ -101,6 +101,12 @@ class CommandAction(Action[CommandSettings, CommandState]):
     def admits(self, ctx: ActionContext) -> None:
         self._spec(ctx, self.configured(ctx))
 
+    def undoable(self, ctx: ActionContext) -> bool:
+        return bool(self._spec(ctx, self.configured(ctx)).undo)
+
+    def shown_argv(self, ctx: ActionContext) -> tuple[str, ...]:
+        return tuple(self._render(ctx, self._spec(ctx, self.configured(ctx)).argv))
+
     def _target(self, ctx: ActionContext, settings: CommandSettings) -> str:
         return f"command:{ctx.params.get('command', '')}"
 
