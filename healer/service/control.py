@@ -107,7 +107,7 @@ class Control:
             case Verb.STATUS:
                 text = reports.status_text(await asyncio.to_thread(f.status))
                 bot = self._bot()
-                extra = f"\nTelegram: {bot.status_line()}" if bot is not None else "\nTelegram: off"
+                extra = f"\n{bot.status_line()}" if bot is not None else "\nTelegram: off"
                 return self._reply(f"{text}{extra}\n{self._live()}")
             case Verb.HEALTH:
                 return self._reply(f"{reports.health_text(await asyncio.to_thread(f.health))}\n{self._live()}")

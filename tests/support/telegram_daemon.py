@@ -69,7 +69,13 @@ class Healer(DaemonProcess):
     """One daemon process plus its fake Bot API, log file and store (read through :class:`StoreView`)."""
 
     def __init__(
-        self, tmp: Path, fake: FakeTelegram, engine: dict[str, Any] | None = None, health: dict[str, Any] | None = None
+        self,
+        tmp: Path,
+        fake: FakeTelegram,
+        engine: dict[str, Any] | None = None,
+        health: dict[str, Any] | None = None,
+        telegram: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.tmp = tmp
         self.fake = fake
@@ -89,6 +95,7 @@ class Healer(DaemonProcess):
                 "digest_interval": 1,
                 "update_interval": 1,
                 "health_interval": 1,
+                **(telegram or {}),
             },
             "actions": {"command": {"commands": {"ok": {"argv": ["true"]}}}},
         }
@@ -97,8 +104,8 @@ class Healer(DaemonProcess):
         config = tmp / "healer.yaml"
         config.write_text(yaml.safe_dump(cfg))
         self.store = StoreView(tmp / "state" / "healer.db")
-        env = {"HEALER_TELEGRAM_TOKEN": fake.token}
-        super().__init__(config, tmp / "daemon.log", env, cwd=tmp, new_session=False)
+        super().__init__(config, tmp / "daemon.log", {"HEALER_TELEGRAM_TOKEN": fake.token, **(env or {})}, cwd=tmp,
+                         new_session=False)  # fmt: skip
         self.start()
 
     def daemon_log(self) -> str:
