@@ -117,7 +117,9 @@ def test_reads_stay_per_chat_and_fix_needs_a_person(healer: Healer) -> None:
     before = len(h.fake.sent(GROUP))
     h.fake.send_text(GROUP, "fix errors", user_id=MEMBER)
     text = h.fake.wait_text("Not allowed", GROUP, after=before).params["text"]
-    assert text.startswith(f"Not allowed: user {MEMBER} may not run fixes (not in telegram.allowed_user_ids")
+    assert text.split("</b> ", 1)[-1].startswith(  # after the host prefix
+        f"Not allowed: user {MEMBER} may not run fixes (not in telegram.allowed_user_ids"
+    ), text
     h.fake.send_text(GROUP, "fix errors", user_id=MEMBER)  # told once; the second is audited only
     h.wait(lambda: len(h.store.audit(AuditKind.COMMAND_REFUSED)) == 2, "both refusals audited")
     h.fake.send_text(GROUP, "fix errors", user_id=ALICE)

@@ -175,6 +175,14 @@ class Route(StrEnum):
     NONE = "none"
 
 
+class Unaddressed(StrEnum):
+    """What a healer does with a group command that names no host (``telegram.unaddressed``, issue 17)."""
+
+    ANSWER = "answer"  # the only healer in the chat: every command is for it
+    HINT = "hint"  # say once per chat how to address a host, then stay quiet
+    IGNORE = "ignore"  # another healer in the chat gives the hint
+
+
 class AuditKind(StrEnum):
     """Every kind of audit entry healer writes; tests and reports name these, never strings."""
 

@@ -197,6 +197,7 @@ class Daemon:
                     serial=self.ingest_pool,
                     every=self.every,
                     outbox_path=s.state_dir / "outbox.db",
+                    host=lambda: reloader.rules.settings.host,
                 )
                 await self.bot.start()
             except Exception as exc:  # the bot is optional: healing goes on without it

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from healer.core.enums import Route, Severity
+from healer.core.enums import Route, Severity, Unaddressed
 from healer.core.paths import bundled_patterns_dir
 from healer.settings.apps import AppSettings, app_sources, check_app_names
 from healer.settings.fields import (
@@ -166,6 +166,10 @@ class TelegramSettings(Model):
     routing: Annotated[Mapping[str, str], BeforeValidator(_routing)] = Field(
         default_factory=lambda: dict(DEFAULT_ROUTING)
     )
+    # Fleet (docs/FLEET.md): more names this host answers to in chat ("health web1"), besides ``host``.
+    aliases: Items[Name] = ()
+    # A group command naming no host: answer it, hint once per chat how to address one, or ignore it.
+    unaddressed: Unaddressed = Unaddressed.ANSWER
 
     @field_validator("token", mode="before")
     @classmethod

@@ -47,7 +47,7 @@ from healer.telegram.authz import Authz
 from healer.telegram.commands import BOT_COMMANDS
 from healer.telegram.handlers import Handlers
 from healer.telegram.outbox import Lane, Outbox, Outgoing
-from healer.telegram.render import truncate
+from healer.telegram.render import truncate, with_host
 from healer.telegram.router import ALWAYS_NOW, FLOOD_WINDOW, Router
 
 log = structlog.get_logger("healer.telegram")
@@ -83,6 +83,7 @@ class TelegramBot:
         serial: Executor,
         every: Every,
         outbox_path: Path | None = None,
+        host: Callable[[], str] = lambda: "",
     ) -> None:
         """``outbox_path``: where the queue is kept across restarts (the daemon's ``outbox.db``); None keeps it
         in memory only."""
@@ -98,12 +99,19 @@ class TelegramBot:
         self._settings = settings
         self._clock = clock
         self._every = every
+        self._host = host
         self.router = Router(self._enqueue_notice)
         self._outbox_store = self._open_outbox(outbox_path)
         self.outbox = Outbox(self._send, store=self._outbox_store, clock=clock)
         self.authz = Authz(settings, clock, self._chat_admins)
         self.handlers = Handlers(
-            facade, settings, serial=serial, reply=self.reply, status_extra=self._status_line, authz=self.authz
+            facade,
+            settings,
+            serial=serial,
+            reply=self.reply,
+            status_extra=self._status_line,
+            authz=self.authz,
+            host=host,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._polling_errors = 0
@@ -217,6 +225,7 @@ class TelegramBot:
         self.handlers.refused_chats.clear()  # an operator who just allowed a chat should not find it muted
         self.handlers.refused_people.clear()
         self.authz.forget()
+        self.handlers.hinted_chats.clear()  # the addressing settings may have changed: say it again
         if s.token != self._token:
             log.warning("telegram_token_changed", action="restart healer to use the new token")
         intervals = (s.digest_interval, s.update_interval)
@@ -256,7 +265,7 @@ class TelegramBot:
     async def _send(self, out: Outgoing) -> object:
         return await self.app.bot.send_message(
             out.chat_id,
-            out.text,
+            with_host(self._host(), out.text),
             parse_mode=ParseMode.HTML,
             reply_markup=out.markup,
             link_preview_options=LinkPreviewOptions(is_disabled=True),
@@ -277,7 +286,7 @@ class TelegramBot:
         for m in messages:
             try:
                 await self.app.bot.edit_message_text(
-                    truncate(f"{m.text}\n\n—\n{note}"),
+                    truncate(f"{with_host(self._host(), m.text)}\n\n—\n{note}"),  # as it was sent
                     chat_id=m.chat_id,
                     message_id=m.message_id,
                     parse_mode=ParseMode.HTML,

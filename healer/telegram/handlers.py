@@ -11,6 +11,12 @@ Security: only ``allowed_chat_ids`` may run commands or press buttons. Any
 other chat gets one refusal (then silence) and every attempt is audited.
 Pressing a button or "fix errors" also needs a person who may command
 (:mod:`healer.telegram.authz`); a refusal is audited as ``command_refused``.
+
+Fleet (issue 17): several hosts' bots share one group. :meth:`Handlers.addressed`
+(the one hook, rules in :mod:`healer.telegram.addressing`) drops what names
+another host, and a button is only acted on when this bot sent its message: the
+decision ids of two hosts are both small integers, so ``ap:3`` alone must never be
+enough for web-2 to run web-1's approval.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from healer.app import reports
 from healer.app.usecases import Healer
 from healer.core.enums import AuditKind, SettleStatus
 from healer.settings.schema import TelegramSettings
+from healer.telegram import addressing
+from healer.telegram.addressing import Action
 from healer.telegram.authz import Authz, refusal_text
 from healer.telegram.commands import HELP_TEXT, Command, CommandName, parse
 from healer.telegram.render import esc, truncate
@@ -48,6 +56,7 @@ NO_MATCH = "No pattern matches that text, and it is not a command. Send <b>help<
 _CALLBACK_RE = re.compile(r"^(ap|rj):(\d{1,18})$")
 # Every button changes the host; what the refusal names it.
 _BUTTON_VERBS = {"ap:": "approve fixes", "rj:": "reject fixes", "un:": "undo fixes"}
+_GROUPS = frozenset({"group", "supergroup"})
 
 
 class Handlers:
@@ -60,15 +69,18 @@ class Handlers:
         reply: Reply,
         status_extra: Callable[[], str],
         authz: Authz,
+        host: Callable[[], str] = lambda: "",
     ) -> None:
         self.facade = facade
         self.authz = authz
         self._settings = settings
+        self._host = host
         self._serial = serial
         self._reply = reply
         self._status_extra = status_extra
         self.refused_chats: set[int] = set()
         self.refused_people: set[tuple[int, int]] = set()  # (chat, user) told once that they may not command
+        self.hinted_chats: set[int] = set()  # groups told once how to address a host
 
     async def _serially(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._serial, fn, *args)
@@ -154,8 +166,11 @@ class Handlers:
         if not msg.text:
             self._reply(chat.id, "I only understand text. Send <b>help</b>.")
             return
+        text = self.addressed(msg.text, chat.id, chat.type in _GROUPS, context.bot.username or "")
+        if text is None:
+            return
         user_id = update.effective_user.id if update.effective_user else chat.id
-        cmd = parse(msg.text)
+        cmd = parse(text)
         log.info("telegram_command", chat=chat.id, command=cmd.name.value)
         if cmd.name is CommandName.FIX and not await self.may_command(update, "run fixes"):
             return
@@ -165,6 +180,22 @@ class Handlers:
             log.exception("telegram_command_failed", command=cmd.name.value, error=str(exc))
             answer = f"{esc(cmd.name.value)} failed: {esc(type(exc).__name__)}: {esc(str(exc)[:300])}"
         self._reply(chat.id, answer)
+
+    def addressed(self, text: str, chat_id: int, group: bool, bot_username: str) -> str | None:
+        """The command text if this host should answer ``text``, else None (after a hint, once per chat)."""
+        s, host = self._settings(), self._host()
+        names = addressing.names_of(host, s.aliases)
+        routed = addressing.route(text, names=names, bot_username=bot_username, group=group, unaddressed=s.unaddressed)
+        match routed.action:
+            case Action.ANSWER:
+                return routed.text
+            case Action.HINT if chat_id not in self.hinted_chats:
+                self.hinted_chats.add(chat_id)
+                self._reply(chat_id, esc(addressing.hint_text(host, bot_username)))
+            case Action.ELSEWHERE:
+                self._reply(chat_id, esc(addressing.elsewhere_text(host)))
+        log.debug("telegram_not_for_us", chat=chat_id, action=routed.action.value)
+        return None
 
     async def run_command(self, cmd: Command, actor: str, chat_id: int) -> str:
         """One command to one HTML answer (``fix`` also says "Running…" to ``chat_id`` first)."""
@@ -214,6 +245,10 @@ class Handlers:
         if not await self.may_command(update, _BUTTON_VERBS.get((query.data or "")[:3], "press this button")):
             return  # answered with the reason
         try:
+            if not _sent_by(query.message, context.bot.id):
+                log.warning("telegram_foreign_button", data=(query.data or "")[:64])
+                await answer("That button belongs to another host's healer; nothing was done here.")
+                return
             m = _CALLBACK_RE.match(query.data or "")
             if m is None:
                 await answer("Unknown button.")
@@ -234,6 +269,13 @@ class Handlers:
                 await _edit(query.message, reports.settle_text(report, who, esc))
         finally:
             await answer("Done.")
+
+
+def _sent_by(message: object, bot_id: int) -> bool:
+    """False when the button's message is visibly another bot's (a message too old to see passes:
+    Telegram itself only delivers a press to the bot that sent the buttons)."""
+    author = message.from_user if isinstance(message, Message) else None
+    return author is None or author.id == bot_id
 
 
 async def _edit(message: object, note: str) -> None:
