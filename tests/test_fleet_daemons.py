@@ -228,7 +228,7 @@ def test_one_chat_many_hosts(chat_fleet: tuple[FakeTelegramGroup, dict[str, Flee
         for host in ("web-1", "web-2"):
             assert wait_for(lambda: has_fixed(fleet[host]), 20), fleet[host].tail()
             new = group.wait_message(bot_name(host), "New incident")
-            assert new["text"].startswith(f"[{host}] 🔴 New incident #1 [high] redis_down_alert"), new["text"]
+            assert new["text"].startswith(f"[{host}] 🔴 New incident #1 [P1 high] redis_down_alert"), new["text"]
         assert not fleet["web-3"].fixed.exists()
 
         # Approvals: the same decision number on two hosts, each button acting on its own host only.

@@ -50,6 +50,13 @@ class Criticality(StrEnum):
     LOW = "low"
 
 
+class PatternMode(StrEnum):
+    """A pattern's lifecycle: ``shadow`` matches and records what it would do but never acts or pages."""
+
+    ACTIVE = "active"
+    SHADOW = "shadow"
+
+
 class Approval(StrEnum):
     AUTO = "auto"
     ASK = "ask"
@@ -89,6 +96,7 @@ class Reason(StrEnum):
     PRIORITY = "priority"  # the incident's triage is at or above triage.ask_at: a human approves the fix
     CONFIRMING = "confirming"  # a confirm: pattern's probe is checking the fault before anything runs
     REFUTED = "refuted"  # the probe found no fault to fix (Redis is up): notify only
+    SHADOW = "shadow"  # the pattern is in shadow mode: the detail says what it would have done; nothing ran
 
 
 class Confirm(StrEnum):
@@ -215,6 +223,8 @@ class AuditKind(StrEnum):
     DISK_CLEANUP_SKIP = "disk_cleanup_skip"
     PIP_UNDO = "pip_undo"
     RESTART_VERIFY = "restart_verify"
+    PATTERN_MODE = "pattern_mode"  # an operator promoted or demoted a pattern (healer patterns promote/demote)
+    MARKED_WRONG = "marked_wrong"  # an operator said an incident's match was "not this" (button, healer mark)
     CONFIRM_PROBE = "confirm_probe"  # a confirm: pattern's probe ran; its verdict and why
     RESTORE_FILE = "restore_file"
     RESTORE_FILE_UNDO = "restore_file_undo"

@@ -73,6 +73,16 @@ def approval_keyboard(decision_id: int) -> InlineKeyboardMarkup:
     )
 
 
+def not_this_keyboard(incident_ids: Sequence[int]) -> InlineKeyboardMarkup:
+    """One "not this" button per incident ("nt:<id>"): the match was wrong, it counts against its pattern."""
+    label = "🚫 Not this" if len(incident_ids) == 1 else "🚫 Not #{}"
+    rows = [[InlineKeyboardButton(label.format(i), callback_data=f"nt:{i}")] for i in incident_ids[:NOT_THIS_MAX]]
+    return InlineKeyboardMarkup(rows)
+
+
+NOT_THIS_MAX = 8  # buttons under one digest; the rest can be marked with `healer mark ID wrong`
+
+
 class TelegramBot:
     def __init__(
         self,
@@ -243,16 +253,19 @@ class TelegramBot:
     def notify(self, notice: Notice) -> None:
         """On the loop thread, for every engine and health notice: route and enqueue, never await."""
         try:
-            how = self.router.route(notice, self.settings.routing, self._clock.now())
+            s = self.settings
+            how = self.router.route(notice, s.routing, self._clock.now(), s.priority_routing)
             log.debug("notice_routed", kind=notice.kind.value, severity=notice.severity.value, route=how)
         except Exception as exc:  # a routing bug must not disturb the engine's caller
             log.exception("notice_route_failed", error=str(exc))
 
-    def _enqueue_notice(self, text: str, notice: Notice | None) -> None:
-        markup, decision = None, None
+    def _enqueue_notice(self, text: str, notice: Notice | None, markup: InlineKeyboardMarkup | None = None) -> None:
+        decision = None
         if notice is not None and notice.kind is NoticeKind.APPROVAL and notice.decision is not None:
             decision = notice.decision.id
             markup = approval_keyboard(decision)
+        elif notice is not None and notice.kind is NoticeKind.INCIDENT and notice.incident is not None:
+            markup = not_this_keyboard([notice.incident.id])
         # What a person may have to act on goes first and is never dropped; incident news,
         # digests and flood summaries queue behind it in the bounded lane.
         lane = Lane.PRIORITY if notice is not None and notice.kind in ALWAYS_NOW else Lane.BULK
@@ -313,10 +326,12 @@ class TelegramBot:
         return await asyncio.to_thread(self.facade.incident_counts, ids) if ids else {}
 
     async def _digest(self) -> None:
-        counts = await self._counts(self.router.digest_ids())
+        ids = self.router.digest_ids()
+        counts = await self._counts(ids)
         text = self.router.take_digest(counts)
         if text is not None:
-            self._enqueue_notice(text, None)
+            # Shadow patterns' news lands here: this is where a wrong match is seen and marked.
+            self._enqueue_notice(text, None, not_this_keyboard(ids) if ids else None)
 
     async def _flood(self) -> None:
         self.router.flush(self._clock.now())

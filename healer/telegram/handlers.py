@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -35,8 +35,10 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from healer.app import reports
+from healer.app.lifecycle import mark_text
 from healer.app.usecases import Healer
 from healer.core.enums import AuditKind, SettleStatus
+from healer.core.errors import HealerError
 from healer.settings.schema import TelegramSettings
 from healer.telegram import addressing
 from healer.telegram.addressing import Action
@@ -54,8 +56,9 @@ HISTORY_LIMIT = 15
 MAX_REFUSED_REMEMBERED = 10_000
 NO_MATCH = "No pattern matches that text, and it is not a command. Send <b>help</b> for what I understand."
 _CALLBACK_RE = re.compile(r"^(ap|rj):(\d{1,18})$")
-# Every button changes the host; what the refusal names it.
+# The buttons that change the host, and what a refusal names them ("not this" is feedback, open to the chat).
 _BUTTON_VERBS = {"ap:": "approve fixes", "rj:": "reject fixes", "un:": "undo fixes"}
+_NOT_THIS_RE = re.compile(r"^nt:(\d{1,18})$")  # "not this" on an incident notice: nt:<incident id>
 _GROUPS = frozenset({"group", "supergroup"})
 
 
@@ -242,12 +245,17 @@ class Handlers:
                 with contextlib.suppress(TelegramError):
                     await query.answer(text)
 
-        if not await self.may_command(update, _BUTTON_VERBS.get((query.data or "")[:3], "press this button")):
+        verb = _BUTTON_VERBS.get((query.data or "")[:3])
+        if verb is not None and not await self.may_command(update, verb):
             return  # answered with the reason
         try:
             if not _sent_by(query.message, context.bot.id):
                 log.warning("telegram_foreign_button", data=(query.data or "")[:64])
                 await answer("That button belongs to another host's healer; nothing was done here.")
+                return
+            wrong = _NOT_THIS_RE.match(query.data or "")
+            if wrong is not None:
+                await self._not_this(query.message, int(wrong.group(1)), update, answer)
                 return
             m = _CALLBACK_RE.match(query.data or "")
             if m is None:
@@ -269,6 +277,20 @@ class Handlers:
                 await _edit(query.message, reports.settle_text(report, who, esc))
         finally:
             await answer("Done.")
+
+    async def _not_this(
+        self, message: object, incident_id: int, update: Update, answer: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """The "not this" button: the match was wrong (``healer mark INCIDENT wrong``), counted once."""
+        user = update.effective_user
+        try:
+            marked = await self._serially(self.facade.mark_wrong, incident_id, f"telegram:{user.id if user else 0}")
+        except HealerError as exc:
+            await answer(str(exc)[:180])
+            return
+        await answer("Marked: not this." if marked.new else "Already marked.")
+        if marked.new:
+            await _edit(message, mark_text(marked, esc))
 
 
 def _sent_by(message: object, bot_id: int) -> bool:

@@ -72,7 +72,8 @@ def notice_html(notice: Notice) -> str:
     icon = _KIND_ICON.get(notice.kind, "•")
     inc = notice.incident
     if notice.kind is NoticeKind.INCIDENT and inc is not None:
-        head = f"{icon} <b>New incident #{inc.id}</b> [{esc(inc.severity.value)}] {esc(inc.pattern_id)}"
+        p = f"{notice.priority.value} " if notice.priority is not None else ""
+        head = f"{icon} <b>New incident #{inc.id}</b> [{p}{esc(inc.severity.value)}] {esc(inc.pattern_id)}"
     elif notice.kind is NoticeKind.APPROVAL and inc is not None:
         head = f"{icon} <b>Approval needed</b> for incident #{inc.id} [{esc(notice.severity.value)}]"
     elif inc is not None:
