@@ -17,7 +17,7 @@ from healer.core.errors import ConfigError
 from healer.core.jobs import FixJob, ProbeJob
 from healer.core.proc import Runner
 from healer.engine.engine import Engine
-from healer.remedy.builtin.restart import same_place
+from healer.settings.apps import same_place
 from healer.store.db import Store
 
 

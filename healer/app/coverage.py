@@ -52,6 +52,9 @@ def _step_problem(settings: Settings, pattern: Pattern, roles: AppRoles, service
             return str(exc), ""
         action = get_action(step.action)()
         section = settings.actions.get(step.action)
+        # restart's "address" (where the line says the client went) is checked when the fix runs;
+        # it names no target, so the target is known here without it.
+        params = {k: v for k, v in params.items() if not (k == "address" and placeholders(v))}
         ctx = ActionContext(incident_id=0, attempt_id=0, pattern_id=pattern.id, params=params, settings=section)
         try:
             if any(placeholders(v) for v in params.values()):

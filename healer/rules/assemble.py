@@ -67,11 +67,17 @@ class _Kind(Enum):
 
 
 # The matcher's buffer scan stops on these besides pattern hits (RE2, (?m) set by the matcher).
+# A starter followed by a line that begins with a digit (a timestamp: the next record) is an
+# event of one line, which only matters if a pattern hits it; so, except for the traceback
+# header (whose prefix every line may repeat), the scan stops on a starter only when its next
+# line may continue it. Lines like "... Error: ..." are common in logs, and each stop costs a
+# Set match: without this the scan stopped ~4x as often as on pattern hits alone (bench/).
 STARTERS = (
     r"Traceback \(most recent call last\):"
-    r"|could not connect to server: |connection to server (?:at|on socket) "
+    r"|(?:could not connect to server: |connection to server (?:at|on socket) "
     r"|(?:Exception|Error)(?::|$)"
-    r"|^(?:[A-Za-z0-9][-A-Za-z0-9_.]*[ ]+\| )?(?:Auto-merging |CONFLICT \(|error: |fatal: |hint: )"
+    r"|^(?:[A-Za-z0-9][-A-Za-z0-9_.]*[ ]+\| )?(?:Auto-merging |CONFLICT \(|error: |fatal: |hint: ))"
+    r"[^\n]*\n[^0-9]"
 )
 
 # The same shapes per line, with Python's re: each runs on one line only, and none can backtrack badly.

@@ -4,9 +4,15 @@ A corpus is a directory of YAML files, each ``entries: [{text, source, label,
 acts?, note?}]``. ``label`` is a :class:`Family` value, or ``none`` for a
 near-miss that no family should claim. ``acts: false`` marks an entry of a
 family whose automatic fix would be wrong here (another host or port, a
-container, a test run). ``text`` may span several lines: until multi-line
-assembly lands, an entry is claimed by a family when any one of its lines is
-matched by a pattern of that family.
+container, a test run). ``text`` may span several lines: it is assembled
+into events exactly as the tailer does (:mod:`.assemble`, through the
+:class:`Matcher`), and each event counts for the pattern that wins it, as its
+incident would; the patterns it beat are evidence and claim nothing.
+
+A restart step that names ``address`` and ``expect`` is checked as the
+action checks it, against the address a service has when no app names one
+(``127.0.0.1:6379`` for ``@redis.address``): a line naming another port is
+claimed by the family but is not an automatic fix, since restart refuses it.
 
 The score is per family: precision and recall over all its patterns, and the
 precision of its automatic-fix patterns (remediation and ``approval: auto``)
@@ -23,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from healer.core.enums import Approval, Family
-from healer.rules.matcher import Matcher
-from healer.rules.patterns import Pattern
+from healer.rules.assemble import Limits
+from healer.rules.matcher import LineHit, Matcher
+from healer.rules.patterns import PLACEHOLDER, Pattern
+from healer.settings.apps import default_address, same_place
 from healer.settings.safeyaml import YamlProblem, item_lines, load_with_node
 
 NONE_LABEL = "none"
@@ -158,12 +166,33 @@ def load_corpus(root: Path) -> list[CorpusEntry]:
     return entries
 
 
+def _acts(hit: LineHit) -> bool:
+    """Whether the hit's automatic fix would run: every step's target check passes with the default addresses."""
+    p = hit.pattern
+    if not p.steps or p.approval is not Approval.AUTO:
+        return False
+    for step in p.steps:
+        seen, expect = step.params.get("address"), step.params.get("expect", "")
+        if seen is None:
+            continue
+        seen = PLACEHOLDER.sub(lambda m: hit.groups.get(m.group(1), ""), seen)
+        want = default_address(expect[1:]) if expect.startswith("@") else expect
+        if want and not same_place(seen, want):
+            return False
+    return True
+
+
 def classify(entry: CorpusEntry, matcher: Matcher) -> EntryResult:
-    hits = [h for line in entry.text.splitlines() for h in matcher.match_line(line)]
-    families = {h.pattern.family for h in hits}
+    """The entry as the daemon sees it: assembled into events, one winner per event."""
+    winners = []
+    for ev in matcher.events(entry.text.encode("utf-8", "surrogatepass") + b"\n"):
+        best, _ = ev.pick()
+        if best is not None:
+            winners.append(best)
+    families = {h.pattern.family for h in winners}
     if len(families) > 1:
         families.discard(Family.UNKNOWN)  # the catch-all only stands in for "nothing else"
-    auto = {h.pattern.id: h.pattern for h in hits if h.pattern.steps and h.pattern.approval is Approval.AUTO}
+    auto = {h.pattern.id: h.pattern for h in winners if _acts(h)}
     return EntryResult(entry, frozenset(families), tuple(auto.values()))
 
 
@@ -181,7 +210,7 @@ def _score(family: Family, results: Sequence[EntryResult]) -> FamilyScore:
 
 
 def score(entries: Iterable[CorpusEntry], patterns: Sequence[Pattern]) -> CorpusReport:
-    matcher = Matcher(patterns)
+    matcher = Matcher(patterns, Limits())  # the tailer's default bounds (sources.multiline)
     results = tuple(classify(e, matcher) for e in entries)
     return CorpusReport(results, tuple(_score(f, results) for f in Family))
 

@@ -141,6 +141,11 @@ class Pattern:
         ``TimeoutError: timed out`` line below it), and the search goes on
         with the next line, so one line behaves exactly as it always did.
         """
+        if "\n" not in text:  # one line, nearly every hit: the per-line form, no span bookkeeping
+            m = self.compiled.search(text)
+            if m is None or any(ig.search(text) is not None for ig in self.ignore):
+                return None
+            return self._groups(m)
         pos = 0
         while True:
             m = self.compiled.search(text, pos)
@@ -156,6 +161,10 @@ class Pattern:
             if b < 0:
                 return None
             pos = b + 1
+        return self._groups(m)
+
+    @staticmethod
+    def _groups(m: Any) -> dict[str, str]:
         groups = {k: v for k, v in m.groupdict().items() if v is not None}
         groups["match"] = m.group(0)
         return groups

@@ -40,6 +40,28 @@ def host_port(raw: Any) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
+def _place(address: str) -> tuple[str, str]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]").lower(), port
+
+
+def same_place(seen: str, expect: str) -> bool:
+    """``127.0.0.1:6379`` and ``localhost:6379`` are one place; another port or a remote host is not.
+
+    The one comparison of "where the line says the client went" with "where the service
+    listens": the restart action refuses on it, and the corpus score counts a fix as automatic
+    only where it would pass (healer.rules.corpus).
+    """
+    (h1, p1), (h2, p2) = _place(seen), _place(expect)
+    return p1 == p2 and (h1 == h2 or (h1 in LOCAL_HOSTS and h2 in LOCAL_HOSTS))
+
+
+def default_address(role: str) -> str | None:
+    """``"redis.address"`` -> ``"127.0.0.1:6379"``: where a service listens when no app names it."""
+    head, _, rest = role.partition(".")
+    return f"127.0.0.1:{DEFAULT_PORTS[head]}" if rest == "address" and head in DEFAULT_PORTS else None
+
+
 def _unit_or_mapping(raw: Any) -> Any:
     """``service: shop.service`` is short for ``service: {unit: shop.service}``."""
     return {"unit": raw} if isinstance(raw, str) else raw
@@ -171,5 +193,7 @@ __all__ = [
     "ServiceRef",
     "app_sources",
     "check_app_names",
+    "default_address",
     "host_port",
+    "same_place",
 ]

@@ -41,7 +41,7 @@ from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionError, ActionRefused
 from healer.remedy.base import Action, ActionContext, Confirmation, VerifyResult, probe_timeout, register
 from healer.remedy.common import screen_name
-from healer.settings.apps import LOCAL_HOSTS, host_port
+from healer.settings.apps import host_port, same_place
 from healer.settings.fields import ActionModel, Duration, Items, Model, Name, Text, Timeout, name_entries, required
 from healer.settings.validation import Problem, validate_model
 
@@ -55,17 +55,6 @@ POLL_INTERVAL = 0.2
 Manager = Literal["systemd", "supervisor", "command"]
 # How a confirmation probe says the manager reported the unit up.
 RUNNING_WORD: Mapping[str, str] = {"systemd": "active", "supervisor": "RUNNING", "command": "up (status_argv exits 0)"}
-
-
-def _split(address: str) -> tuple[str, str]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]").lower(), port
-
-
-def same_place(seen: str, expect: str) -> bool:
-    """``127.0.0.1:6379`` and ``localhost:6379`` are one place; another port or a remote host is not."""
-    (h1, p1), (h2, p2) = _split(seen), _split(expect)
-    return p1 == p2 and (h1 == h2 or (h1 in LOCAL_HOSTS and h2 in LOCAL_HOSTS))
 
 
 def _tcp(raw: Any) -> tuple[str, int] | None:
