@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from healer.rules.assemble import Limits
     from healer.rules.matcher import TextEvent
     from healer.rules.patterns import Pattern
+    from healer.service.control_proto import Verb
     from healer.settings.schema import Settings
     from healer.store.db import Store
 
@@ -372,11 +373,27 @@ def _report(args: argparse.Namespace) -> Healer:
     return _healer(rules, _store(rules))
 
 
+def _act(args: argparse.Namespace, verb: Verb, target: int, offline: Callable[[], int]) -> int:
+    from healer.service.control_client import act
+
+    return act(resolve_config_path(args.config), args, verb, target, offline)
+
+
+def _read(args: argparse.Namespace, verb: Verb, offline: Callable[[], int]) -> int:
+    from healer.service.control_client import read
+
+    return read(resolve_config_path(args.config), args, verb, offline)
+
+
 def cmd_health(args: argparse.Namespace) -> int:
     from healer.app.reports import health_text
+    from healer.service.control_proto import Verb
 
-    print(health_text(_report(args).health()))
-    return EXIT_OK
+    def offline() -> int:
+        print(health_text(_report(args).health()))
+        return EXIT_OK
+
+    return _read(args, Verb.HEALTH, offline)
 
 
 def cmd_errors(args: argparse.Namespace) -> int:
@@ -404,35 +421,52 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from healer.app.reports import status_text
+    from healer.service.control_proto import Verb
 
-    print(status_text(_report(args).status()))
-    return EXIT_OK
+    def offline() -> int:
+        print(status_text(_report(args).status()))
+        return EXIT_OK
+
+    return _read(args, Verb.STATUS, offline)
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
     from healer.app.reports import fix_text
     from healer.core.enums import Outcome
+    from healer.service.control_proto import Verb
 
-    report = _report(args).fix_open("cli")
-    print(fix_text(report))
-    good = (Outcome.SUCCEEDED, Outcome.VERIFYING)
-    failed = [o for o in report.outcomes if o.attempt is not None and o.attempt.outcome not in good]
-    return EXIT_FAIL if failed else EXIT_OK
+    def offline() -> int:
+        report = _report(args).fix_open("cli")
+        print(fix_text(report))
+        good = (Outcome.SUCCEEDED, Outcome.VERIFYING)
+        failed = [o for o in report.outcomes if o.attempt is not None and o.attempt.outcome not in good]
+        return EXIT_FAIL if failed else EXIT_OK
+
+    return _act(args, Verb.FIX, 0, offline)
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
     from healer.app.reports import settle_text
     from healer.core.enums import SettleStatus
+    from healer.service.control_proto import Verb
 
-    report = _report(args).settle(args.decision, args.cmd == "approve", "cli")
-    print(f"decision #{args.decision}: {settle_text(report, 'cli')}")
-    return EXIT_OK if report.status is SettleStatus.OK and report.refused is None else EXIT_FAIL
+    def offline() -> int:
+        report = _report(args).settle(args.decision, args.cmd == "approve", "cli (offline)")
+        print(f"decision #{args.decision}: {settle_text(report, 'cli (offline)')}")
+        return EXIT_OK if report.status is SettleStatus.OK and report.refused is None else EXIT_FAIL
+
+    return _act(args, Verb(args.cmd), args.decision, offline)
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    ok, text = _report(args).undo(args.attempt, "cli")
-    print(text)
-    return EXIT_OK if ok else EXIT_FAIL
+    from healer.service.control_proto import Verb
+
+    def offline() -> int:
+        ok, text = _report(args).undo(args.attempt, "cli (offline)")
+        print(text)
+        return EXIT_OK if ok else EXIT_FAIL
+
+    return _act(args, Verb.UNDO, args.attempt, offline)
 
 
 def _operator() -> str:
@@ -520,17 +554,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the source the lines count as for patterns with sources: (default file)")  # fmt: skip
     rp.add_argument("--state", help="keep the replay's store in this directory")
     rp.add_argument("--limit", type=int, default=30)
-    add("health", cmd_health, "host health report")
+    offline = "do it in this process, not through the running daemon (Telegram is not told)"
+    reads = "read the config file and the store, not the running daemon's live state"
+    add("health", cmd_health, "host health report").add_argument("--offline", action="store_true", help=reads)
     ep = add("errors", cmd_errors, "error report")
     ep.add_argument("--since", default="1h", help="window, e.g. 30m, 6h, 2d (default 1h)")
-    add("status", cmd_status, "kill switch, dry run, circuit breaker and what is open or waiting")
-    add("fix", cmd_fix, "attempt fixes for open incidents, with every guardrail applied")
+    st = add("status", cmd_status, "kill switch, dry run, circuit breaker and what is open or waiting")
+    st.add_argument("--offline", action="store_true", help=reads)
+    fx = add("fix", cmd_fix, "attempt fixes for open incidents, with every guardrail applied")
+    fx.add_argument("--offline", action="store_true", help=offline)
     hp = add("history", cmd_history, "fix attempts, outcomes and success rate")
     hp.add_argument("--limit", type=int, default=15)
     xp = add("explain", cmd_explain, "everything known and done about one incident")
     xp.add_argument("incident", type=int)
     up = add("undo", cmd_undo, "put back a fix that worked, by attempt id (shown as 'undo: healer undo N')")
     up.add_argument("attempt", type=int)
+    up.add_argument("--offline", action="store_true", help=offline)
     pp = add("patterns", cmd_patterns, "every pattern's mode and figures; promote or demote one (shadow/active)")
     pp.add_argument("verb", nargs="?", choices=["promote", "demote"], help="promote: shadow -> active; demote back")
     pp.add_argument("id", nargs="?", help="the pattern id to promote or demote")
@@ -543,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb in ("approve", "reject"):
         ap = add(verb, cmd_approve, f"{verb} a pending fix by decision id")
         ap.add_argument("decision", type=int)
+        ap.add_argument("--offline", action="store_true", help=offline)
     return p
 
 

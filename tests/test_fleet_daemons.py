@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from support.alertmanager import Alertmanager, fast, free_port, needs_alertmanager, terminate
 from support.daemon import wait_for
-from support.fake_telegram_group import GROUP_ID, FakeTelegramGroup
+from support.fake_telegram_group import GROUP_ID, OPS, FakeTelegramGroup
 from support.fleet import ALERT_PATTERNS, FleetHost, token
 
 from healer.core.enums import AuditKind, Outcome
@@ -192,6 +192,7 @@ def chat_fleet(tmp_path: Path) -> Iterator[tuple[FakeTelegramGroup, dict[str, Fl
         telegram = {
             "base_url": group.base_url,
             "allowed_chat_ids": [GROUP],
+            "allowed_user_ids": [OPS["id"]],  # in a group, a person must be allowed to press Approve (issue 14)
             "unaddressed": "hint" if h == "web-1" else "ignore",
             "digest_interval": 3600,
             "update_interval": 3600,

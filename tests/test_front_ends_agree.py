@@ -65,7 +65,9 @@ async def test_errors_history_explain_status_agree(tmp_path: Path) -> None:
         assert same(explain_bot) == same(explain_cli)
 
         status_bot = await rig.ask("status", "Kill switch")
-        status_cli = cli(rig, "status")
+        status_cli = cli(rig, "status", "--offline")  # the rig is a bot without a daemon: no control socket
+        assert status_cli.endswith("(--offline: read from the config file and the store, not from the running daemon)")
+        status_cli = status_cli.rsplit("\n", 1)[0]
         assert "open incidents: 3; waiting for approval: 1; fixes running: 1" in status_cli
         bot_lines = plain(status_bot).splitlines()
         assert bot_lines[-1].startswith("Telegram: ")  # the one line only the bot can know
@@ -82,11 +84,11 @@ async def test_a_blocked_approval_reads_the_same_from_the_cli(tmp_path: Path) ->
         )
         decision = call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
         await rig.ingest("FIXME failure net")  # the hour's one fix
-        r = subprocess.run([sys.executable, "-m", "healer.cli", "-c", str(rig.config), "approve", decision],
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
+        argv = [sys.executable, "-m", "healer.cli", "-c", str(rig.config), "approve", decision, "--offline"]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         assert r.returncode == 1, r.stderr
         assert r.stdout.strip() == (
-            f"decision #{decision}: Approved by cli, but not run: budget — 1 fixes in the last hour; "
+            f"decision #{decision}: Approved by cli (offline), but not run: budget — 1 fixes in the last hour; "
             "it will ask again the next time the error fires once the hourly fix budget allows."
         )
         assert "Fix attempts: 1 total" in cli(rig, "history")

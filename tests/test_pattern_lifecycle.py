@@ -170,7 +170,7 @@ def test_a_rejected_approval_counts_against_the_pattern(tmp_path: Path, capsys: 
     engine, clock = build(tmp_path, [pat(approval="ask")], actions=touch_command(tmp_path))
     clock.set(time.time())  # the CLI settles on the wall clock: the question must not have expired there
     [ask] = feed(engine, "BOOM a").decisions
-    rc, out = cli(capsys, tmp_path, "reject", str(ask.id))
+    rc, out = cli(capsys, tmp_path, "reject", str(ask.id), "--offline")  # no daemon runs here
     assert rc == 0, out
     rc, out = cli(capsys, tmp_path, "patterns")
     assert "  active        1         1         0         0    0      0        1        0  boom" in out, out

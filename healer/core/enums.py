@@ -213,6 +213,8 @@ class AuditKind(StrEnum):
     SECURITY_REFUSAL = "security_refusal"  # a captured value refused as an injection attempt
     INCIDENT_RESOLVED = "incident_resolved"
     TELEGRAM_REFUSED = "telegram_refused"
+    COMMAND_REFUSED = "command_refused"  # an allowed chat, but a person who may not approve/reject/undo/fix
+    CONTROL_REFUSED = "control_refused"  # the control socket refused a peer (another uid)
     CHAT_MATCH = "chat_match"
     WEBHOOK_REFUSED = "webhook_refused"
     ALERT_NOT_OURS = "alert_not_ours"  # an Alertmanager alert about another host of the fleet: never acted on

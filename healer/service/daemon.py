@@ -32,11 +32,13 @@ from healer.core.notices import Notice
 from healer.core.records import FixAttempt
 from healer.engine.engine import Engine
 from healer.service import housekeeping as hk
+from healer.service.control import Control, ControlServer
 from healer.service.lifecycle import SourceSet, StoreCheckpoints
 from healer.service.metrics import Metrics, MetricsServer, measure_loop_lag, serve
 from healer.service.reload import ConfigWatcher, Reloader
 from healer.service.scheduler import JobFn, Scheduler
 from healer.service.sdnotify import Notifier
+from healer.service.statelock import StateLock
 from healer.service.workers import Workers
 from healer.sources.base import SourceContext
 from healer.store.db import Store
@@ -65,6 +67,8 @@ class Daemon:
         self.facade: Healer | None = None
         self._metrics_server: MetricsServer | None = None
         self._watcher: ConfigWatcher | None = None
+        self._lock: StateLock | None = None
+        self.control: ControlServer | None = None
 
     @property
     def rules(self) -> Ruleset | None:
@@ -99,6 +103,13 @@ class Daemon:
         for err in rules.pattern_errors:
             log.error("pattern_file_rejected", error=str(err))
         s = rules.settings
+        lock = StateLock(s.state_dir)
+        try:
+            lock.acquire()  # before anything reads a file or counts a line: one daemon per state
+        except HealerError as exc:
+            log.error("state_locked", error=str(exc))
+            return 2
+        self._lock = lock
         try:
             store = self.store = Store(s.state_dir / "healer.db")
         except HealerError as exc:
@@ -155,6 +166,7 @@ class Daemon:
         self.notifier.ready(self._status_line())
         await self.stopping.wait()
         await self._shutdown()
+        lock.release()
         return 0
 
     def _recover(self) -> None:
@@ -184,6 +196,7 @@ class Daemon:
                     clock=self.clock,
                     serial=self.ingest_pool,
                     every=self.every,
+                    outbox_path=s.state_dir / "outbox.db",
                     host=lambda: reloader.rules.settings.host,
                 )
                 await self.bot.start()
@@ -192,6 +205,21 @@ class Daemon:
                 self.bot = None
         else:
             log.info("telegram_disabled", reason=f"no token in ${s.telegram.token_env}; set it in .env to enable")
+        await self._start_control(s.state_dir)
+
+    async def _start_control(self, state_dir: Path) -> None:
+        """The CLI's way in (``healer approve`` through the daemon); optional like the rest."""
+        assert self.facade is not None and self.reloader is not None
+        reloader = self.reloader
+        control = Control(
+            self.facade,
+            serial=self.ingest_pool,
+            bot=lambda: self.bot,
+            overrides=lambda: reloader.rules.settings.overrides,
+        )
+        server = ControlServer(control, state_dir)
+        if await server.start():
+            self.control = server
 
     def _schedule_jobs(self, rules: Ruleset) -> None:
         assert self.engine is not None and self.workers is not None and self.store is not None
@@ -299,7 +327,7 @@ class Daemon:
             self._watcher.stop()
         if self.sources is not None:
             await self.sources.stop()
-        for part in (self.bot, self._metrics_server):
+        for part in (self.control, self.bot, self._metrics_server):
             if part is not None:
                 with contextlib.suppress(Exception):
                     await part.stop()

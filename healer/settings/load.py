@@ -39,6 +39,9 @@ PROTECTED_KEYS = (
     "patterns_dirs",
     "patterns_disabled",  # could switch off an escalation or security pattern
     "telegram.allowed_chat_ids",
+    "telegram.allowed_user_ids",  # who may approve a fix
+    "telegram.allow_chat_admins",
+    "telegram.admins_ttl",
     "telegram.notify_chat_ids",
     "telegram.base_url",
     "webhooks.host",

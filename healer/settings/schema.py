@@ -75,6 +75,15 @@ def _routing(raw: Any) -> dict[str, str]:
     return routing
 
 
+def _user_id(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError(
+            f"expected a list of integer Telegram user ids, got {raw!r}; "
+            "a refused user's id is in the audit log (healer refuses with it) or ask @userinfobot"
+        )
+    return raw
+
+
 def _priority_routing(raw: Any) -> dict[str, str]:
     if not isinstance(raw, dict):
         raise ValueError(f"expected a mapping of priority -> route, got {raw!r}")
@@ -92,6 +101,7 @@ def _priority_routing(raw: Any) -> dict[str, str]:
 DEFAULT_PRIORITY_ROUTING = {"P0": "immediate", "P1": "immediate", "P2": "digest", "P3": "none"}
 
 ChatId = Annotated[int, BeforeValidator(_chat_id)]
+UserId = Annotated[int, BeforeValidator(_user_id)]
 Interval = Annotated[Duration, Field(ge=1)]
 Percent = Annotated[Number, Field(ge=0, le=100)]
 
@@ -160,6 +170,11 @@ class TelegramSettings(Model):
     token_env: Name = "HEALER_TELEGRAM_TOKEN"  # noqa: S105 - the variable name, not a secret
     token: Annotated[str | None, Field(repr=False, exclude=True)] = None
     allowed_chat_ids: Items[ChatId] = ()
+    # Who may approve, reject, undo and run fixes (read-only commands stay per chat): these users, in an
+    # allowed chat; the person of an allowed private chat; with allow_chat_admins, a group's administrators.
+    allowed_user_ids: Items[UserId] = ()
+    allow_chat_admins: Flag = False
+    admins_ttl: Interval = 300.0  # getChatAdministrators is asked at most this often per group
     notify_chat_ids: Items[ChatId] = Field(default=(), validate_default=True)
     base_url: Name | None = None
     digest_interval: Interval = 600.0

@@ -48,7 +48,12 @@ def _private_files(path: Path) -> None:
 
 
 class Database:
-    """The connection, its lock, the migrations and the transaction helpers."""
+    """The connection, its lock, the migrations and the transaction helpers.
+
+    A subclass over another file (the outbox's) names its own ``migrations`` and ``schema_version``."""
+
+    migrations: dict[int, str] = MIGRATIONS
+    schema_version: int = SCHEMA_VERSION
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
@@ -74,18 +79,17 @@ class Database:
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = db.execute("SELECT version FROM schema_version").fetchone()
             current = row[0] if row else 0
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: schema version {current} is newer than this healer ({SCHEMA_VERSION}); upgrade"
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for stmt in MIGRATIONS[version].split(";"):
+            latest = self.schema_version
+            if current > latest:
+                raise StoreError(f"{self.path}: schema version {current} is newer than this healer ({latest}); upgrade")
+            for version in range(current + 1, latest + 1):
+                for stmt in self.migrations[version].split(";"):
                     if stmt.strip():
                         db.execute(stmt)
             if row is None:
-                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                db.execute("INSERT INTO schema_version VALUES (?)", (latest,))
             else:
-                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                db.execute("UPDATE schema_version SET version = ?", (latest,))
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:

@@ -27,6 +27,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -38,9 +39,11 @@ from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, Cont
 from healer.app.ports import Every
 from healer.app.usecases import Healer
 from healer.core.clock import Clock
-from healer.core.errors import ConfigError
+from healer.core.errors import ConfigError, HealerError
 from healer.core.notices import Notice, NoticeKind
 from healer.settings.schema import TelegramSettings
+from healer.store.outbox import OutboxStore
+from healer.telegram.authz import Authz
 from healer.telegram.commands import BOT_COMMANDS
 from healer.telegram.handlers import Handlers
 from healer.telegram.outbox import Lane, Outbox, Outgoing
@@ -54,7 +57,6 @@ App = Application[Any, Ctx, Any, Any, Any, Any]
 
 CONNECT_BACKOFF_MAX = 30.0
 POLL_TIMEOUT = 10  # seconds of long poll per getUpdates
-MAX_ASKED = 1000  # approval messages remembered for their expiry edit
 STOP_DRAIN = 3.0  # seconds queued messages get to leave at shutdown
 _QUIET_LOGGERS = ("httpx", "httpcore", "telegram", "telegram.ext")
 
@@ -95,8 +97,11 @@ class TelegramBot:
         clock: Clock,
         serial: Executor,
         every: Every,
+        outbox_path: Path | None = None,
         host: Callable[[], str] = lambda: "",
     ) -> None:
+        """``outbox_path``: where the queue is kept across restarts (the daemon's ``outbox.db``); None keeps it
+        in memory only."""
         s = settings()
         if not s.token:
             raise ConfigError(s.token_env, "", "telegram is enabled without a token", f"set ${s.token_env} in .env")
@@ -111,14 +116,20 @@ class TelegramBot:
         self._every = every
         self._host = host
         self.router = Router(self._enqueue_notice)
-        self.outbox = Outbox(self._send)
+        self._outbox_store = self._open_outbox(outbox_path)
+        self.outbox = Outbox(self._send, store=self._outbox_store, clock=clock)
+        self.authz = Authz(settings, clock, self._chat_admins)
         self.handlers = Handlers(
-            facade, settings, serial=serial, reply=self.reply, status_extra=self._status_line, host=host
+            facade,
+            settings,
+            serial=serial,
+            reply=self.reply,
+            status_extra=self._status_line,
+            authz=self.authz,
+            host=host,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._edits: set[asyncio.Task[None]] = set()
-        # decision id -> the approval messages asking about it (chat, message id, HTML), to edit on expiry.
-        self._asked: dict[int, list[tuple[int, int, str]]] = {}
         self._polling_errors = 0
         self._token = s.token
         self._intervals = (s.digest_interval, s.update_interval)
@@ -132,6 +143,20 @@ class TelegramBot:
         self.app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self.handlers.on_message))
         self.app.add_error_handler(self._on_error)
 
+    @staticmethod
+    def _open_outbox(path: Path | None) -> OutboxStore | None:
+        if path is None:
+            return None
+        try:
+            return OutboxStore(path)
+        except HealerError as exc:  # the bot still works; only the restart guarantee is gone
+            log.error("telegram_outbox_unavailable", error=str(exc), note="queued messages are kept in memory only")
+            return None
+
+    async def _chat_admins(self, chat_id: int) -> frozenset[int]:
+        members = await self.app.bot.get_chat_administrators(chat_id)
+        return frozenset(m.user.id for m in members)
+
     @property
     def settings(self) -> TelegramSettings:
         return self._settings()
@@ -143,6 +168,7 @@ class TelegramBot:
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         """Never fails the daemon: connecting happens in the background, with retries."""
+        self.outbox.restore()
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="telegram-sender"))
         self._tasks.append(asyncio.create_task(self._connect(), name="telegram-connect"))
         self._schedule()
@@ -205,12 +231,16 @@ class TelegramBot:
             await self.app.shutdown()
         except Exception as exc:  # shutting down regardless
             log.warning("telegram_stop_failed", error=str(exc))
+        if self._outbox_store is not None:
+            self._outbox_store.close()
         log.info("telegram_stopped", unsent=self.outbox.qsize(), dropped=self.outbox.dropped)
 
     def reconfigure(self) -> None:
         """Config reload: allow-lists and routing are read live; new intervals are re-registered."""
         s = self.settings
         self.handlers.refused_chats.clear()  # an operator who just allowed a chat should not find it muted
+        self.handlers.refused_people.clear()
+        self.authz.forget()
         self.handlers.hinted_chats.clear()  # the addressing settings may have changed: say it again
         if s.token != self._token:
             log.warning("telegram_token_changed", action="restart healer to use the new token")
@@ -236,8 +266,10 @@ class TelegramBot:
             log.exception("notice_route_failed", error=str(exc))
 
     def _enqueue_notice(self, text: str, notice: Notice | None, markup: InlineKeyboardMarkup | None = None) -> None:
+        decision = None
         if notice is not None and notice.kind is NoticeKind.APPROVAL and notice.decision is not None:
-            markup = approval_keyboard(notice.decision.id)
+            decision = notice.decision.id
+            markup = approval_keyboard(decision)
         elif notice is not None and notice.attempt is not None and notice.outcome == "succeeded":
             # Only where the wording offered an undo: the fix is reversible.
             aid = notice.attempt.id
@@ -247,16 +279,12 @@ class TelegramBot:
         # What a person may have to act on goes first and is never dropped; incident news,
         # digests and flood summaries queue behind it in the bounded lane.
         lane = Lane.PRIORITY if notice is not None and notice.kind in ALWAYS_NOW else Lane.BULK
-        asks = (
-            notice.decision.id
-            if notice is not None and notice.kind is NoticeKind.APPROVAL and notice.decision
-            else None
-        )
         for chat_id in self.settings.notify_chat_ids:
-            self.outbox.put(Outgoing(chat_id, text, markup, lane, asks))
+            self.outbox.put(Outgoing(chat_id, text, markup, lane, decision))
         if notice is not None and notice.kind is NoticeKind.EXPIRED and notice.decision is not None:
-            for chat_id, message_id, original in self._asked.pop(notice.decision.id, []):
-                self._spawn(self._expire_buttons(chat_id, message_id, original))
+            # The question expired: its messages say so and lose Approve/Reject, so nobody presses a dead
+            # button. The same stored record of where each approval landed as a CLI approval uses.
+            self._spawn(self._expired(notice.decision.id))
 
     def reply(self, chat_id: int, text: str) -> None:
         self.outbox.put(Outgoing(chat_id, truncate(text), lane=Lane.PRIORITY))
@@ -266,31 +294,48 @@ class TelegramBot:
         self._edits.add(task)  # a reference until it ends: the loop keeps only weak ones
         task.add_done_callback(self._edits.discard)
 
-    async def _expire_buttons(self, chat_id: int, message_id: int, original: str) -> None:
-        """The question expired: its message says so and loses Approve/Reject, so nobody presses a dead button."""
-        try:
-            await self.app.bot.edit_message_text(
-                truncate(f"{original}\n\n—\n⌛ Expired unanswered: nothing ran."),
-                chat_id=chat_id,
-                message_id=message_id,
-                parse_mode=ParseMode.HTML,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-        except TelegramError as exc:  # deleted by hand, or already edited by a press: nothing to fix
-            log.warning("telegram_expire_edit_failed", error=str(exc))
+    async def _expired(self, decision_id: int) -> None:
+        await self.settled(decision_id, "⌛ Expired unanswered: nothing ran.")
 
-    async def _send(self, out: Outgoing) -> None:
-        sent = await self.app.bot.send_message(
+    async def _send(self, out: Outgoing) -> object:
+        return await self.app.bot.send_message(
             out.chat_id,
             with_host(self._host(), out.text),
             parse_mode=ParseMode.HTML,
             reply_markup=out.markup,
             link_preview_options=LinkPreviewOptions(is_disabled=True),
         )
-        if out.asks is not None:
-            self._asked.setdefault(out.asks, []).append((out.chat_id, sent.message_id, out.text))
-            while len(self._asked) > MAX_ASKED:  # the oldest questions expired long ago
-                del self._asked[next(iter(self._asked))]
+
+    async def settled(self, decision_id: int, note: str) -> int:
+        """An approval settled elsewhere (the CLI, through the control socket): every copy of its message gets
+        ``note`` (HTML) and loses its buttons, so nobody presses them again. Returns how many were edited."""
+        store = self._outbox_store
+        if store is None:
+            return 0
+        try:
+            messages = await asyncio.to_thread(store.approval_messages, decision_id)
+        except HealerError as exc:
+            log.warning("telegram_outbox_store_failed", error=str(exc))
+            return 0
+        edited = 0
+        for m in messages:
+            try:
+                await self.app.bot.edit_message_text(
+                    truncate(f"{with_host(self._host(), m.text)}\n\n—\n{note}"),  # as it was sent
+                    chat_id=m.chat_id,
+                    message_id=m.message_id,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=None,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+                edited += 1
+            except TelegramError as exc:
+                log.warning("telegram_edit_failed", decision=decision_id, error=str(exc))
+        return edited
+
+    def status_line(self) -> str:
+        """The bot's queue and suppression figures (the control socket's status shows them)."""
+        return self._status_line()
 
     def _status_line(self) -> str:
         return (

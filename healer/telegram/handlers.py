@@ -9,6 +9,8 @@ on the event loop.
 
 Security: only ``allowed_chat_ids`` may run commands or press buttons. Any
 other chat gets one refusal (then silence) and every attempt is audited.
+Pressing a button or "fix errors" also needs a person who may command
+(:mod:`healer.telegram.authz`); a refusal is audited as ``command_refused``.
 
 Fleet (issue 17): several hosts' bots share one group. :meth:`Handlers.addressed`
 (the one hook, rules in :mod:`healer.telegram.addressing`) drops what names
@@ -40,6 +42,7 @@ from healer.core.errors import HealerError
 from healer.settings.schema import TelegramSettings
 from healer.telegram import addressing
 from healer.telegram.addressing import Action
+from healer.telegram.authz import Authz, refusal_text
 from healer.telegram.commands import HELP_TEXT, Command, CommandName, parse
 from healer.telegram.render import esc, truncate
 
@@ -53,6 +56,8 @@ HISTORY_LIMIT = 15
 MAX_REFUSED_REMEMBERED = 10_000
 NO_MATCH = "No pattern matches that text, and it is not a command. Send <b>help</b> for what I understand."
 _CALLBACK_RE = re.compile(r"^(ap|rj|ud):(\d{1,18})$")
+# The buttons that change the host, and what a refusal names them ("not this" is feedback, open to the chat).
+_BUTTON_VERBS = {"ap:": "approve fixes", "rj:": "reject fixes", "ud:": "undo fixes"}
 _NOT_THIS_RE = re.compile(r"^nt:(\d{1,18})$")  # "not this" on an incident notice: nt:<incident id>
 _GROUPS = frozenset({"group", "supergroup"})
 
@@ -66,15 +71,18 @@ class Handlers:
         serial: Executor,
         reply: Reply,
         status_extra: Callable[[], str],
+        authz: Authz,
         host: Callable[[], str] = lambda: "",
     ) -> None:
         self.facade = facade
+        self.authz = authz
         self._settings = settings
         self._host = host
         self._serial = serial
         self._reply = reply
         self._status_extra = status_extra
         self.refused_chats: set[int] = set()
+        self.refused_people: set[tuple[int, int]] = set()  # (chat, user) told once that they may not command
         self.hinted_chats: set[int] = set()  # groups told once how to address a host
 
     async def _serially(self, fn: Callable[..., T], *args: Any) -> T:
@@ -119,6 +127,37 @@ class Handlers:
             )
         return False
 
+    async def may_command(self, update: Update, what: str) -> bool:
+        """The person gate for approve, reject, undo and fix; every refusal is audited."""
+        chat, user = update.effective_chat, update.effective_user
+        if chat is None:
+            return False
+        user_id = user.id if user is not None else None
+        verdict = await self.authz.may_command(chat.id, chat.type, user_id)
+        if verdict.allowed:
+            return True
+        detail: dict[str, Any] = {
+            "chat_id": chat.id,
+            "chat_type": chat.type,
+            "user_id": user_id,
+            "username": user.username if user else None,
+            "what": what,
+            "why": verdict.why,
+        }
+        await self._audit(AuditKind.COMMAND_REFUSED, f"telegram:{user_id}", detail)
+        log.warning("telegram_command_refused", chat=chat.id, user=user_id, what=what, why=verdict.why)
+        text = refusal_text(user_id, what, verdict.why)
+        query = update.callback_query
+        if query is not None:
+            with contextlib.suppress(TelegramError):
+                await query.answer(text[:200], show_alert=True)
+        elif (chat.id, user_id or 0) not in self.refused_people:
+            if len(self.refused_people) >= MAX_REFUSED_REMEMBERED:
+                self.refused_people.clear()
+            self.refused_people.add((chat.id, user_id or 0))
+            self._reply(chat.id, esc(text))
+        return False
+
     # -- messages ------------------------------------------------------------------------
     async def on_message(self, update: Update, context: Ctx) -> None:
         if not await self.allowed(update):
@@ -136,6 +175,8 @@ class Handlers:
         user_id = update.effective_user.id if update.effective_user else chat.id
         cmd = parse(text)
         log.info("telegram_command", chat=chat.id, command=cmd.name.value)
+        if cmd.name is CommandName.FIX and not await self.may_command(update, "run fixes"):
+            return
         try:
             answer = await self.run_command(cmd, f"telegram:{user_id}", chat.id)
         except Exception as exc:  # the person asking deserves an answer, not silence
@@ -204,6 +245,9 @@ class Handlers:
                 with contextlib.suppress(TelegramError):
                     await query.answer(text)
 
+        verb = _BUTTON_VERBS.get((query.data or "")[:3])
+        if verb is not None and not await self.may_command(update, verb):
+            return  # answered with the reason
         try:
             if not _sent_by(query.message, context.bot.id):
                 log.warning("telegram_foreign_button", data=(query.data or "")[:64])

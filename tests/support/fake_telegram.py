@@ -10,7 +10,9 @@ It runs aiohttp on its own event loop in a background thread, so a test can
 drive it synchronously while the daemon runs as a separate process. Every
 call is recorded; updates (text messages, button presses) can be injected;
 the next N ``sendMessage`` calls can be answered with 429 RetryAfter; and the
-whole API can be "down" (502 for every call).
+whole API can be "down" (502 for every call). A negative chat id is a
+supergroup (as Telegram numbers them); ``admins`` lists, per group, the user
+ids ``getChatAdministrators`` answers with.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class FakeTelegram:
         self.down = False
         self.fail_sends = 0  # answer 429 to this many more sendMessage calls
         self.retry_after = 1
+        self.admins: dict[int, list[int]] = {}  # group chat id -> administrators' user ids
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(800000001)
         self._message_ids = itertools.count(1000)
@@ -117,7 +120,7 @@ class FakeTelegram:
         msg: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "from": user,
-            "chat": {"id": chat_id, "type": "private", "first_name": "Ops"},
+            "chat": _chat(chat_id),
             "date": int(time.time()),
             "text": text,
         }
@@ -272,13 +275,25 @@ class FakeTelegram:
         msg: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "from": BOT_USER,
-            "chat": {"id": int(p["chat_id"]), "type": "private"},
+            "chat": _chat(int(p["chat_id"])),
             "date": int(time.time()),
             "text": str(p.get("text", "")),
         }
         if p.get("reply_markup"):
             msg["reply_markup"] = p["reply_markup"]
         return msg
+
+    async def _m_getChatAdministrators(self, p: dict[str, Any]) -> Any:
+        chat = int(p["chat_id"])
+        return [
+            {"status": "administrator" if i else "creator", "is_anonymous": False,
+             "user": {"id": uid, "is_bot": False, "first_name": f"Admin{uid}"},
+             **({"can_be_edited": False, "can_manage_chat": True, "can_delete_messages": True,
+                 "can_manage_video_chats": True, "can_restrict_members": True, "can_promote_members": False,
+                 "can_change_info": True, "can_invite_users": True, "can_post_stories": False,
+                 "can_edit_stories": False, "can_delete_stories": False} if i else {})}
+            for i, uid in enumerate(self.admins.get(chat, []))
+        ]  # fmt: skip
 
     async def _m_sendMessage(self, p: dict[str, Any]) -> Any:
         msg = self._message(p)
@@ -290,3 +305,10 @@ class FakeTelegram:
         msg["message_id"] = int(p["message_id"])
         msg["edit_date"] = int(time.time())
         return msg
+
+
+def _chat(chat_id: int) -> dict[str, Any]:
+    """A private chat for a positive id, a supergroup for a negative one (Telegram's numbering)."""
+    if chat_id < 0:
+        return {"id": chat_id, "type": "supergroup", "title": "Ops team"}
+    return {"id": chat_id, "type": "private", "first_name": "Ops"}

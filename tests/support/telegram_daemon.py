@@ -74,6 +74,8 @@ class Healer(DaemonProcess):
         fake: FakeTelegram,
         engine: dict[str, Any] | None = None,
         health: dict[str, Any] | None = None,
+        telegram: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
         *,
         extra: dict[str, Any] | None = None,
         patterns: list[dict[str, Any]] | None = None,
@@ -98,6 +100,7 @@ class Healer(DaemonProcess):
                 "digest_interval": 1,
                 "update_interval": 1,
                 "health_interval": 1,
+                **(telegram or {}),
             },
             "actions": {"command": {"commands": {"ok": {"argv": ["true"]}}}},
         }
@@ -107,8 +110,8 @@ class Healer(DaemonProcess):
         config = tmp / "healer.yaml"
         config.write_text(yaml.safe_dump(cfg))
         self.store = StoreView(tmp / "state" / "healer.db")
-        env = {"HEALER_TELEGRAM_TOKEN": fake.token}
-        super().__init__(config, tmp / "daemon.log", env, cwd=tmp, new_session=False)
+        super().__init__(config, tmp / "daemon.log", {"HEALER_TELEGRAM_TOKEN": fake.token, **(env or {})}, cwd=tmp,
+                         new_session=False)  # fmt: skip
         self.start()
 
     def daemon_log(self) -> str:
@@ -129,7 +132,8 @@ class Healer(DaemonProcess):
         raise AssertionError(f"timed out waiting for {what}\nsent: {self.fake.texts()!r}\n{self.daemon_log()[-3000:]}")
 
     def connected(self) -> None:
-        self.wait(lambda: self.fake.calls_of("getUpdates"), "the bot to poll")
+        # Generous: a loaded CI machine may take long to start a Python daemon; polling is what is checked.
+        self.wait(lambda: self.fake.calls_of("getUpdates"), "the bot to poll", timeout=60.0)
 
     def ask(self, text: str, needle: str, chat: int = CHAT, timeout: float = 10.0) -> str:
         """Type ``text`` in ``chat``; return the first later reply containing ``needle``."""
