@@ -177,4 +177,8 @@ def test_probe_confirms_a_dirty_or_conflicted_checkout(repos: Repos, tmp_path: P
     subprocess.run(["git", "merge", "origin/main"], cwd=repos.server, env={**os.environ, **IDENT}, capture_output=True)
     assert (repos.server / ".git" / "MERGE_HEAD").exists()
     found = GitSyncAction().confirm(ctx)
-    assert (found.status, found.detail) == (Confirm.CONFIRMED, f"{repos.server}: a merge is in progress")
+    # Stuck, not confirmed: git_sync can only refuse a merge stopped on conflicts, so a human is needed.
+    assert (found.status, found.detail) == (
+        Confirm.STUCK,
+        f"{repos.server}: a merge is in progress with conflicts in config.txt; git_sync never resolves it",
+    )

@@ -339,21 +339,28 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         return VerifyResult(True, detail)
 
     def _confirm(self, ctx: ActionContext, settings: GitSyncSettings) -> Confirmation:
-        """CONFIRMED when the checkout is conflicted or dirty, or behind its upstream after a fetch; REFUTED when equal.
+        """STUCK when a merge or rebase stopped half-way; CONFIRMED when dirty or behind; REFUTED when equal.
 
         A conflicted or dirty tree is a fault to look at whatever the
-        upstream says: the fix's own check then refuses or escalates it as
-        it does without a probe.
+        upstream says. A conflicted one is for a human (the fix's own check
+        refuses it); a dirty one the fix stashes.
         """
         spec = self._spec(ctx, settings)
         git = Git(ctx, str(spec.path), probe_timeout(settings.timeout))
         if git.git_dir() is None:
             return Confirmation(Confirm.UNKNOWN, f"{spec.path} is not a git checkout")
+        # A merge or rebase stopped half-way is a fault this action can only refuse (``_check``):
+        # STUCK, so the engine hands it to a human at once instead of asking to approve a refusal.
         busy = git.in_progress()
+        conflicted = _conflicted(git)
         if busy is not None:
-            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: a {busy} is in progress")
-        if git.unmerged():
-            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: has unmerged paths")
+            files = f" with conflicts in {conflicted}" if conflicted else ""
+            return Confirmation(
+                Confirm.STUCK, f"{spec.path}: a {busy} is in progress{files}; git_sync never resolves it"
+            )
+        if conflicted:
+            detail = f"{spec.path}: unmerged paths {conflicted}; git_sync never resolves them"
+            return Confirmation(Confirm.STUCK, detail)
         changed = _changed(git)
         if changed:
             return Confirmation(Confirm.CONFIRMED, f"{spec.path}: local changes to {changed}")
@@ -411,6 +418,13 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
             {"path": state["path"], "head": state["old_head"], "stash_kept": state.get("stash")},
         )
         log.info("git_sync_undone", path=state["path"], head=state["old_head"][:12], stash=state.get("stash"))
+
+
+def _conflicted(git: Git) -> str:
+    """The unmerged (conflicted) paths, up to five, or "" when there are none."""
+    names = list(dict.fromkeys(n for n in git.out("diff", "--name-only", "--diff-filter=U").splitlines() if n))
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return ", ".join(names[:5]) + more
 
 
 def _changed(git: Git) -> str:
