@@ -404,6 +404,47 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return EXIT_OK if report.status is SettleStatus.OK and report.refused is None else EXIT_FAIL
 
 
+def _operator() -> str:
+    """Who ran the command, for the audit entry (``cli:<login>``)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def cmd_patterns(args: argparse.Namespace) -> int:
+    """List every pattern with its mode, figures and recommendation; ``promote``/``demote`` ID change its mode."""
+    from healer.app.lifecycle import patterns_text
+    from healer.core.enums import PatternMode
+
+    healer = _stated(args)
+    if args.verb is None:
+        print(patterns_text(healer.patterns()))
+        return EXIT_OK
+    if args.id is None:
+        raise UsageError(f"healer patterns {args.verb} needs a pattern id")
+    mode = PatternMode.ACTIVE if args.verb == "promote" else PatternMode.SHADOW
+    print(healer.set_mode(args.id, mode, _operator(), args.why or ""))
+    return EXIT_OK
+
+
+def cmd_mark(args: argparse.Namespace) -> int:
+    from healer.app.lifecycle import mark_text
+
+    print(mark_text(_stated(args).mark_wrong(args.incident, _operator())))
+    return EXIT_OK
+
+
+def _stated(args: argparse.Namespace) -> Healer:
+    """The facade over ``--state DIR``'s store (a replay's), else the config's ``state_dir``."""
+    from healer.store.db import Store
+
+    rules = _rules(args)
+    return _healer(rules, Store(Path(args.state) / "healer.db") if args.state else _store(rules))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="healer", description="Self-healing daemon for Linux hosts.")
     p.add_argument("--version", action="version", version=f"healer {__version__}")
@@ -457,6 +498,15 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--limit", type=int, default=15)
     xp = add("explain", cmd_explain, "everything known and done about one incident")
     xp.add_argument("incident", type=int)
+    pp = add("patterns", cmd_patterns, "every pattern's mode and figures; promote or demote one (shadow/active)")
+    pp.add_argument("verb", nargs="?", choices=["promote", "demote"], help="promote: shadow -> active; demote back")
+    pp.add_argument("id", nargs="?", help="the pattern id to promote or demote")
+    pp.add_argument("--why", help="recorded with the audit entry")
+    pp.add_argument("--state", help="read this store's directory instead of state_dir (e.g. a replay's --state)")
+    mp = add("mark", cmd_mark, "mark an incident's match wrong ('not this'): it counts against promotion")
+    mp.add_argument("incident", type=int)
+    mp.add_argument("verdict", choices=["wrong"], help="wrong: the pattern should not have matched this")
+    mp.add_argument("--state", help="mark in this store's directory instead of state_dir (e.g. a replay's --state)")
     for verb in ("approve", "reject"):
         ap = add(verb, cmd_approve, f"{verb} a pending fix by decision id")
         ap.add_argument("decision", type=int)

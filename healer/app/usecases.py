@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import BinaryIO
 
 from healer.app import health as host
+from healer.app import lifecycle
 from healer.app.lines import event_blocks
 from healer.app.ports import Rules, RunJobs
 from healer.app.results import (
@@ -43,7 +44,7 @@ from healer.app.results import (
     Would,
 )
 from healer.core.clock import Clock
-from healer.core.enums import Approval, ApprovalState, AuditKind, Reason, SettleStatus, SourceName
+from healer.core.enums import Approval, ApprovalState, AuditKind, PatternMode, Reason, SettleStatus, SourceName
 from healer.core.jobs import FixJob, Job
 from healer.core.records import FixAttempt, Incident
 from healer.engine.engine import Engine
@@ -189,6 +190,18 @@ class Healer:
             if inc is not None:
                 out[i] = inc.count
         return out
+
+    # -- pattern lifecycle (healer.app.lifecycle) ------------------------------------------
+    def patterns(self) -> lifecycle.PatternsReport:
+        """Every pattern in effect with its mode, its figures and what ``healer patterns`` recommends."""
+        return lifecycle.report(self.store, self._rules().patterns, self.settings.lifecycle)
+
+    def set_mode(self, pattern_id: str, mode: PatternMode, actor: str, why: str = "") -> str:
+        return lifecycle.set_mode(self.store, self._patterns(), pattern_id, mode, actor, why, self.clock.now())
+
+    def mark_wrong(self, incident_id: int, actor: str) -> lifecycle.MarkResult:
+        """ "Not this": the incident's match was wrong; counts against promoting its pattern."""
+        return lifecycle.mark_wrong(self.store, incident_id, actor, self.clock.now())
 
     # -- fix open incidents -----------------------------------------------------------
     def _refusal(self) -> Reason | None:

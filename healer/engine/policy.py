@@ -28,6 +28,10 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
 ``gate`` is steps 1-4, which need nothing from the store: the guardrails
 reader calls it first so a notify-only storm costs no queries.
 
+``shadowed`` turns a ruling into what a pattern in shadow mode records: a
+``skip (shadow)`` whose detail says what the pattern would have done (so its
+figures show how often it would have fixed something), and nothing more.
+
 ``after_failure`` is the other pure ruling: once a fix failed or did not
 hold, whether the incident now goes to a human, and why (first wins):
 a step refused a captured value as hostile, the fix did not hold twice in
@@ -254,6 +258,20 @@ def _cooling(snap: IncidentSnapshot, pattern: Pattern, now: float, trigger: Trig
     if trigger is not Trigger.AUTO or snap.last_fix_at is None or now - snap.last_fix_at >= pattern.cooldown:
         return False
     return not 0 < snap.unheld < FLAPPING_AFTER
+
+
+def shadowed(ruling: Ruling, pattern: Pattern, subject: Subject) -> Ruling:
+    """A shadow pattern never acts, asks, probes, escalates or reopens: it says what it would have done."""
+    chain = describe(pattern, subject)
+    if ruling.probe:
+        return Ruling(Verdict.SKIP, Reason.SHADOW, f"would act once a probe confirms the fault: {chain}")
+    if ruling.verdict is Verdict.ACT:
+        return Ruling(Verdict.SKIP, Reason.SHADOW, f"would act: {ruling.detail or chain}")
+    if ruling.verdict is Verdict.ASK:
+        why = f" ({ruling.reason.value}{': ' + ruling.detail if ruling.detail else ''})"
+        return Ruling(Verdict.SKIP, Reason.SHADOW, f"would ask for approval to run {chain}{why}")
+    said = f": {ruling.detail}" if ruling.detail else ""
+    return Ruling(Verdict.SKIP, Reason.SHADOW, f"would {ruling.verdict.value} ({ruling.reason.value}){said}")
 
 
 def after_failure(facts: FailureFacts, pattern: Pattern) -> Ruling | None:
