@@ -317,6 +317,14 @@ def inspect(
             if address is not None:
                 found.notes.append(f"the app uses {role} at {address}, but no local {role} unit or program was found")
             continue
+        if dep_program is None and address is None:
+            # A host-wide unit alone says nothing about this app (every app on a database host would get
+            # it); a program of the app's own supervisord, or the app's env naming the address, does.
+            found.notes.append(
+                f"{dep_unit} runs on this host, but the app's env names no {role} URL ({', '.join(urls)}):"
+                f" not added; add apps.{found.name}.{role} by hand if the app uses it"
+            )
+            continue
         dep: dict[str, Any] = {"unit": dep_unit} if dep_unit is not None else {"supervisor": dep_program}
         dep["address"] = address or f"127.0.0.1:{port}"
         app[role] = dep
