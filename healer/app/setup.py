@@ -335,6 +335,26 @@ def inspect(
     return found
 
 
+def set_timings(
+    found: Found, *, stay_up: float | None = None, revert_after: float | None = None, grace: float | None = None
+) -> None:
+    """What inspecting cannot tell, given on the command line: how long a restarted service must stay up
+    (the app's service and its Redis/PostgreSQL), when a fallback model goes back to the primary, and
+    the restart's verify grace (``actions.restart.verify_grace``)."""
+    app = found.app
+    if stay_up is not None:
+        if isinstance(app.get("service"), str):
+            app["service"] = {"unit": app["service"]}
+        for role in ("service", "redis", "postgres"):
+            if isinstance(app.get(role), dict):
+                app[role]["stay_up"] = stay_up
+    if revert_after is not None:
+        for switch in (app.get("models") or {}).values():
+            switch["revert_after"] = revert_after
+    if grace is not None:
+        found.restart["verify_grace"] = grace
+
+
 def block_text(found: Found) -> str:
     return yaml.safe_dump({"apps": {found.name: found.app}}, sort_keys=False, default_flow_style=False)
 
