@@ -1,7 +1,7 @@
 """``git_sync``: bring an allowlisted checkout up to its upstream without ever losing work.
 
-The order is what makes it safe: record HEAD, stash local edits (including
-untracked files) under a message naming the incident, then fetch and merge
+The order is what makes it safe: record HEAD, stash local edits to tracked
+files under a message naming the incident, then fetch and merge
 ``--ff-only`` (or merge/rebase if the repo is configured for it). If the
 merge or rebase fails, abort it and hard-reset to the recorded HEAD, so the
 tree is exactly as the last commit left it and the stash still holds the
@@ -153,7 +153,11 @@ class Git:
         return self.out("rev-parse", "--verify", "HEAD^{commit}")
 
     def dirty(self) -> bool:
-        return bool(self.out("status", "--porcelain", "--untracked-files=all"))
+        """Tracked files changed. Untracked ones are never stashed: on a server they are the app's own
+        (a ``.env``, logs, uploads not in .gitignore), and ``stash -u`` would take them away from the
+        running app. Left in place they are safe: a merge that would overwrite one refuses before it
+        changes anything (the fix fails and is rolled back), and ``reset --hard`` leaves them alone."""
+        return bool(self.out("status", "--porcelain", "--untracked-files=no"))
 
     def unmerged(self) -> bool:
         return bool(self.out("ls-files", "--unmerged"))
@@ -271,7 +275,7 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         ctx.checkpoint(state)
         git.with_identity()
         if git.dirty():
-            git.out("stash", "push", "--include-untracked", "-m", state["stash_message"])
+            git.out("stash", "push", "-m", state["stash_message"])
             state["stash"] = git.out("rev-parse", "refs/stash")
             ctx.checkpoint(state)
             log.info("stashed", path=state["path"], stash=state["stash"], message=state["stash_message"])
@@ -411,7 +415,7 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         if git.in_progress() is not None:
             self._roll_back(git, state["old_head"])
         if git.dirty():
-            git.out("stash", "push", "--include-untracked", "-m", f"healer incident {ctx.incident_id} before undo")
+            git.out("stash", "push", "-m", f"healer incident {ctx.incident_id} before undo")
         git.out("reset", "--hard", state["old_head"])
         ctx.audit(
             AuditKind.GIT_SYNC_UNDO,
