@@ -192,6 +192,12 @@ def cmd_setup(args: argparse.Namespace) -> int:
                 fallbacks[provider] = model
         if found.ask:
             found = setup.inspect(root, name=args.name, fallbacks=fallbacks, supervisor_conf=conf)
+    timings = {
+        "stay_up": None if args.stay_up is None else _duration(args.stay_up, "--stay-up"),
+        "revert_after": None if args.revert_after is None else _duration(args.revert_after, "--revert-after"),
+        "grace": None if args.restart_grace is None else _duration(args.restart_grace, "--restart-grace"),
+    }
+    setup.set_timings(found, **timings)
     print(setup.block_text(found), end="")
     for note in found.notes:
         print(f"note: {note}")
@@ -535,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PROVIDER=MODEL",
         help="the model to switch to on a rate limit, e.g. openai=gpt-4o-mini (repeatable)",
     )
+    su.add_argument("--stay-up", help="how long a restarted service must stay up to count as fixed, e.g. 5s")
+    su.add_argument("--revert-after", help="when a fallback model goes back to the primary, e.g. 1h")
+    su.add_argument("--restart-grace", help="a restart's verify grace (actions.restart.verify_grace), e.g. 10s")
     su.add_argument("--yes", action="store_true", help="ask nothing; leave out what cannot be inferred")
     tp = add("test-pattern", cmd_test_pattern, "run pattern examples; with --log, count matches in a log")
     tp.add_argument(

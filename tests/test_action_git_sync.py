@@ -44,16 +44,32 @@ def test_behind_is_fast_forwarded_and_undo_returns(repos: Repos, tmp_path: Path)
 def test_dirty_tree_is_stashed_with_incident_id_and_kept(repos: Repos, tmp_path: Path) -> None:
     new = repos.push_change("app.py", "VERSION = 2\n")
     (repos.server / "config.txt").write_text("a\nb\nLOCAL EDIT\n")
-    (repos.server / "untracked.txt").write_text("scratch\n")
+    (repos.server / ".env").write_text("SECRET=1\n")  # the app's own untracked file (not in .gitignore)
     ctx = make_ctx(settings(repos), {"repo": str(repos.server)}, tmp_path / "s", incident_id=42)
     state = GitSyncAction().apply(ctx)
     assert git(repos.server, "rev-parse", "HEAD") == new
     assert state["stash"] and "healer incident 42" in git(repos.server, "stash", "list")
-    assert not (repos.server / "untracked.txt").exists()
+    assert (repos.server / ".env").read_text() == "SECRET=1\n"  # left where the running app reads it
+    # A stash of tracked edits only: the commit, HEAD and the index (a third parent would hold untracked files).
+    assert len(git(repos.server, "rev-list", "--parents", "-n1", state["stash"]).split()) == 3
     assert git(repos.server, "show", f"{state['stash']}:config.txt") == "a\nb\nLOCAL EDIT"
     assert GitSyncAction().verify(ctx, state).ok
     GitSyncAction().undo(ctx, state)
     assert "healer incident 42" in git(repos.server, "stash", "list")  # undo never drops it
+
+
+def test_an_untracked_file_upstream_also_adds_fails_the_sync_and_is_left_as_it_was(
+    repos: Repos, tmp_path: Path
+) -> None:
+    old = git(repos.server, "rev-parse", "HEAD")
+    repos.push_change("notes.txt", "upstream\n")
+    (repos.server / "notes.txt").write_text("mine, untracked\n")
+    ctx = make_ctx(settings(repos), {"repo": "app"}, tmp_path / "s")
+    with pytest.raises(ActionError, match="untracked working tree files would be overwritten"):
+        GitSyncAction().apply(ctx)
+    assert git(repos.server, "rev-parse", "HEAD") == old
+    assert (repos.server / "notes.txt").read_text() == "mine, untracked\n"
+    assert git(repos.server, "stash", "list") == ""
 
 
 def test_conflicting_upstream_rolls_back_and_keeps_stash(repos: Repos, tmp_path: Path) -> None:
@@ -177,4 +193,8 @@ def test_probe_confirms_a_dirty_or_conflicted_checkout(repos: Repos, tmp_path: P
     subprocess.run(["git", "merge", "origin/main"], cwd=repos.server, env={**os.environ, **IDENT}, capture_output=True)
     assert (repos.server / ".git" / "MERGE_HEAD").exists()
     found = GitSyncAction().confirm(ctx)
-    assert (found.status, found.detail) == (Confirm.CONFIRMED, f"{repos.server}: a merge is in progress")
+    # Stuck, not confirmed: git_sync can only refuse a merge stopped on conflicts, so a human is needed.
+    assert (found.status, found.detail) == (
+        Confirm.STUCK,
+        f"{repos.server}: a merge is in progress with conflicts in config.txt; git_sync never resolves it",
+    )

@@ -131,7 +131,7 @@ def test_stay_up_catches_a_crash_loop_by_its_new_pid(supervisor: Supervisor, tmp
     assert not result.ok
     assert result.detail == (
         f"looping was restarted by supervisor within 0.2s (pid {old} -> {new}):"
-        " it exits and is started again (a crash loop)"
+        " it exits and is started again (a crash loop); the fix did not hold"
     )
     assert supervisor.running("looping")  # supervisord says RUNNING: the status alone would have passed it
 

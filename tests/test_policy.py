@@ -122,6 +122,15 @@ TABLE: list[tuple[str, IncidentSnapshot, dict[str, Any], dict[str, Any], Trigger
      Trigger.AUTO, Verdict.SKIP, Reason.COOLDOWN, "last fix 10s ago"),
     ("clock stepped back still cools down", snap(last_fix_at=NOW + 120), {}, {},
      Trigger.AUTO, Verdict.SKIP, Reason.COOLDOWN, "last fix in the future (the clock went back)"),
+    ("a fix that did not hold is retried at once: only a second try tells flapping",
+     snap(last_fix_at=NOW - 10, unheld=1), {}, {},
+     Trigger.AUTO, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
+    ("the retry after a fix that did not hold still spends budget",
+     snap(last_fix_at=NOW - 10, unheld=1, fixes_last_hour=2), {}, {},
+     Trigger.AUTO, Verdict.SKIP, Reason.BUDGET, "2 fixes in the last hour"),
+    ("twice unheld (already escalated by after_failure) waives nothing",
+     snap(last_fix_at=NOW - 10, unheld=2), {}, {},
+     Trigger.AUTO, Verdict.SKIP, Reason.COOLDOWN, "last fix 10s ago"),
     ("cooldown is for automatic matches only", snap(last_fix_at=NOW - 10), {}, {},
      Trigger.APPROVED, Verdict.ACT, Reason.OK, "command(command=ok-a)"),
     ("budget beats the breaker, even for an approved fix", snap(fixes_last_hour=2, breaker_open=True), {}, {},
@@ -240,6 +249,7 @@ def test_after_checks_table(
 DOWN = Confirmation(Confirm.CONFIRMED, "redis is not running")
 UP = Confirmation(Confirm.REFUTED, "redis is RUNNING: the client's configuration is at fault")
 UNSURE = Confirmation(Confirm.UNKNOWN, "supervisorctl did not answer")
+STUCK = Confirmation(Confirm.STUCK, "/srv/shop: a merge is in progress with conflicts in app.py")
 CONFIRM = {"confirm": True, "threshold_count": 3}
 PROBE = Ruling(Verdict.SKIP, Reason.CONFIRMING, "probing the fault before anything runs", probe=True)
 
@@ -252,6 +262,14 @@ CONFIRM_TABLE: list[tuple[str, IncidentSnapshot, dict[str, Any], Trigger, Ruling
     ("refuted: notify only, before anything else is looked at",
      dataclasses.replace(EVERYTHING_BLOCKS, confirmation=UP), CONFIRM,
      Trigger.AUTO, Ruling(Verdict.NOTIFY, Reason.REFUTED, UP.detail)),
+    ("stuck: escalate at once, before threshold, cooldown and asking",
+     snap(matches_in_window=0, last_fix_at=NOW - 10, confirmation=STUCK), {**CONFIRM, "approval": Approval.ASK},
+     Trigger.AUTO, Ruling(Verdict.ESCALATE, Reason.NEEDS_HUMAN, f"a human is needed: {STUCK.detail}")),
+    ("stuck, but a fix is in progress: that settles first", snap(active=ActiveFix(7, Outcome.VERIFYING),
+     confirmation=STUCK), CONFIRM, Trigger.AUTO, Ruling(Verdict.SKIP, Reason.IN_PROGRESS, "attempt #7 is verifying")),
+    ("stuck and already escalated: said once", snap(status=IncidentStatus.ESCALATED, escalated_at=NOW - 5,
+     confirmation=STUCK), CONFIRM, Trigger.AUTO,
+     Ruling(Verdict.SKIP, Reason.FAILED_BEFORE, "escalated 5s ago; not retried automatically for 3600s")),
     ("a probe under way: the next line waits for it", snap(probing=True), CONFIRM,
      Trigger.AUTO, Ruling(Verdict.SKIP, Reason.CONFIRMING, "a probe is checking the fault")),
     ("confirmed: act at the first line, saying why", snap(matches_in_window=1, confirmation=DOWN), CONFIRM,

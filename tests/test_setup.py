@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from healer.app.ruleset import load_ruleset
+from healer.app.setup import inspect
 from healer.cli import main
 
 
@@ -107,3 +108,47 @@ def test_setup_refuses_a_merge_that_would_not_load(
     assert main(["-c", str(config), "setup", str(app_dir), "--yes"]) == 2
     assert "actions.git_sync.repos.shop" in capsys.readouterr().err
     assert config.read_text() == before
+
+
+def test_a_host_wide_database_unit_is_an_apps_dependency_only_when_its_env_names_it(
+    app_dir: Path, tmp_path: Path
+) -> None:
+    units = tmp_path / "units"
+    units.mkdir()
+    for unit in ("postgresql.service", "redis-server.service"):
+        (units / unit).write_text("[Service]\nExecStart=/usr/bin/true\n")
+    conf = tmp_path / "no-supervisord.conf"
+    found = inspect(app_dir, supervisor_conf=conf, unit_dirs=[str(units)])
+    # .env.example names REDIS_URL (127.0.0.1:6390) and no database URL.
+    assert found.app["redis"] == {"unit": "redis-server.service", "address": "127.0.0.1:6390"}
+    assert "postgres" not in found.app
+    assert (
+        "postgresql.service runs on this host, but the app's env names no postgres URL"
+        " (DATABASE_URL, POSTGRES_URL, DB_URL): not added; add apps.shop.postgres by hand if the app uses it"
+    ) in found.notes
+    (app_dir / ".env.example").write_text("DATABASE_URL=postgresql://shop@127.0.0.1:5432/shop\n")
+    found = inspect(app_dir, supervisor_conf=conf, unit_dirs=[str(units)])
+    assert found.app["postgres"] == {"unit": "postgresql.service", "address": "127.0.0.1:5432"}
+    assert "redis" not in found.app
+
+
+def test_setup_takes_the_timings_it_cannot_infer_from_flags(
+    app_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "etc" / "config.yaml"
+    config.parent.mkdir()
+    conf = supervisor_conf(tmp_path, app_dir)
+    argv = ["-c", str(config), "setup", str(app_dir), "--yes", "--fallback", "openai=gpt-4o-mini"]
+    timings = ["--stay-up", "5s", "--revert-after", "1h", "--restart-grace", "15s"]
+    assert main([*argv, "--supervisor-conf", str(conf), *timings]) == 0
+    data = yaml.safe_load(config.read_text())
+    app = data["apps"]["shop"]
+    assert app["service"] == {"supervisor": "shop", "stay_up": 5.0}
+    assert app["redis"] == {"supervisor": "redis", "address": "127.0.0.1:6390", "stay_up": 5.0}
+    assert app["models"]["openai"]["revert_after"] == 3600.0
+    assert data["actions"]["restart"]["verify_grace"] == 15.0
+    settings = load_ruleset(config, environ={}).settings
+    assert settings.actions["restart"].verify_grace == 15.0
+    capsys.readouterr()
+    assert main(["-c", str(config), "setup", str(app_dir), "--yes", "--stay-up", "soon"]) == 2
+    assert "--stay-up 'soon'" in capsys.readouterr().err

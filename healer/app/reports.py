@@ -26,6 +26,7 @@ from healer.app.results import (
 )
 from healer.app.text import Quote, ago, short, span, terminal
 from healer.core.enums import Outcome, Reason, SettleStatus
+from healer.core.records import FixAttempt
 from healer.remedy.preconditions import CheckVerdict
 from healer.store.db import CheckRecord
 
@@ -103,6 +104,15 @@ def health_text(h: HealthResult, quote: Quote = terminal) -> str:
     return "\n".join(lines)
 
 
+def _revert(a: FixAttempt, now: float) -> str:
+    """A timed revert (a model fallback going back to the primary): when it ran, or when it is due."""
+    if a.reverted_at is not None:
+        return f", reverted {ago(a.reverted_at, now)}"
+    if a.revert_at is not None and a.outcome in (Outcome.VERIFYING, Outcome.SUCCEEDED):
+        return f", reverts in {span(a.revert_at - now)}" if a.revert_at > now else ", revert due"
+    return ""
+
+
 def history_text(h: HistoryResult, quote: Quote = terminal) -> str:
     total = sum(h.outcomes.values())
     done = sum(n for o, n in h.outcomes.items() if o in _SETTLED)
@@ -114,7 +124,7 @@ def history_text(h: HistoryResult, quote: Quote = terminal) -> str:
     for a in h.attempts:
         lines.append(
             f"  #{a.id} incident #{a.incident_id} {' → '.join(a.actions)}: {a.outcome.value} "
-            f"({ago(a.started, h.now)}) {quote(short(a.detail, 100))}"
+            f"({ago(a.started, h.now)}){_revert(a, h.now)} {quote(short(a.detail, 100))}"
         )
     if h.decisions:
         lines.append("Recent decisions:")
@@ -163,7 +173,9 @@ def explain_text(x: ExplainResult, quote: Quote = terminal) -> str:
     if story.attempts:
         lines.append("Fix attempts:")
         for a in story.attempts:
-            lines.append(f"  #{a.id} {' → '.join(a.actions)}: {a.outcome.value} — {quote(short(a.detail, 200))}")
+            lines.append(
+                f"  #{a.id} {' → '.join(a.actions)}: {a.outcome.value}{_revert(a, now)} — {quote(short(a.detail, 200))}"
+            )
             for st in a.steps:
                 lines.append(f"      {st.action}: {st.outcome.value} {quote(short(st.detail, 120))}")
     return "\n".join(lines)

@@ -317,6 +317,14 @@ def inspect(
             if address is not None:
                 found.notes.append(f"the app uses {role} at {address}, but no local {role} unit or program was found")
             continue
+        if dep_program is None and address is None:
+            # A host-wide unit alone says nothing about this app (every app on a database host would get
+            # it); a program of the app's own supervisord, or the app's env naming the address, does.
+            found.notes.append(
+                f"{dep_unit} runs on this host, but the app's env names no {role} URL ({', '.join(urls)}):"
+                f" not added; add apps.{found.name}.{role} by hand if the app uses it"
+            )
+            continue
         dep: dict[str, Any] = {"unit": dep_unit} if dep_unit is not None else {"supervisor": dep_program}
         dep["address"] = address or f"127.0.0.1:{port}"
         app[role] = dep
@@ -325,6 +333,26 @@ def inspect(
     ):
         found.restart["supervisor_conf"] = str(conf)
     return found
+
+
+def set_timings(
+    found: Found, *, stay_up: float | None = None, revert_after: float | None = None, grace: float | None = None
+) -> None:
+    """What inspecting cannot tell, given on the command line: how long a restarted service must stay up
+    (the app's service and its Redis/PostgreSQL), when a fallback model goes back to the primary, and
+    the restart's verify grace (``actions.restart.verify_grace``)."""
+    app = found.app
+    if stay_up is not None:
+        if isinstance(app.get("service"), str):
+            app["service"] = {"unit": app["service"]}
+        for role in ("service", "redis", "postgres"):
+            if isinstance(app.get(role), dict):
+                app[role]["stay_up"] = stay_up
+    if revert_after is not None:
+        for switch in (app.get("models") or {}).values():
+            switch["revert_after"] = revert_after
+    if grace is not None:
+        found.restart["verify_grace"] = grace
 
 
 def block_text(found: Found) -> str:

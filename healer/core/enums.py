@@ -98,6 +98,7 @@ class Reason(StrEnum):
     PRIORITY = "priority"  # the incident's triage is at or above triage.ask_at: a human approves the fix
     CONFIRMING = "confirming"  # a confirm: pattern's probe is checking the fault before anything runs
     REFUTED = "refuted"  # the probe found no fault to fix (Redis is up): notify only
+    NEEDS_HUMAN = "needs_human"  # the probe found a fault the fix can only refuse (a conflicted merge): escalate
     SHADOW = "shadow"  # the pattern is in shadow mode: the detail says what it would have done; nothing ran
 
 
@@ -107,6 +108,9 @@ class Confirm(StrEnum):
     CONFIRMED = "confirmed"  # the fault is real (the unit is down, the module does not import): act now
     REFUTED = "refuted"  # it is not (the unit is up): acting would not help, so notify only
     UNKNOWN = "unknown"  # the probe cannot tell: the pattern's threshold decides, as without a probe
+    # The fault is real and this action can only refuse it (a merge stopped on conflicts): asking a
+    # human to approve a fix that cannot run is pointless, so the incident is escalated at once.
+    STUCK = "stuck"
 
 
 class IncidentStatus(StrEnum):

@@ -96,6 +96,7 @@ class FixAttempt:
     detail: str = ""
     steps: tuple[StepResult, ...] = ()
     revert_at: float | None = None  # a timed revert (a model fallback) is due then
+    reverted_at: float | None = None  # when that revert ran
 
 
 # How a fix attempt's detail starts when its incident came back while it was watched (it did not hold):

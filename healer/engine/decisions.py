@@ -14,7 +14,7 @@ from dataclasses import replace
 from healer.core.enums import AuditKind, IncidentStatus, Outcome, PatternMode, Reason, Severity, Trigger, Verdict
 from healer.core.jobs import FixJob, IngestResult, ProbeJob
 from healer.core.notices import Notice, NoticeKind
-from healer.core.records import RECURRED, Decision, Incident
+from healer.core.records import Decision, Incident
 from healer.engine import guardrails, wording
 from healer.engine.policy import FailureFacts, Ruling, Subject, after_failure, decide, describe, gate, shadowed
 from healer.engine.triage import incident_triage
@@ -224,13 +224,7 @@ class Decider:
         self.w.emit(notices)
 
     def _failure_facts(self, db: Tx, inc: Incident, hostile: str) -> FailureFacts:
-        past = self.w.store.past_attempts(db, inc.id)
-        unheld = 0
-        for a in past:
-            if not a.detail.startswith(RECURRED):
-                break
-            unheld += 1
-        return FailureFacts(inc.status, inc.attempts, unheld, hostile)
+        return FailureFacts(inc.status, inc.attempts, guardrails.unheld(self.w.store, db, inc.id), hostile)
 
     def _escalate(self, db: Tx, inc: Incident, pattern: Pattern, reason: Reason, detail: str, now: float) -> Notice:
         """Record the ESCALATE decision and mark the incident; the notice is always at least high severity."""

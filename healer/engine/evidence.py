@@ -15,8 +15,13 @@ from dataclasses import dataclass
 
 from healer.core.errors import HostileValue, ParamError
 from healer.core.records import RECURRED, Event
-from healer.remedy.base import get_action
+from healer.remedy.base import NOT_HELD, get_action
 from healer.settings.schema import Settings
+
+
+def did_not_hold(detail: str) -> bool:
+    """A settled attempt's detail says the fix took effect and the fault undid it (flapping, if in a row)."""
+    return detail.startswith(RECURRED) or detail.endswith(NOT_HELD) or f"{NOT_HELD};" in detail
 
 
 @dataclass(frozen=True, slots=True)

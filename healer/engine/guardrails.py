@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from healer.core.enums import Priority, Trigger
 from healer.core.records import Incident
+from healer.engine.evidence import did_not_hold
 from healer.engine.policy import ActiveFix, Guardrails, IncidentSnapshot, Subject
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
@@ -35,6 +36,20 @@ def breaker_open(store: Store, now: float) -> bool:
     return until is not None and until > now
 
 
+def unheld(store: Store, db: Tx, incident_id: int) -> int:
+    """How many of the incident's newest settled attempts, in a row, took effect and then did not hold.
+
+    Recurred within the verify window, or undone by the fault within the step's own probe (a
+    restarted service down again within ``stay_up``: the issue's "restart held < N s").
+    """
+    count = 0
+    for a in store.past_attempts(db, incident_id):
+        if not did_not_hold(a.detail):
+            break
+        count += 1
+    return count
+
+
 def snapshot(
     store: Store,
     db: Tx,
@@ -57,10 +72,13 @@ def snapshot(
         since = now - pattern.threshold_window
         matches = store.count_in_window(db, subject.incident_id, since, pattern.threshold_count)
     active = store.active_attempt(db, subject.incident_id)
+    # Read only when the cooldown could apply: a fix that did not hold waives it (policy._cooling).
+    cooling = trigger is Trigger.AUTO and last_fix_at is not None and now - last_fix_at < pattern.cooldown
     return IncidentSnapshot(
         subject=subject,
         status=inc.status,
         attempts=inc.attempts,
+        unheld=unheld(store, db, inc.id) if cooling else 0,
         last_fix_at=last_fix_at,
         escalated_at=escalated_at,
         active=None if active is None else ActiveFix(active.id, active.outcome),

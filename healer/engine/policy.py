@@ -7,7 +7,8 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
  1. notify only (no steps, or ``approval: never``)
  2. kill switch          3. draining            4. dry run
  5. threshold (automatic matches only); for a ``confirm: true`` pattern the
-    probe's held verdict instead: refuted -> notify only, a probe under way
+    probe's held verdict instead: refuted -> notify only, stuck (the fault is
+    there and the fix can only refuse it) -> escalate, a probe under way
     -> skip, unknown -> the threshold after all, none or confirmed -> waived
  6. a fix already in progress on the incident
  7. an approval already pending; a fix a precondition blocked (automatic
@@ -16,7 +17,8 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
     incident that was escalated that recently, then resolved, and is back
     escalates again (the same fault failed before) instead of being retried
  9. max attempts (escalates)
-10. cooldown (automatic matches only; a clock stepped back still cools down)
+10. cooldown (automatic matches only; a clock stepped back still cools down),
+    waived once after a fix that did not hold, so flapping can be told
 11. hourly budget       12. circuit breaker
 13. approval asked (unless this decision follows an approval): by the
     pattern, or by the incident's triage (``triage.ask_at``)
@@ -80,6 +82,8 @@ class IncidentSnapshot:
     subject: Subject
     status: IncidentStatus = IncidentStatus.OPEN
     attempts: int = 0
+    # The newest attempts in a row that applied and then did not hold (read only while cooling down).
+    unheld: int = 0
     last_fix_at: float | None = None
     escalated_at: float | None = None
     active: ActiveFix | None = None
@@ -158,6 +162,12 @@ def decide(snap: IncidentSnapshot, pattern: Pattern, guards: Guardrails, now: fl
     found = snap.confirmation if probed else None
     if probed and found is not None and found.status is Confirm.REFUTED:
         return Ruling(Verdict.NOTIFY, Reason.REFUTED, found.detail)
+    # Stuck: before the threshold, approval and cooldown, since no fix can run, a human is told now, once
+    # (the escalated incident then skips as failed_before). Not over a fix in progress or a pending
+    # approval: those are settled first, by the fix or by the human asked.
+    settled_first = snap.active is not None or snap.pending_approval or snap.status is IncidentStatus.ESCALATED
+    if found is not None and found.status is Confirm.STUCK and not settled_first:
+        return Ruling(Verdict.ESCALATE, Reason.NEEDS_HUMAN, f"a human is needed: {found.detail}")
     if probed and snap.probing:
         return Ruling(Verdict.SKIP, Reason.CONFIRMING, "a probe is checking the fault")
     # A probe replaces counting lines, except when it could not tell.
@@ -217,7 +227,7 @@ def _limits(
     """Steps 9-14, once the incident may be fixed at all."""
     if attempts >= pattern.max_attempts:
         return Ruling(Verdict.ESCALATE, Reason.MAX_ATTEMPTS, f"{attempts} attempts made")
-    if trigger is Trigger.AUTO and snap.last_fix_at is not None and now - snap.last_fix_at < pattern.cooldown:
+    if snap.last_fix_at is not None and _cooling(snap, pattern, now, trigger):
         ago = now - snap.last_fix_at
         # A clock stepped back makes the last fix look future: still cooling down, said plainly.
         when = f"{ago:.0f}s ago" if ago >= 0 else "in the future (the clock went back)"
@@ -232,6 +242,22 @@ def _limits(
     if p is not None and at is not None and p.rank <= at.rank and trigger is not Trigger.APPROVED:
         return Ruling(Verdict.ASK, Reason.PRIORITY, f"a {p.value} incident: triage.ask_at is {at.value}")
     return Ruling(Verdict.ACT, Reason.OK, describe(pattern, snap.subject))
+
+
+def _cooling(snap: IncidentSnapshot, pattern: Pattern, now: float, trigger: Trigger) -> bool:
+    """Whether the cooldown holds this automatic match back.
+
+    It does not after a fix that applied and then did not hold (fewer than
+    ``FLAPPING_AFTER`` times in a row): only a second try tells a one-off
+    from a service that keeps dying, and a cooldown (300 s for a restart)
+    would stop that try, so the flapping escalation could never come and
+    nobody would be told. The retry still passes max attempts (checked
+    before), the budget and the breaker (after); once it too does not hold,
+    ``after_failure`` escalates (flapping) and the incident stops here.
+    """
+    if trigger is not Trigger.AUTO or snap.last_fix_at is None or now - snap.last_fix_at >= pattern.cooldown:
+        return False
+    return not 0 < snap.unheld < FLAPPING_AFTER
 
 
 def shadowed(ruling: Ruling, pattern: Pattern, subject: Subject) -> Ruling:

@@ -112,6 +112,10 @@ class Confirmation:
     detail: str = ""
 
 
+NOT_HELD = "the fix did not hold"
+"""Ends a verify detail when the fix took effect and was undone by the fault within the probe (a restarted
+service down again within ``stay_up``): the engine counts it, like a recurrence, toward flapping."""
+
 PROBE_TIMEOUT = 5.0
 """Seconds one process of a confirmation probe may take: it runs before every confirmed fix, so it must be quick."""
 

@@ -66,6 +66,7 @@ def _attempt(r: sqlite3.Row) -> FixAttempt:
         r["detail"],
         steps,
         r["revert_at"],
+        r["reverted_at"],
     )
 
 

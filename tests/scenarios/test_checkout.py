@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from support.scenario import SETTLED_WITHIN, Scenario, git, record, refs, tree_digest
 
 IGNORED = "logs/\n.env\n"
@@ -98,27 +97,25 @@ def conflicted(sc: Scenario) -> tuple[Path, Callable[[], bool]]:
     return remote, unchanged
 
 
-def test_a_checkout_with_a_conflict_is_left_as_it_is_even_when_approved(sc: Scenario) -> None:
+def test_a_checkout_with_a_conflict_is_escalated_at_once(sc: Scenario) -> None:
     _, unchanged = conflicted(sc)
-    sc.approve()  # even a human's yes must not make healer resolve a conflict
-    seconds = sc.until_history("git_sync: refused")
-    assert "a merge is already in progress; a human must finish it first" in sc.explain_all()
+    seconds = sc.until_history("escalate (needs_human)")
+    errors = sc.out("errors", "--since", "10m")
+    # One fault, one incident: the CONFLICT line wins, "Automatic merge failed" is its evidence.
+    assert "git-merge-conflict" in errors and "git-automatic-merge-failed" not in errors, errors
+    history = sc.history()
+    assert "ask (approval)" not in history, history  # nobody is asked to approve a fix that can only refuse
+    assert "Fix attempts: 0 total" in history, history
+    assert "escalate (needs_human) " in sc.explain() and "a human is needed: " in sc.explain()
+    # The notice a human gets (Telegram, and the daemon's log): high severity, the checkout and the files.
+    notice = [line for line in sc.daemon_log().splitlines() if '"kind": "escalation"' in line]
+    assert len(notice) == 1 and '"severity": "high"' in notice[0], sc.daemon_log()
+    said = f"git-merge-conflict: escalated to a human (needs_human): a human is needed: {sc.app_dir}: a merge is"
+    assert f"{said} in progress with conflicts in app.py; git_sync never resolves it" in notice[0], notice[0]
+    sc.out("fix")  # the operator's "fix errors": an escalated conflict is not tried either
+    sc.caught_up(sc.app_dir / "logs" / "deploy.log")
     harmed = not unchanged()
     assert not harmed
     assert (sc.app_dir / ".git" / "MERGE_HEAD").exists()  # the merge is still there for a human to finish
-    record("checkout with a conflict", "refused, not escalated (bug)", harmed, seconds, "refused")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a checkout stopped in a conflicted merge is not escalated: git-merge-conflict and"
-    " git-automatic-merge-failed each open an incident for the one conflict and ask for approval"
-    " (git_sync can only refuse: 'a merge is already in progress'), and the refusal records no"
-    " escalate verdict, so no high-severity 'a human is needed' notice is ever sent",
-)
-def test_a_checkout_with_a_conflict_is_escalated_at_once(sc: Scenario) -> None:
-    _, unchanged = conflicted(sc)
-    sc.until(lambda: "git-merge-conflict" in sc.out("errors", "--since", "10m"), what="the conflict seen")
-    history = sc.until_history("escalate", timeout=2)
-    assert "ask (approval)" not in sc.history()
-    assert unchanged() and history < 10
+    assert "Fix attempts: 0 total" in sc.history()
+    record("checkout with a conflict", "escalated", harmed, seconds, "none (escalated, untouched)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -116,10 +117,11 @@ def test_the_primary_model_comes_back_after_revert_after(sc: Scenario, api: str)
     rate_limited(sc, api, revert_after=REVERT_AFTER)
     seconds = sc.until(lambda: model(sc) == PRIMARY, REVERT_AFTER + FAST_ENGINE["verify_window"] + 2, "primary back")
     assert (sc.app_dir / ".env").read_text() == ENV.replace("http://127.0.0.1:0/v1", api)  # byte for byte
-    # Audited (healer explain and history do not show a revert yet: reported).
+    # Audited, and shown where a user looks: healer history and explain.
     store = StoreView(sc.config.parent / "state" / "healer.db")
     assert wait(lambda: [e.detail for e in store.audit(AuditKind.FIX_REVERTED)]) == [
         {"attempt": 1, "result": "rolled_back"}
     ]
-    assert "set_config: succeeded" in sc.history()
-    record("429 -> later revert", "reverted", False, seconds, "succeeded, then reverted (audit)")
+    assert re.search(r"set_config: succeeded \(\d+s ago\), reverted \d+s ago ", sc.history()), sc.history()
+    assert re.search(r"#1 set_config: succeeded, reverted \d+s ago — ", sc.explain()), sc.explain()
+    record("429 -> later revert", "reverted", False, seconds, "succeeded, then reverted (history, explain, audit)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
 from support.scenario import SETTLED_WITHIN, Scenario, record, tree_digest, tune
 
 # The app imports what requirements.txt lists; the import fails for real in its venv.
@@ -70,12 +69,6 @@ def test_a_missing_package_is_installed_into_the_apps_venv_after_approval(
     record("missing package in venv", "healed (approved)", harmed, seconds, "succeeded")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="missing-module's regex captures only identifier-shaped names, so a hostile name such as"
-    " '--index-url=http://evil' or 'x; touch ...' never reaches pip_install's screen: no hostile_input"
-    " escalation, only the low python-traceback (and missing-module-other notifies about 'x')",
-)
 def test_hostile_module_names_are_a_security_escalation_and_nothing_is_installed(
     sc: Scenario, venv_python: Path, wheelhouse: Path, tmp_path: Path
 ) -> None:
@@ -90,7 +83,14 @@ def test_hostile_module_names_are_a_security_escalation_and_nothing_is_installed
     assert "No module named '--index-url=http://evil'" in sc.log.read_text()
     sc.caught_up(sc.log)  # the verdict is taken as the line is read: no waiting for what will not come
     seconds = sc.until(lambda: "escalate (hostile_input)" in sc.history(), 1, "a security escalation")
-    assert "SECURITY:" in sc.explain_all()
+    explained = sc.explain_all()
+    assert "escalate (hostile_input)" in explained and "parameter module refused the value" in explained, explained
+    # The critical notice a human gets (Telegram, and the daemon's log) names the pattern, the field and the value.
+    notices = [line for line in sc.daemon_log().splitlines() if '"text": "SECURITY: ' in line]
+    assert all('"severity": "critical"' in n for n in notices), notices
+    said = "SECURITY: missing-module: pattern missing-module: parameter module refused the value"
+    assert any(f"{said} '--index-url=http://evil': looks like a command-line option" in n for n in notices), notices
+    assert any(f"{said} 'x; touch {marker}': looks like a path" in n for n in notices), notices
     harmed = freeze(python) != others or marker.exists()
     assert not harmed
     assert "Fix attempts: 0 total" in sc.history() or "pip_install: refused" in sc.history()

@@ -1,7 +1,7 @@
 """``git_sync``: bring an allowlisted checkout up to its upstream without ever losing work.
 
-The order is what makes it safe: record HEAD, stash local edits (including
-untracked files) under a message naming the incident, then fetch and merge
+The order is what makes it safe: record HEAD, stash local edits to tracked
+files under a message naming the incident, then fetch and merge
 ``--ff-only`` (or merge/rebase if the repo is configured for it). If the
 merge or rebase fails, abort it and hard-reset to the recorded HEAD, so the
 tree is exactly as the last commit left it and the stash still holds the
@@ -153,7 +153,11 @@ class Git:
         return self.out("rev-parse", "--verify", "HEAD^{commit}")
 
     def dirty(self) -> bool:
-        return bool(self.out("status", "--porcelain", "--untracked-files=all"))
+        """Tracked files changed. Untracked ones are never stashed: on a server they are the app's own
+        (a ``.env``, logs, uploads not in .gitignore), and ``stash -u`` would take them away from the
+        running app. Left in place they are safe: a merge that would overwrite one refuses before it
+        changes anything (the fix fails and is rolled back), and ``reset --hard`` leaves them alone."""
+        return bool(self.out("status", "--porcelain", "--untracked-files=no"))
 
     def unmerged(self) -> bool:
         return bool(self.out("ls-files", "--unmerged"))
@@ -271,7 +275,7 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         ctx.checkpoint(state)
         git.with_identity()
         if git.dirty():
-            git.out("stash", "push", "--include-untracked", "-m", state["stash_message"])
+            git.out("stash", "push", "-m", state["stash_message"])
             state["stash"] = git.out("rev-parse", "refs/stash")
             ctx.checkpoint(state)
             log.info("stashed", path=state["path"], stash=state["stash"], message=state["stash_message"])
@@ -339,21 +343,28 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         return VerifyResult(True, detail)
 
     def _confirm(self, ctx: ActionContext, settings: GitSyncSettings) -> Confirmation:
-        """CONFIRMED when the checkout is conflicted or dirty, or behind its upstream after a fetch; REFUTED when equal.
+        """STUCK when a merge or rebase stopped half-way; CONFIRMED when dirty or behind; REFUTED when equal.
 
         A conflicted or dirty tree is a fault to look at whatever the
-        upstream says: the fix's own check then refuses or escalates it as
-        it does without a probe.
+        upstream says. A conflicted one is for a human (the fix's own check
+        refuses it); a dirty one the fix stashes.
         """
         spec = self._spec(ctx, settings)
         git = Git(ctx, str(spec.path), probe_timeout(settings.timeout))
         if git.git_dir() is None:
             return Confirmation(Confirm.UNKNOWN, f"{spec.path} is not a git checkout")
+        # A merge or rebase stopped half-way is a fault this action can only refuse (``_check``):
+        # STUCK, so the engine hands it to a human at once instead of asking to approve a refusal.
         busy = git.in_progress()
+        conflicted = _conflicted(git)
         if busy is not None:
-            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: a {busy} is in progress")
-        if git.unmerged():
-            return Confirmation(Confirm.CONFIRMED, f"{spec.path}: has unmerged paths")
+            files = f" with conflicts in {conflicted}" if conflicted else ""
+            return Confirmation(
+                Confirm.STUCK, f"{spec.path}: a {busy} is in progress{files}; git_sync never resolves it"
+            )
+        if conflicted:
+            detail = f"{spec.path}: unmerged paths {conflicted}; git_sync never resolves them"
+            return Confirmation(Confirm.STUCK, detail)
         changed = _changed(git)
         if changed:
             return Confirmation(Confirm.CONFIRMED, f"{spec.path}: local changes to {changed}")
@@ -404,13 +415,20 @@ class GitSyncAction(Action[GitSyncSettings, GitSyncState]):
         if git.in_progress() is not None:
             self._roll_back(git, state["old_head"])
         if git.dirty():
-            git.out("stash", "push", "--include-untracked", "-m", f"healer incident {ctx.incident_id} before undo")
+            git.out("stash", "push", "-m", f"healer incident {ctx.incident_id} before undo")
         git.out("reset", "--hard", state["old_head"])
         ctx.audit(
             AuditKind.GIT_SYNC_UNDO,
             {"path": state["path"], "head": state["old_head"], "stash_kept": state.get("stash")},
         )
         log.info("git_sync_undone", path=state["path"], head=state["old_head"][:12], stash=state.get("stash"))
+
+
+def _conflicted(git: Git) -> str:
+    """The unmerged (conflicted) paths, up to five, or "" when there are none."""
+    names = list(dict.fromkeys(n for n in git.out("diff", "--name-only", "--diff-filter=U").splitlines() if n))
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return ", ".join(names[:5]) + more
 
 
 def _changed(git: Git) -> str:

@@ -39,7 +39,7 @@ from pydantic import AfterValidator, BeforeValidator, ValidationInfo, field_vali
 
 from healer.core.enums import AuditKind, Confirm
 from healer.core.errors import ActionError, ActionRefused
-from healer.remedy.base import Action, ActionContext, Confirmation, VerifyResult, probe_timeout, register
+from healer.remedy.base import NOT_HELD, Action, ActionContext, Confirmation, VerifyResult, probe_timeout, register
 from healer.remedy.common import screen_name
 from healer.settings.apps import host_port, same_place
 from healer.settings.fields import ActionModel, Duration, Items, Model, Name, Text, Timeout, name_entries, required
@@ -263,12 +263,14 @@ class RestartAction(Action[RestartSettings, RestartState]):
         time.sleep(unit.stay_up)
         ok, again, pid_after = self._probe(ctx, settings, unit)
         if not ok:
-            return VerifyResult(False, f"{unit.unit} came up but was down again within {unit.stay_up:g}s: {again}")
+            return VerifyResult(
+                False, f"{unit.unit} came up but was down again within {unit.stay_up:g}s: {again}; {NOT_HELD}"
+            )
         if pid is not None and pid_after is not None and pid_after != pid:
             return VerifyResult(
                 False,
                 f"{unit.unit} was restarted by {unit.manager} within {unit.stay_up:g}s (pid {pid} -> {pid_after}):"
-                " it exits and is started again (a crash loop)",
+                f" it exits and is started again (a crash loop); {NOT_HELD}",
             )
         return VerifyResult(True, f"{again}; still up after {unit.stay_up:g}s")
 
