@@ -296,6 +296,7 @@ def _score_corpus(root: Path, patterns: Sequence[Pattern]) -> list[str]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """The daemon's engine, in dry run, over a log file: lines are file events, cut as the tailer cuts them."""
+    from healer.app.replay_text import replay_json, replay_text
     from healer.app.usecases import Healer
     from healer.core.clock import FakeClock
     from healer.core.enums import SourceName
@@ -308,37 +309,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         store = Store(Path(args.state or tmp) / "healer.db")
         clock = FakeClock(time.time())
         engine = Engine(rules.settings, rules.patterns, store, clock=clock)
-        healer = Healer(lambda: rules, store, engine, clock, lambda jobs: [None for _ in jobs])
+        # Jobs run inline: in dry run a fix job only runs its action's own check (engine.fixes.rehearse).
+        healer = Healer(lambda: rules, store, engine, clock, lambda jobs: [engine.run_job(j) for j in jobs])
         try:
-            report = healer.replay(fh, args.service, args.log, SourceName(args.source))
+            report = healer.replay(
+                fh, args.service, args.log, SourceName(args.source), timestamps=args.timestamps, set_clock=clock.set
+            )
         finally:
             store.close()
-    if args.json:
-        for r in report.incidents:
-            inc, last = r.incident, r.last
-            row = {
-                "incident": inc.id,
-                "pattern": inc.pattern_id,
-                "severity": inc.severity.value,
-                "count": inc.count,
-                "message": inc.message[:300],
-                "verdict": last.verdict.value if last else None,
-                "reason": last.reason.value if last else None,
-                "would": last.detail if last else "",
-            }
-            print(json.dumps(row))
-        summary = {"lines": report.lines, "matches": report.matches, "incidents": len(report.incidents),
-                   "cut": report.cut, "seconds": round(report.seconds, 3)}  # fmt: skip
-        print(json.dumps({"summary": summary}))
-        return EXIT_OK
-    print(
-        f"Replayed {report.lines} lines in {report.seconds:.2f}s: {report.matches} matches, "
-        f"{len(report.incidents)} incidents (dry run)" + (f"; {report.cut} long lines cut" if report.cut else "")
-    )
-    for r in sorted(report.incidents, key=lambda i: -i.incident.count)[: args.limit]:
-        inc, last = r.incident, r.last
-        what = f"{last.verdict.value} ({last.reason.value}) {terminal(last.detail)}" if last else "-"
-        print(f"  #{inc.id} ×{inc.count} [{inc.severity.value}] {inc.pattern_id}: {what}")
+    for line in replay_json(report) if args.json else replay_text(report, args.limit):
+        print(line)
     return EXIT_OK
 
 
@@ -447,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--source", default="file", choices=["file", "journald"],
                     help="the source the lines count as for patterns with sources: (default file)")  # fmt: skip
     rp.add_argument("--state", help="keep the replay's store in this directory")
+    rp.add_argument("--timestamps", action="store_true",
+                    help="windows and cooldowns on the lines' own timestamps, as the daemon read them")  # fmt: skip
     rp.add_argument("--limit", type=int, default=30)
     add("health", cmd_health, "host health report")
     ep = add("errors", cmd_errors, "error report")

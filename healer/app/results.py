@@ -114,6 +114,8 @@ class Would(StrEnum):
     ASK = "ask"
     REFUSE = "refuse"
     NOTIFY = "notify"
+    SKIP = "skip"  # replay: held back by a guardrail (threshold, cooldown, budget, a question waiting)
+    ESCALATE = "escalate"  # replay: handed to a human (max attempts, failed before)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +137,27 @@ class LineExplanation:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplayDecision:
+    """One decision of a replayed incident, in the operator's terms: what would have happened, how often."""
+
+    would: Would
+    reason: Reason
+    count: int
+    ts: float
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayIncident:
     incident: Incident
     last: Decision | None
+    decisions: tuple[ReplayDecision, ...] = ()
+
+    def tally(self) -> dict[Would, int]:
+        """Matches per outcome, in the order a person reads them (run, ask, refuse, escalate, skip, notify)."""
+        order = (Would.RUN, Would.ASK, Would.REFUSE, Would.ESCALATE, Would.SKIP, Would.NOTIFY)
+        counts = {w: sum(d.count for d in self.decisions if d.would is w) for w in order}
+        return {w: n for w, n in counts.items() if n}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +167,5 @@ class ReplayReport:
     cut: int  # lines cut at sources.max_line_bytes
     seconds: float
     incidents: tuple[ReplayIncident, ...]
+    timestamps: bool = False  # windows from the lines' own timestamps
+    undated: int = 0  # with timestamps: events whose line had none (they took the previous line's time)

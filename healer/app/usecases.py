@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import BinaryIO
 
 from healer.app import health as host
-from healer.app.lines import event_blocks
+from healer.app.lines import event_blocks, timed_segments
 from healer.app.ports import Rules, RunJobs
 from healer.app.results import (
     ErrorSummary,
@@ -36,6 +36,7 @@ from healer.app.results import (
     JobOutcome,
     LineExplanation,
     LineHit,
+    ReplayDecision,
     ReplayIncident,
     ReplayReport,
     SettleReport,
@@ -43,7 +44,7 @@ from healer.app.results import (
     Would,
 )
 from healer.core.clock import Clock
-from healer.core.enums import Approval, ApprovalState, AuditKind, Reason, SettleStatus, SourceName
+from healer.core.enums import Approval, ApprovalState, AuditKind, Reason, SettleStatus, SourceName, Verdict
 from healer.core.jobs import FixJob, Job
 from healer.core.records import FixAttempt, Incident
 from healer.engine.engine import Engine
@@ -312,22 +313,75 @@ class Healer:
         return Would.RUN, "runs automatically" + where
 
     # -- replay -----------------------------------------------------------------------
-    def replay(self, fh: BinaryIO, service: str, origin: str, source: SourceName = SourceName.FILE) -> ReplayReport:
-        """Feed a log through the engine as the daemon's tailer would: same source, same line cut."""
-        engine = self.engine
+    def replay(
+        self,
+        fh: BinaryIO,
+        service: str,
+        origin: str,
+        source: SourceName = SourceName.FILE,
+        *,
+        timestamps: bool = False,
+        set_clock: Callable[[float], None] | None = None,
+    ) -> ReplayReport:
+        """Feed a log through the engine as the daemon's tailer would: same source, same line cut.
+
+        The engine is the caller's, in dry run: every guardrail applies and
+        each fix that would start has its action's own check run (the jobs go
+        to ``run_jobs``, which rehearse them). With ``timestamps``, the clock
+        (``set_clock``) is set to each line's own time before it is ingested,
+        so windows, cooldowns and the budget run on the log's time, never back.
+        """
         sources = self.settings.sources
-        lines = matches = cut = base = 0
+        limits = Limits.of(sources.multiline)
+        lines = matches = cut = base = undated = 0
+        clock_at: float | None = None  # the log's time so far: the first line's, then only forward
         t0 = time.perf_counter()
-        for block in event_blocks(fh, sources.max_line_bytes, Limits.of(sources.multiline)):
+        for block in event_blocks(fh, sources.max_line_bytes, limits):
             lines += block.lines
             cut += block.cut
-            matches += engine.ingest_buffer(block.data, service, origin, source, base).matched
-            base += len(block.data)
+            if timestamps and set_clock is not None:
+                for seg in timed_segments(block.data, limits):
+                    if seg.at is not None and (clock_at is None or seg.at > clock_at):
+                        clock_at = seg.at
+                        set_clock(seg.at)
+                    undated += seg.undated
+                    matches += self._replay_chunk(block.data[seg.start : seg.end], service, origin, source, base)
+                    base += seg.end - seg.start
+            else:
+                matches += self._replay_chunk(block.data, service, origin, source, base)
+                base += len(block.data)
         elapsed = time.perf_counter() - t0
         incidents = tuple(
-            ReplayIncident(inc, self.store.last_decision(inc.id)) for inc in self.store.incidents(limit=100_000)
+            ReplayIncident(inc, self.store.last_decision(inc.id), self._replayed(inc.id))
+            for inc in self.store.incidents(limit=100_000)
         )
-        return ReplayReport(lines, matches, cut, elapsed, incidents)
+        return ReplayReport(lines, matches, cut, elapsed, incidents, timestamps, undated)
+
+    def _replay_chunk(self, data: bytes, service: str, origin: str, source: SourceName, base: int) -> int:
+        result = self.engine.ingest_buffer(data, service, origin, source, base)
+        if result.jobs:
+            self._run_jobs(result.jobs)
+        return result.matched
+
+    def _replayed(self, incident_id: int) -> tuple[ReplayDecision, ...]:
+        return tuple(
+            ReplayDecision(_would_of(d.verdict, d.reason), d.reason, d.count, d.ts, d.detail)
+            for d in reads.incident_decisions(self.store, incident_id)
+        )
+
+
+_REHEARSED_WOULD = {Reason.DRY_RUN: Would.RUN, Reason.DRY_RUN_ASK: Would.ASK, Reason.DRY_RUN_REFUSED: Would.REFUSE}
+_VERDICT_WOULD = {
+    Verdict.ACT: Would.RUN,
+    Verdict.ASK: Would.ASK,
+    Verdict.NOTIFY: Would.NOTIFY,
+    Verdict.ESCALATE: Would.ESCALATE,
+    Verdict.SKIP: Would.SKIP,
+}
+
+
+def _would_of(verdict: Verdict, reason: Reason) -> Would:
+    return _REHEARSED_WOULD.get(reason) or _VERDICT_WOULD[verdict]
 
 
 def describe_fix(pattern: Pattern, groups: Mapping[str, str]) -> str:

@@ -71,7 +71,9 @@ class Reason(StrEnum):
 
     OK = "ok"
     KILL_SWITCH = "kill_switch"
-    DRY_RUN = "dry_run"
+    DRY_RUN = "dry_run"  # dry run: the fix would run now (counts for cooldown and budget as a fix would)
+    DRY_RUN_ASK = "dry_run_ask"  # dry run: a human would be asked to approve the fix
+    DRY_RUN_REFUSED = "dry_run_refused"  # dry run: the fix would start, and its action's own check refuse it
     THRESHOLD = "threshold"
     COOLDOWN = "cooldown"
     MAX_ATTEMPTS = "max_attempts"

@@ -21,6 +21,7 @@ from healer.core.notices import Notice, NoticeKind
 from healer.core.records import FixAttempt
 from healer.engine.decisions import Decider
 from healer.engine.evidence import security_detail
+from healer.engine.policy import REHEARSED
 from healer.engine.preconditions import Prechecks
 from healer.engine.wiring import Wiring
 from healer.remedy.apps import resolve, roles_for
@@ -50,6 +51,10 @@ class Fixer:
         pattern = w.by_id.get(job.pattern_id)
         if pattern is None:
             log.warning("fix_pattern_gone", pattern=job.pattern_id)
+            return None
+        if job.decision.reason in REHEARSED:
+            # A dry run's decision never starts a fix, even if dry run was turned off since.
+            self.rehearse(job, pattern, settings)
             return None
         # The kill switch and dry run win even over a decision made (or approved) a moment ago.
         blocked = Reason.KILL_SWITCH if settings.kill_switch else Reason.DRY_RUN if settings.dry_run else None
@@ -83,6 +88,28 @@ class Fixer:
         reverter.persist = lambda stack: w.store.checkpoint(aid, stack)
         with bound_contextvars(incident=job.incident_id, attempt=aid, pattern=pattern.id):
             return self._run(job, pattern, settings, plan, reverter, aid, names)
+
+    def rehearse(self, job: FixJob, pattern: Pattern, settings: Settings) -> None:
+        """Dry run: each step's own ``check`` (allowlists, the unit or package named), as the fix would meet it.
+
+        Nothing is applied, nothing locked, no attempt recorded. A refusal
+        replaces the decision's "would run" with "would be refused" and why;
+        every step is checked before any runs, where the real chain checks each
+        just before it applies, so a check that depends on an earlier step's
+        change may refuse here and not in the daemon.
+        """
+        w = self.w
+
+        def audit(kind: AuditKind, data: Mapping[str, object]) -> None:
+            w.store.audit(kind, "dry_run", {"decision": job.decision.id, **data}, w.clock.now())
+
+        for i in range(len(pattern.steps)):
+            action, ctx = self.step_context(job, pattern, settings, i, audit)
+            try:
+                action.check(ctx)
+            except HealerError as exc:
+                w.store.refuse_rehearsal(job.decision.id, f"would be refused: {action.name}: {exc}")
+                return
 
     def _plan(
         self, job: FixJob, pattern: Pattern, settings: Settings, reverter: Reverter, audit: AuditFn
