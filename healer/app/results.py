@@ -61,6 +61,12 @@ class ExplainResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RejectedFile:
+    error: str  # file:line [id]: problem
+    kept: int | None  # patterns of its last good version the daemon keeps; None: none loaded
+
+
+@dataclass(frozen=True, slots=True)
 class StatusResult:
     kill_switch: bool
     dry_run: bool
@@ -69,6 +75,8 @@ class StatusResult:
     patterns: int
     counts: StatusCounts
     now: float
+    # Pattern files that did not load, each with what stays in force instead (issue 14 §5).
+    rejected: tuple[RejectedFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

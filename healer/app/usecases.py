@@ -36,6 +36,7 @@ from healer.app.results import (
     JobOutcome,
     LineExplanation,
     LineHit,
+    RejectedFile,
     ReplayDecision,
     ReplayIncident,
     ReplayReport,
@@ -180,7 +181,26 @@ class Healer:
             patterns=len(rules.patterns),
             counts=reads.status_counts(self.store, now),
             now=now,
+            rejected=self._rejected_files(),
         )
+
+    def _rejected_files(self) -> tuple[RejectedFile, ...]:
+        """Each pattern file that does not load, and whether the daemon keeps its last good version.
+
+        The daemon's own ruleset knows (``Ruleset.kept``); the CLI, which loads the files afresh,
+        reads the daemon's audit of the same error instead.
+        """
+        rules = self._rules()
+        kept = {k.path: k.patterns for k in rules.kept}
+        said = {
+            (str(e.detail.get("file")), str(e.detail.get("error"))): e.detail.get("kept")
+            for e in reversed(self.store.audit_entries(AuditKind.PATTERN_FILE_REJECTED, limit=200))
+        }
+        out = []
+        for err in rules.pattern_errors:
+            n = kept.get(err.path, said.get((err.path, err.problem)))
+            out.append(RejectedFile(str(err), n if isinstance(n, int) else None))
+        return tuple(out)
 
     def incident_counts(self, ids: Sequence[int]) -> dict[int, int]:
         """How many times each incident has fired (the bot's digest and "still firing" updates)."""

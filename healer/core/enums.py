@@ -184,6 +184,8 @@ class AuditKind(StrEnum):
     DAEMON_STOPPED = "daemon_stopped"
     CONFIG_CHANGED = "config_changed"
     CONFIG_REJECTED = "config_rejected"
+    PATTERN_FILE_REJECTED = "pattern_file_rejected"  # a live reload: its last good version stays, if it had one
+    PATTERN_FILE_ACCEPTED = "pattern_file_accepted"  # a file rejected before loads again
     APPROVAL = "approval"
     FIX_REQUESTED = "fix_requested"
     FIX_REFUSED = "fix_refused"

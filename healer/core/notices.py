@@ -26,6 +26,7 @@ class NoticeKind(StrEnum):
     BREAKER = "breaker"
     HEALTH = "health"
     RESOLVED = "resolved"
+    CONFIG = "config"  # a config or pattern file rejected on reload (the last good one stays), or loading again
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ _KIND_ICON = {
     NoticeKind.BREAKER: "⛔",
     NoticeKind.HEALTH: "🌡",
     NoticeKind.RESOLVED: "✅",
+    NoticeKind.CONFIG: "📝",
 }
 
 

@@ -35,7 +35,14 @@ from healer.core.notices import Notice, NoticeKind
 from healer.telegram.render import bold, esc, notice_html, truncate
 
 ALWAYS_NOW = frozenset(
-    {NoticeKind.FIX_RESULT, NoticeKind.ESCALATION, NoticeKind.BREAKER, NoticeKind.APPROVAL, NoticeKind.HEALTH}
+    {
+        NoticeKind.FIX_RESULT,
+        NoticeKind.ESCALATION,
+        NoticeKind.BREAKER,
+        NoticeKind.APPROVAL,
+        NoticeKind.HEALTH,
+        NoticeKind.CONFIG,  # an edit that did not take: the person who made it is waiting to know
+    }
 )
 MAX_TRACKED = 500  # incidents remembered for dedup; the least recently active is forgotten first
 FORGET_AFTER = 86400.0  # an incident quiet this long is announced again if it comes back
