@@ -110,8 +110,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     except HealerError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    from healer.app.preflight import state_dir_problem
     from healer.rules.samples import check_examples
 
+    unwritable = state_dir_problem(rules.settings)
+    if unwritable is not None:
+        print(f"config error: {unwritable}", file=sys.stderr)
     failures = check_examples(rules.patterns)
     for err in rules.pattern_errors:
         print(f"pattern error: {err}", file=sys.stderr)
@@ -140,7 +144,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print("\n".join(pattern_set_lines(rules)))
     for line in coverage_text(covers):
         print(line)
-    return EXIT_CONFIG if rules.pattern_errors or failures or stuck else EXIT_OK
+    return EXIT_CONFIG if rules.pattern_errors or failures or stuck or unwritable else EXIT_OK
 
 
 def _fallbacks(specs: Sequence[str]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -277,3 +278,34 @@ def test_test_pattern_json_gives_one_verdict_per_input_line(tmp_path: Path) -> N
     assert rows[1]["winner"] == "redis-connection-refused"
     assert {"pattern": "redis-connection-refused", "family": "redis_down", "tier": "auto"} in rows[1]["matches"]
     assert rows[2]["matches"] and all(m["family"] == "disk_full" for m in rows[2]["matches"])
+
+
+@pytest.mark.parametrize(
+    ("state_dir", "said"),
+    [
+        ("{tmp}/afile/state", "state_dir: {tmp}/afile/state cannot be created: {tmp}/afile is not a directory"),
+        ("/proc/healer-state", "state_dir: /proc/healer-state cannot be created: /proc refuses it"),
+    ],
+)
+def test_check_fails_on_a_state_dir_the_daemon_could_not_write(tmp_path: Path, state_dir: str, said: str) -> None:
+    """Issue 15: `healer check` (ExecStartPre) passed, then the daemon could not open its store."""
+    (tmp_path / "afile").write_text("not a directory\n")
+    conf = write_config(tmp_path / "c.yaml", {**base_config(tmp_path), "state_dir": state_dir.format(tmp=tmp_path)})
+    r = healer("check", "-c", str(conf))
+    assert r.returncode == 2, r.stdout
+    line = next(x for x in r.stderr.splitlines() if "state_dir" in x)
+    assert line.startswith(f"config error: {conf}: " + said.format(tmp=tmp_path)), r.stderr
+    assert line.endswith("(set state_dir to a directory this user can write (under systemd: /var/lib/healer,"
+                         " the unit's StateDirectory=))")  # fmt: skip
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "afile" / "state").exists() and not list(Path("/proc").glob(".healer-check-*"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory modes")
+def test_check_fails_on_a_read_only_state_dir(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o555)
+    conf = write_config(tmp_path / "c.yaml", {**base_config(tmp_path), "state_dir": str(state)})
+    r = healer("check", "-c", str(conf))
+    assert r.returncode == 2 and f"state_dir: {state} is not writable" in r.stderr, r.stderr
