@@ -97,6 +97,17 @@ def _duration(text: str, option: str) -> float:
         raise UsageError(f"{option} {text!r}: {exc}") from None
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 1 (``--limit``, ``--samples``)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return n
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from healer.service.daemon import run
 
@@ -419,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="*", help="pattern files or directories, or 'bundled' (default: the configured ones)"
     )
     tp.add_argument("--log", help="a log file to match, like fail2ban-regex")
-    tp.add_argument("--samples", type=int, default=3, help="sample lines shown per pattern")
+    tp.add_argument("--samples", type=_count, default=3, help="sample lines shown per pattern")
     tp.add_argument("--json", action="store_true", help="with --log: one JSON verdict per input line (see README)")
     tp.add_argument(
         "--corpus", help="a labelled corpus directory (tests/data/corpus format): precision and recall per family"
@@ -433,14 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--state", help="keep the replay's store in this directory")
     rp.add_argument("--timestamps", action="store_true",
                     help="windows and cooldowns on the lines' own timestamps, as the daemon read them")  # fmt: skip
-    rp.add_argument("--limit", type=int, default=30)
+    rp.add_argument("--limit", type=_count, default=30)
     add("health", cmd_health, "host health report")
     ep = add("errors", cmd_errors, "error report")
     ep.add_argument("--since", default="1h", help="window, e.g. 30m, 6h, 2d (default 1h)")
     add("status", cmd_status, "kill switch, dry run, circuit breaker and what is open or waiting")
     add("fix", cmd_fix, "attempt fixes for open incidents, with every guardrail applied")
     hp = add("history", cmd_history, "fix attempts, outcomes and success rate")
-    hp.add_argument("--limit", type=int, default=15)
+    hp.add_argument("--limit", type=_count, default=15)
     xp = add("explain", cmd_explain, "everything known and done about one incident")
     xp.add_argument("incident", type=int)
     for verb in ("approve", "reject"):

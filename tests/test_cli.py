@@ -309,3 +309,41 @@ def test_check_fails_on_a_read_only_state_dir(tmp_path: Path) -> None:
     conf = write_config(tmp_path / "c.yaml", {**base_config(tmp_path), "state_dir": str(state)})
     r = healer("check", "-c", str(conf))
     assert r.returncode == 2 and f"state_dir: {state} is not writable" in r.stderr, r.stderr
+
+
+# Bad input for every subcommand: each must answer with a short error and a non-zero exit, never a traceback.
+BAD_INPUT: dict[str, list[list[str]]] = {
+    "run": [["-c", "{tmp}/missing.yaml"]],
+    "check": [["-c", "{tmp}/missing.yaml"], ["-c", "{tmp}/broken.yaml"]],
+    "setup": [["{tmp}/no-such-app"], ["{tmp}", "--fallback", "nonsense"]],
+    "test-pattern": [["--log", "{tmp}/gone.log"], ["--log", "{tmp}"], ["--corpus", "{tmp}/nope"], ["--samples", "x"]],
+    "replay": [["{tmp}/nope.log"], ["{tmp}"], ["{cfg}", "--source", "carrier-pigeon"], ["{cfg}", "--limit", "-1"]],
+    "health": [["-c", "{tmp}/broken.yaml"]],
+    "errors": [["--since", "banana"], ["--since=-5m"], ["--since", "nan"]],
+    "status": [["-c", "{tmp}/missing.yaml"]],
+    "fix": [["-c", "{tmp}/broken.yaml"]],
+    "history": [["--limit", "banana"], ["--limit", "0"]],
+    "explain": [["999"], ["banana"]],
+    "approve": [["999"], ["banana"]],
+    "reject": [["999"], []],
+}
+
+
+def test_bad_input_cases_cover_every_subcommand() -> None:
+    from healer.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    assert set(sub.choices) == set(BAD_INPUT), "add the new subcommand's bad input to BAD_INPUT"
+
+
+@pytest.mark.parametrize(("cmd", "args"), [(c, a) for c, cases in BAD_INPUT.items() for a in cases])
+def test_bad_input_never_shows_a_traceback(cfg: Path, tmp_path: Path, cmd: str, args: list[str]) -> None:
+    (tmp_path / "broken.yaml").write_text("kill_switch: maybe\n")
+    argv = [a.format(tmp=tmp_path, cfg=cfg) for a in args]
+    conf = [] if "-c" in argv else ["-c", str(cfg)]
+    r = healer(*conf, cmd, *argv)
+    assert r.returncode != 0, (cmd, argv, r.stdout)
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
+    assert errors or "No incident #999" in r.stdout or "Unknown approval" in r.stdout, (r.stdout, r.stderr)
+    assert all(len(line) < 400 for line in errors), errors
