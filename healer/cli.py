@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +22,6 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from healer import __version__
 from healer.app.ruleset import Ruleset, load_ruleset
-from healer.app.text import terminal
 from healer.core.errors import HealerError
 from healer.core.logsetup import configure as configure_logging
 from healer.settings.load import resolve_config_path
@@ -34,9 +31,6 @@ if TYPE_CHECKING:
     from healer.app.usecases import Healer
     from healer.core.jobs import Job
     from healer.core.records import FixAttempt
-    from healer.rules.assemble import Limits
-    from healer.rules.matcher import TextEvent
-    from healer.rules.patterns import Pattern
     from healer.settings.schema import Settings
     from healer.store.db import Store
 
@@ -121,41 +115,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     except HealerError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from healer.app.preflight import state_dir_problem
-    from healer.rules.samples import check_examples
+    from healer.app.preflight import check_report
 
-    unwritable = state_dir_problem(rules.settings)
-    if unwritable is not None:
-        print(f"config error: {unwritable}", file=sys.stderr)
-    failures = check_examples(rules.patterns)
-    for err in rules.pattern_errors:
-        print(f"pattern error: {err}", file=sys.stderr)
-    for f in failures:
-        print(
-            f"example failure: {f.pattern.file}:{f.pattern.line} [{f.pattern.id}] {f.problem}: {f.line!r}",
-            file=sys.stderr,
-        )
-    from healer.app.coverage import coverage, coverage_text, never_acting
-
-    s = rules.settings
-    covers = coverage(s, rules.patterns)
-    stuck = never_acting(covers)
-    for c in stuck:
-        print(
-            f"pattern error: {c.pattern.file}:{c.pattern.line} [{c.pattern.id}] can never act: {c.detail} "
-            "(fix the config, or give the pattern approval: never)",
-            file=sys.stderr,
-        )
-    print(
-        f"config {path}: ok; {len(rules.patterns)} patterns from {len(rules.pattern_files)} files; "
-        f"kill_switch={s.kill_switch} dry_run={s.dry_run} telegram={'on' if s.telegram.enabled else 'off'}"
-    )
-    from healer.app.patternset_text import pattern_set_lines
-
-    print("\n".join(pattern_set_lines(rules)))
-    for line in coverage_text(covers):
-        print(line)
-    return EXIT_CONFIG if rules.pattern_errors or failures or stuck or unwritable else EXIT_OK
+    report = check_report(rules, path)
+    for line in report.errors:
+        print(line, file=sys.stderr)
+    print("\n".join(report.lines))
+    return EXIT_OK if report.ok else EXIT_CONFIG
 
 
 def _fallbacks(specs: Sequence[str]) -> dict[str, str]:
@@ -206,11 +172,10 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 def cmd_test_pattern(args: argparse.Namespace) -> int:
     """fail2ban-regex for healer: run examples, or count matches over a real log."""
-    from healer.app.lines import event_blocks
+    from healer.app import patterntest
     from healer.app.ruleset import load_pattern_dirs
     from healer.core.paths import BUNDLED, bundled_patterns_dir
     from healer.rules.assemble import Limits
-    from healer.rules.matcher import Matcher
     from healer.rules.samples import check_examples
     from healer.settings.schema import SourcesSettings
 
@@ -241,72 +206,19 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
         file=sys.stderr if args.json else sys.stdout,  # --json keeps stdout one verdict per line
     )
     limits = Limits.of(sources.multiline)
-    if args.log and args.json:
-        _verdicts_json(args.log, res.patterns, sources.max_line_bytes, limits)
-    elif args.log:
-        matcher = Matcher(res.patterns, limits)
-        counts: Counter[str] = Counter()
-        samples: dict[str, list[str]] = {}
-        lines = 0
+    if args.log:
         with _open_log(args.log) as fh:
-            for block in event_blocks(fh, sources.max_line_bytes, limits):
-                lines += block.lines
-                for hit in matcher.scan(block.data):
-                    counts[hit.pattern.id] += 1
-                    got = samples.setdefault(hit.pattern.id, [])
-                    if len(got) < args.samples:
-                        got.append(hit.focus)
-        print(f"\nLines: {lines}; matched lines per pattern:")
-        for p in res.patterns:
-            print(f"  {counts[p.id]:>8}  {p.id}")
-            for sample in samples.get(p.id, []):
-                print(f"            | {terminal(sample[:160])}")
-        print(f"Total matches: {sum(counts.values())}")
+            if args.json:
+                out = patterntest.verdicts_json(fh, res.patterns, sources.max_line_bytes, limits)
+            else:
+                out = patterntest.match_counts(fh, res.patterns, sources.max_line_bytes, limits, args.samples)
+            for line in out:
+                print(line)
     gate: list[str] = []
     if args.corpus:
-        gate = _score_corpus(Path(args.corpus), res.patterns)
+        lines, gate = patterntest.score_corpus(Path(args.corpus), res.patterns)
+        print("\n".join(lines))
     return EXIT_FAIL if failures or res.errors or gate else EXIT_OK
-
-
-def _verdicts_json(log: str, patterns: Sequence[Pattern], max_line: int, limits: Limits | None) -> None:
-    """One JSON object per input line or assembled event: every pattern that matched (family, tier), the winner."""
-    from healer.app.lines import event_blocks
-    from healer.rules.matcher import Matcher, utf8_clean
-    from healer.rules.verdict import line_verdict
-
-    matcher = Matcher(patterns, limits)
-    number = 0
-    with _open_log(log) as fh:
-        for block in event_blocks(fh, max_line, limits):
-            data = utf8_clean(block.data)
-            by_start: dict[int, TextEvent] = {ev.start: ev for ev in matcher.events(data)}
-            start = 0
-            while start < len(data):
-                ev = by_start.get(start)
-                end = data.find(b"\n", start) if ev is None else ev.end
-                end = len(data) if end < 0 else end
-                first = number + 1
-                number += 1 if ev is None else ev.lines
-                hits = () if ev is None else ev.hits
-                sys.stdout.write(json.dumps(line_verdict(first, hits, number)) + "\n")
-                start = end + 1
-
-
-def _score_corpus(root: Path, patterns: Sequence[Pattern]) -> list[str]:
-    """Precision and recall per family over a labelled corpus; the reasons the gate fails, if any."""
-    from healer.rules.corpus import CorpusError, format_table, load_corpus, score
-
-    try:
-        entries = load_corpus(root)
-    except (CorpusError, OSError) as exc:
-        raise HealerError(f"--corpus {root}: {exc}") from None
-    report = score(entries, patterns)
-    print(f"\nCorpus {root}: {len(entries)} entries")
-    print(format_table(report))
-    gate = report.failures()
-    for why in gate:
-        print(f"GATE {terminal(why)}")
-    return gate
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from healer.app.ruleset import Ruleset
 from healer.core.errors import ConfigError
 from healer.settings.schema import Settings
 
@@ -56,3 +58,44 @@ def _read_only(path: Path) -> bool:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except OSError:
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """What ``healer check`` prints: ``errors`` on stderr, ``lines`` on stdout; ``ok`` is exit 0."""
+
+    errors: tuple[str, ...]
+    lines: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_report(rules: Ruleset, path: Path) -> CheckReport:
+    """Everything that would stop the daemon doing its job with these files, then the set in effect."""
+    from healer.app.coverage import coverage, coverage_text, never_acting
+    from healer.app.patternset_text import pattern_set_lines
+    from healer.rules.samples import check_examples
+
+    s = rules.settings
+    errors: list[str] = []
+    unwritable = state_dir_problem(s)
+    if unwritable is not None:
+        errors.append(f"config error: {unwritable}")
+    errors += [f"pattern error: {err}" for err in rules.pattern_errors]
+    errors += [
+        f"example failure: {f.pattern.file}:{f.pattern.line} [{f.pattern.id}] {f.problem}: {f.line!r}"
+        for f in check_examples(rules.patterns)
+    ]
+    covers = coverage(s, rules.patterns)
+    errors += [
+        f"pattern error: {c.pattern.file}:{c.pattern.line} [{c.pattern.id}] can never act: {c.detail} "
+        "(fix the config, or give the pattern approval: never)"
+        for c in never_acting(covers)
+    ]
+    head = (
+        f"config {path}: ok; {len(rules.patterns)} patterns from {len(rules.pattern_files)} files; "
+        f"kill_switch={s.kill_switch} dry_run={s.dry_run} telegram={'on' if s.telegram.enabled else 'off'}"
+    )
+    return CheckReport(tuple(errors), (head, *pattern_set_lines(rules), *coverage_text(covers)))
