@@ -347,3 +347,34 @@ def test_bad_input_never_shows_a_traceback(cfg: Path, tmp_path: Path, cmd: str, 
     errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
     assert errors or "No incident #999" in r.stdout or "Unknown approval" in r.stdout, (r.stdout, r.stderr)
     assert all(len(line) < 400 for line in errors), errors
+
+
+def test_check_fails_on_every_kind_of_fix_that_can_never_run(tmp_path: Path) -> None:
+    """Issue 14 §5: an unconfigured action, a command or unit no allowlist names: exit 2, file, key, fix."""
+    own = {
+        "patterns": [
+            {"id": "cmd-unknown", "regex": "BOOM", "examples": ["BOOM"],
+             "remediation": [{"action": "command", "params": {"command": "nope"}}]},
+            {"id": "unit-unknown", "regex": "RST", "examples": ["RST"],
+             "remediation": [{"action": "restart", "params": {"service": "db"}}]},
+            {"id": "pip-unset", "regex": "PIP", "examples": ["PIP"],
+             "remediation": [{"action": "pip_install", "params": {"package": "requests"}}]},
+        ]
+    }  # fmt: skip
+    (tmp_path / "patterns").mkdir()
+    (tmp_path / "patterns" / "own.yaml").write_text(yaml.safe_dump(own, sort_keys=False))
+    cfg = base_config(tmp_path)
+    cfg["actions"]["restart"] = {"units": {"web": {"unit": "web.service"}}}
+    r = healer("check", "-c", str(write_config(tmp_path / "c.yaml", cfg)))
+    assert r.returncode == 2
+    own_file = tmp_path / "patterns" / "own.yaml"
+    errors = [line for line in r.stderr.splitlines() if "can never act" in line]
+    fix = " (fix the config, or give the pattern approval: never)"
+    assert errors == [
+        f"pattern error: {own_file}:2 [cmd-unknown] can never act: command: command 'nope' is not in "
+        "actions.command.commands" + fix,
+        f"pattern error: {own_file}:10 [unit-unknown] can never act: restart: service 'db' is not in "
+        "actions.restart.units; it will not be restarted" + fix,
+        f"pattern error: {own_file}:18 [pip-unset] can never act: pip_install: pip_install is not configured: "
+        "add an actions.pip_install section to the config" + fix,
+    ], r.stderr
