@@ -11,18 +11,15 @@ able to drive the operator's terminal.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from healer import __version__
+from healer.app.lines import open_log
 from healer.app.ruleset import Ruleset, load_ruleset
-from healer.core.errors import HealerError
+from healer.core.errors import HealerError, InputError
 from healer.core.logsetup import configure as configure_logging
 from healer.settings.load import resolve_config_path
 from healer.settings.types import parse_duration
@@ -40,8 +37,7 @@ EXIT_USAGE = 2  # bad config or bad input: the operator must change something
 EXIT_CONFIG = EXIT_USAGE
 
 
-class UsageError(HealerError):
-    """Input the CLI cannot use: printed as one line, exit 2."""
+UsageError = InputError  # input the CLI cannot use: printed as one line, exit 2
 
 
 def _rules(args: argparse.Namespace) -> Ruleset:
@@ -73,17 +69,6 @@ def _healer(rules: Ruleset, store: Store) -> Healer:
     return healer
 
 
-@contextmanager
-def _open_log(path: str) -> Iterator[BinaryIO]:
-    """A log file to read, or a one-line error naming it."""
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the context manager below
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror or exc}") from None
-    with fh:
-        yield fh
-
-
 def _duration(text: str, option: str) -> float:
     try:
         return parse_duration(text)
@@ -93,13 +78,9 @@ def _duration(text: str, option: str) -> float:
 
 def _count(text: str) -> int:
     """An argparse type: a whole number >= 1 (``--limit``, ``--samples``)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
-    return n
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 1 or more")
+    return int(text)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -124,25 +105,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_CONFIG
 
 
-def _fallbacks(specs: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for spec in specs:
-        provider, sep, model = spec.partition("=")
-        if not sep or not provider or not model:
-            raise UsageError(f"--fallback {spec!r}: write PROVIDER=MODEL, e.g. openai=gpt-4o-mini")
-        out[provider.strip().lower()] = model.strip()
-    return out
-
-
 def cmd_setup(args: argparse.Namespace) -> int:
     """Inspect an app directory, show the app block, and merge it into the config (checked before it is written)."""
     from healer.app import setup
+    from healer.app.setup_merge import merged_problem, parse_fallbacks
 
     root = Path(args.dir)
     if not root.is_dir():
         raise UsageError(f"setup {args.dir!r}: not a directory")
     path = resolve_config_path(args.config)
-    fallbacks = _fallbacks(args.fallback)
+    try:
+        fallbacks = parse_fallbacks(args.fallback)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     conf = Path(args.supervisor_conf) if args.supervisor_conf else None
     found = setup.inspect(root, name=args.name, fallbacks=fallbacks, supervisor_conf=conf)
     if not args.yes and sys.stdin.isatty():
@@ -155,17 +130,10 @@ def cmd_setup(args: argparse.Namespace) -> int:
     print(setup.block_text(found), end="")
     for note in found.notes:
         print(f"note: {note}")
-    staged: dict[Path, str] = {}
-    setup.write_app(path, found, lambda p, text: staged.__setitem__(p, text))
-    probe = path.with_name(f".{path.name}.setup-check")
-    try:
-        probe.write_text(staged[path])
-        load_ruleset(probe, environ={})
-    except HealerError as exc:
-        print(f"config error: the merged config would not load: {exc}", file=sys.stderr)
+    problem = merged_problem(path, found)
+    if problem is not None:
+        print(f"config error: the merged config would not load: {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    finally:
-        probe.unlink(missing_ok=True)
     print(setup.write_app(path, found))
     return EXIT_OK
 
@@ -207,7 +175,7 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
     )
     limits = Limits.of(sources.multiline)
     if args.log:
-        with _open_log(args.log) as fh:
+        with open_log(args.log) as fh:
             if args.json:
                 out = patterntest.verdicts_json(fh, res.patterns, sources.max_line_bytes, limits)
             else:
@@ -223,27 +191,13 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """The daemon's engine, in dry run, over a log file: lines are file events, cut as the tailer cuts them."""
+    from healer.app.replay import replay_file
     from healer.app.replay_text import replay_json, replay_text
-    from healer.app.usecases import Healer
-    from healer.core.clock import FakeClock
     from healer.core.enums import SourceName
-    from healer.engine.engine import Engine
-    from healer.store.db import Store
 
     rules = _rules(args)
-    rules = dataclasses.replace(rules, settings=rules.settings.model_copy(update={"dry_run": True}))
-    with _open_log(args.log) as fh, tempfile.TemporaryDirectory(prefix="healer-replay-") as tmp:
-        store = Store(Path(args.state or tmp) / "healer.db")
-        clock = FakeClock(time.time())
-        engine = Engine(rules.settings, rules.patterns, store, clock=clock)
-        # Jobs run inline: in dry run a fix job only runs its action's own check (engine.fixes.rehearse).
-        healer = Healer(lambda: rules, store, engine, clock, lambda jobs: [engine.run_job(j) for j in jobs])
-        try:
-            report = healer.replay(
-                fh, args.service, args.log, SourceName(args.source), timestamps=args.timestamps, set_clock=clock.set
-            )
-        finally:
-            store.close()
+    with open_log(args.log) as fh:
+        report = replay_file(rules, fh, args.state, args.service, args.log, SourceName(args.source), args.timestamps)
     for line in replay_json(report) if args.json else replay_text(report, args.limit):
         print(line)
     return EXIT_OK
@@ -311,6 +265,47 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return EXIT_OK if report.status is SettleStatus.OK and report.refused is None else EXIT_FAIL
 
 
+def _operator() -> str:
+    """Who ran the command, for the audit entry (``cli:<login>``)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def cmd_patterns(args: argparse.Namespace) -> int:
+    """List every pattern with its mode, figures and recommendation; ``promote``/``demote`` ID change its mode."""
+    from healer.app.lifecycle import patterns_text
+    from healer.core.enums import PatternMode
+
+    healer = _stated(args)
+    if args.verb is None:
+        print(patterns_text(healer.patterns()))
+        return EXIT_OK
+    if args.id is None:
+        raise UsageError(f"healer patterns {args.verb} needs a pattern id")
+    mode = PatternMode.ACTIVE if args.verb == "promote" else PatternMode.SHADOW
+    print(healer.set_mode(args.id, mode, _operator(), args.why or ""))
+    return EXIT_OK
+
+
+def cmd_mark(args: argparse.Namespace) -> int:
+    from healer.app.lifecycle import mark_text
+
+    print(mark_text(_stated(args).mark_wrong(args.incident, _operator())))
+    return EXIT_OK
+
+
+def _stated(args: argparse.Namespace) -> Healer:
+    """The facade over ``--state DIR``'s store (a replay's), else the config's ``state_dir``."""
+    from healer.store.db import Store
+
+    rules = _rules(args)
+    return _healer(rules, Store(Path(args.state) / "healer.db") if args.state else _store(rules))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="healer", description="Self-healing daemon for Linux hosts.")
     p.add_argument("--version", action="version", version=f"healer {__version__}")
@@ -366,6 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--limit", type=_count, default=15)
     xp = add("explain", cmd_explain, "everything known and done about one incident")
     xp.add_argument("incident", type=int)
+    pp = add("patterns", cmd_patterns, "every pattern's mode and figures; promote or demote one (shadow/active)")
+    pp.add_argument("verb", nargs="?", choices=["promote", "demote"], help="promote: shadow -> active; demote back")
+    pp.add_argument("id", nargs="?", help="the pattern id to promote or demote")
+    pp.add_argument("--why", help="recorded with the audit entry")
+    pp.add_argument("--state", help="read this store's directory instead of state_dir (e.g. a replay's --state)")
+    mp = add("mark", cmd_mark, "mark an incident's match wrong ('not this'): it counts against promotion")
+    mp.add_argument("incident", type=int)
+    mp.add_argument("verdict", choices=["wrong"], help="wrong: the pattern should not have matched this")
+    mp.add_argument("--state", help="mark in this store's directory instead of state_dir (e.g. a replay's --state)")
     for verb in ("approve", "reject"):
         ap = add(verb, cmd_approve, f"{verb} a pending fix by decision id")
         ap.add_argument("decision", type=int)

@@ -1,4 +1,5 @@
-"""A fleet on one machine (issue 17): three healer daemons, one real Alertmanager, one real Prometheus.
+"""A fleet on one machine (issue 17): three healer daemons, one real Alertmanager, one real Prometheus,
+one Telegram group with the three hosts' bots.
 
 Each daemon is its own host (web-1, web-2, web-3: own config, state, ports).
 Alertmanager runs the documented "every healer receives the group" route tree,
@@ -25,7 +26,8 @@ from typing import Any
 import pytest
 from support.alertmanager import Alertmanager, fast, free_port, needs_alertmanager, terminate
 from support.daemon import wait_for
-from support.fleet import FleetHost, token
+from support.fake_telegram_group import GROUP_ID, FakeTelegramGroup
+from support.fleet import ALERT_PATTERNS, FleetHost, token
 
 from healer.core.enums import AuditKind, Outcome
 
@@ -155,7 +157,8 @@ def test_prometheus_sees_the_fleet_per_host(fleet: dict[str, FleetHost], tmp_pat
         up = {"web-1": "1", "web-2": "1", "127.0.0.1": "1"}
         assert wait_for(lambda: by_host('up{job="healer"}') == up, 30), by_host('up{job="healer"}')
         # healer's own series keep the name from its config (honor_labels), never exported_host.
-        own = {"web-1": "1", "web-2": "1", "web-3": "1"}
+        n = str(len(ALERT_PATTERNS["patterns"]))
+        own = {"web-1": n, "web-2": n, "web-3": n}
         assert wait_for(lambda: by_host('healer_patterns_loaded{job="healer"}') == own, 10)
         assert prom.query('count({job="healer", exported_host!=""})') == []
         # A healer that stops is down under its host's name: what HealerDown pages about.
@@ -163,3 +166,126 @@ def test_prometheus_sees_the_fleet_per_host(fleet: dict[str, FleetHost], tmp_pat
         assert wait_for(lambda: by_host('up{job="healer"} == 0') == {"web-1": "0"}, 30)
     finally:
         prom.close()
+
+
+# -- one chat, many hosts ---------------------------------------------------------------------
+
+GROUP = GROUP_ID
+
+
+def bot_name(host: str) -> str:
+    return f"healer_{host.replace('-', '')}_bot"
+
+
+@pytest.fixture
+def chat_fleet(tmp_path: Path) -> Iterator[tuple[FakeTelegramGroup, dict[str, FleetHost]]]:
+    """Three hosts, each with its own bot (privacy mode off, as docs/FLEET.md says) in one group.
+
+    web-1 gives the hint for a command that names no host; web-2 and web-3 leave it to web-1."""
+    group = FakeTelegramGroup(GROUP)
+    tokens = {h: f"{700 + i}:TOKEN-{h}" for i, h in enumerate(HOSTS, 1)}
+    for h in HOSTS:
+        group.add_bot(tokens[h], bot_name(h), privacy=False)
+    group.start()
+    hosts: dict[str, FleetHost] = {}
+    for h in HOSTS:
+        telegram = {
+            "base_url": group.base_url,
+            "allowed_chat_ids": [GROUP],
+            "unaddressed": "hint" if h == "web-1" else "ignore",
+            "digest_interval": 3600,
+            "update_interval": 3600,
+            "health_interval": 3600,
+        }
+        hosts[h] = FleetHost(tmp_path / "hosts", h, bot_token=tokens[h], telegram=telegram)
+    try:
+        for fh in hosts.values():
+            fh.start()
+        polling = lambda: all("getUpdates" in group.bot(bot_name(h)).calls for h in HOSTS)  # noqa: E731
+        group.wait_for(polling, "every host's bot to poll")
+        yield group, hosts
+    finally:
+        for fh in hosts.values():
+            fh.stop()
+        group.write_transcript(tmp_path / "chat-transcript.txt")
+        group.stop()
+
+
+def approval_of(group: FakeTelegramGroup, host: str) -> dict[str, Any]:
+    return group.wait_message(bot_name(host), "Approval needed")
+
+
+def test_one_chat_many_hosts(chat_fleet: tuple[FakeTelegramGroup, dict[str, FleetHost]], tmp_path: Path) -> None:
+    group, fleet = chat_fleet
+    b1, b2, b3 = (bot_name(h) for h in HOSTS)
+    am = Alertmanager(tmp_path / "am", broadcast_route_tree(tmp_path, fleet))
+    try:
+        starts = datetime.now(UTC) - timedelta(seconds=30)
+        # Faults on web-1 and web-2: each fixed by its own healer, each said by its own bot.
+        for host in ("web-1", "web-2"):
+            am.post_alert({"alertname": "RedisDown", "host": host, "instance": f"{host}:9121"}, starts)
+        for host in ("web-1", "web-2"):
+            assert wait_for(lambda: has_fixed(fleet[host]), 20), fleet[host].tail()
+            new = group.wait_message(bot_name(host), "New incident")
+            assert new["text"].startswith(f"[{host}] 🔴 New incident #1 [P1 high] redis_down_alert"), new["text"]
+        assert not fleet["web-3"].fixed.exists()
+
+        # Approvals: the same decision number on two hosts, each button acting on its own host only.
+        for host in ("web-1", "web-2"):
+            am.post_alert({"alertname": "DiskFull", "host": host, "instance": f"{host}:9100"}, starts)
+        ask1, ask2 = approval_of(group, "web-1"), approval_of(group, "web-2")
+        assert ask1["text"].startswith("[web-1] 🟡 Approval needed") and ask2["text"].startswith("[web-2] 🟡")
+        data = [m["reply_markup"]["inline_keyboard"][0][0]["callback_data"] for m in (ask1, ask2)]
+        assert data[0] == data[1], data  # "ap:2" on both: the data alone cannot tell the hosts apart
+    finally:
+        am.close()
+
+    group.press(ask1)  # Approve, under web-1's message: Telegram tells only web-1's bot
+    assert wait_for(lambda: fleet["web-1"].approved.exists(), 20), fleet["web-1"].tail()
+    group.wait_for(lambda: "Approved by @ops" in group.messages[ask1["message_id"]]["text"], "web-1's edit")
+    assert not fleet["web-2"].approved.exists()
+    # web-1's message pressed, and the press handed to web-2's bot: refused, nothing runs on web-2.
+    group.forge_press(b2, ask1)
+    group.wait_for(lambda: "belongs to another host" in group.transcript(), "web-2 to refuse the button")
+    assert not fleet["web-2"].approved.exists()
+    assert "Approved" not in group.messages[ask2["message_id"]]["text"]
+    group.press(ask2)  # web-2's own button
+    assert wait_for(lambda: fleet["web-2"].approved.exists(), 20), fleet["web-2"].tail()
+    assert not fleet["web-3"].approved.exists() and not fleet["web-3"].fixed.exists()
+
+    # Commands addressed to one host, to all, and to nobody.
+    mark = group.mark()
+    group.say(f"/health@{b2}")
+    assert group.wait_message(b2, "Host health", after=mark)["text"].startswith("[web-2] Host health")
+    group.say("health check web-3")
+    assert group.wait_message(b3, "Host health", after=mark)["text"].startswith("[web-3] Host health")
+    group.say("show errors on all")
+    for host in HOSTS:
+        errors = group.wait_message(bot_name(host), "Errors in the last 1h", after=mark)["text"]
+        assert errors.startswith(f"[{host}] ")
+        assert ("redis_down_alert" in errors) == (host != "web-3"), errors
+    group.say("/health")  # names nobody: web-1 says how to address a host, once
+    hint = group.wait_message(b1, "say which host you mean", after=mark)["text"]
+    assert hint.startswith("[web-1] ") and f"/health@{b1}" in hint, hint
+    group.say("health")
+    group.say("looking at it now")  # people talking: no healer answers
+    group.say("fix errors on all")
+    for host in HOSTS:  # each runs its own fixes; all its incidents were fixed above
+        group.wait_message(bot_name(host), "Nothing to fix", after=mark)
+    group.say("status all hosts")  # the last command: once all three answer it, earlier ones are done
+    for host in HOSTS:
+        assert group.wait_message(bot_name(host), "Circuit breaker", after=mark)["text"].startswith(f"[{host}] Status")
+
+    def after(host: str, needle: str) -> int:
+        return sum(1 for m in group.sent_by(bot_name(host)) if m["message_id"] > mark and needle in m["text"])
+
+    assert [after(h, "Host health") for h in HOSTS] == [0, 1, 1]
+    assert [after(h, "say which host you mean") for h in HOSTS] == [1, 0, 0]
+    assert [after(h, "Errors in the last 1h") for h in HOSTS] == [1, 1, 1]
+    assert [after(h, "No pattern matches") for h in HOSTS] == [0, 0, 0]
+    assert [after(h, "Nothing to fix") for h in HOSTS] == [1, 1, 1]
+    # Every message in the chat starts with its host, and each host's only by its own bot.
+    for host in HOSTS:
+        for m in group.sent_by(bot_name(host)):
+            assert m["text"].startswith(f"[{host}] "), m["text"]
+    print(group.transcript())

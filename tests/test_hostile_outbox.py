@@ -35,21 +35,24 @@ async def test_flood_after_an_approval_request_the_approval_and_status_go_first(
         await rig.wait(lambda: box.qsize() > queued, "the /status reply to be queued")
         box.ready.set()
 
-        status = await rig.wait(
+        await rig.wait(
             lambda: next((c for c in rig.fake.sent(CHAT) if "Telegram:" in str(c.params["text"])), None), "/status"
         )
+        await rig.wait(lambda: box.empty(), "the queue to drain")
+        # Judged on everything sent once the queue drained: how many flood notices left before /status
+        # was answered depends on the machine's load, their order relative to it does not.
         sent = rig.fake.sent(CHAT)
         texts = [str(c.params["text"]) for c in sent]
         approval = next(i for i, t in enumerate(texts) if "Approval needed" in t)
+        status = next(i for i, t in enumerate(texts) if "Telegram:" in t)
         flood = [i for i, t in enumerate(texts) if "tg-flood" in t and "before" not in t]
         # Delivered, with its buttons, before any message of the flood; and /status as well.
         assert sent[approval].params.get("reply_markup"), "the approval lost its buttons"
         assert flood and approval < flood[0]
-        assert sent.index(status) < flood[0]
+        assert status < flood[0]
         assert box.dropped == 0
 
         # The flood itself: a few announced one by one, the rest in one summary at the window's end.
-        await rig.wait(lambda: box.empty(), "the queue to drain")
         assert len(flood) <= NEW_PER_WINDOW
         rig.clock.advance(FLOOD_WINDOW)
         await rig.tick("telegram-flood")

@@ -24,6 +24,7 @@ COUNTERS = {
     "healer_fix_attempts": ["action", "outcome"],
     "healer_decisions": ["verdict", "reason"],
     "healer_config_reloads": ["result"],
+    "healer_incidents_opened": ["priority", "mode"],
 }
 GAUGES = [
     "healer_incidents_open",
@@ -251,3 +252,34 @@ class _NoState:
 
     def breaker_open_until(self) -> float | None:
         return None
+
+
+def test_incidents_are_counted_by_priority_and_mode(tmp_path: Path) -> None:
+    """A real engine over a real store: each new incident's triage, and whether its pattern is in shadow."""
+    (tmp_path / "patterns").mkdir()
+    patterns = [
+        {"id": "loud", "severity": "high", "regex": "LOUD", "group_by": ["match", "service"], "examples": ["LOUD"]},
+        {"id": "quiet", "severity": "low", "regex": "QUIET", "mode": "shadow", "examples": ["QUIET"]},
+    ]
+    (tmp_path / "patterns" / "p.yaml").write_text(yaml.safe_dump({"patterns": patterns}))
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "patterns_dirs": [str(tmp_path / "patterns")],
+        "services": {"shop": {"criticality": "critical"}},
+        "telegram": {"token_env": "HEALER_TEST_NONE"},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    rules = load_ruleset(tmp_path / "config.yaml")
+    m = Metrics()
+    engine = Engine(
+        rules.settings, rules.patterns, Store(tmp_path / "state" / "healer.db"), clock=FakeClock(), metrics=m
+    )
+    engine.ingest_buffer(b"LOUD\nQUIET\n", "app", "app.log")
+    engine.ingest_buffer(b"LOUD\n", "shop", "shop.log")
+    g = {
+        (s.labels.get("priority"), s.labels.get("mode")): s.value
+        for f in text_string_to_metric_families(m.render().decode())
+        for s in f.samples
+        if s.name == "healer_incidents_opened_total"
+    }
+    assert g == {("P1", "active"): 1.0, ("P3", "shadow"): 1.0, ("P0", "active"): 1.0}

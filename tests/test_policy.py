@@ -34,6 +34,7 @@ from healer.engine.policy import (
     after_failure,
     decide,
     gate,
+    shadowed,
 )
 from healer.engine.preconditions import after_checks
 from healer.remedy.base import Confirmation
@@ -289,13 +290,37 @@ def test_confirm_table(
     assert decide(facts, pattern(**pat_over), GUARDS, NOW, trigger) == ruling, situation
 
 
+# A pattern in shadow mode: ruled as if active, recorded as skip (shadow) saying what it would have done.
+SHADOW_TABLE: list[tuple[str, IncidentSnapshot, dict[str, Any], str]] = [
+    ("it would act: says the chain", snap(), {}, "would act: command(command=ok-a)"),
+    ("it would ask: says the chain and why", snap(), {"approval": Approval.ASK},
+     "would ask for approval to run command(command=ok-a) (approval)"),
+    ("it would probe first: says so, never probes", snap(), CONFIRM,
+     "would act once a probe confirms the fault: command(command=ok-a)"),
+    ("it would escalate: never escalates", snap(attempts=3), {}, "would escalate (max_attempts): 3 attempts made"),
+    ("below its threshold: says the count", snap(matches_in_window=1), {"threshold_count": 3},
+     "would skip (threshold): 1/3 in 60s"),
+    ("notify only: still never pages", snap(), {"approval": Approval.NEVER},
+     "would notify (notify_only): pattern has no automatic fix"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("situation", "facts", "pat_over", "detail"), SHADOW_TABLE, ids=[r[0] for r in SHADOW_TABLE])
+def test_shadow_table(situation: str, facts: IncidentSnapshot, pat_over: dict[str, Any], detail: str) -> None:
+    p = pattern(**pat_over)
+    ruled = shadowed(decide(facts, p, GUARDS, NOW, Trigger.AUTO), p, SUBJECT)
+    assert ruled == Ruling(Verdict.SKIP, Reason.SHADOW, detail), situation
+    assert not ruled.probe and not ruled.reopen
+
+
 def test_every_reason_is_reached_by_the_table() -> None:
     after = {row[3].reason for row in AFTER if row[3] is not None}
     checks = {row[4].reason for row in CHECKS if row[4] is not None}
     confirm = {row[4].reason for row in CONFIRM_TABLE}
+    shadow = {Reason.SHADOW} if SHADOW_TABLE else set()
     # A refused rehearsal is recorded by the fix pool (engine.fixes.rehearse, tests/test_replay.py), not the policy.
     rehearsal = {Reason.DRY_RUN_REFUSED}
-    assert {row[6] for row in TABLE} | after | checks | confirm | rehearsal == set(Reason)
+    assert {row[6] for row in TABLE} | after | checks | confirm | shadow | rehearsal == set(Reason)
 
 
 def test_an_old_escalation_is_reopened_with_a_fresh_count() -> None:

@@ -161,6 +161,37 @@ def test_one_approval_message_lists_a_precondition_warning_and_the_protected_pat
     print(notice_html(ask))  # the closing note's example
 
 
+def test_explain_shows_the_priority_the_preconditions_and_the_protected_paths(tmp_path: Path, repos: Repos) -> None:
+    repos.push_change(".github/workflows/ci.yml", "on: push\n")
+    lock, maintenance = tmp_path / "DEPLOYING", tmp_path / "MAINTENANCE"
+    maintenance.write_text("until 18:00\n")
+    checks = [
+        {"check": "no_file", "path": str(lock)},
+        {"check": "no_file", "path": str(maintenance), "severity": "warning"},
+    ]
+    engine, notices = engine_for(
+        tmp_path, repos, preconditions={"defaults": checks}, services={"app": {"criticality": "critical"}}
+    )
+    assert engine.run_job(decided_fix(engine)) is None
+    [ask] = approvals(notices)
+    assert f"protected paths: .github/workflows/ci.yml\nprecondition warnings: no_file({maintenance})" in ask.text
+    explained = subprocess.run(
+        [sys.executable, "-m", "healer.cli", "-c", str(tmp_path / "config.yaml"), "explain", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    lines = explained.splitlines()
+    assert lines[1] == "  priority P0 (high severity; service app is critical)", explained
+    assert f"    ok no_file({lock}) [critical]: {lock} is absent" in lines, explained
+    assert f"    FAILED no_file({maintenance}) [warning]: {maintenance} exists" in lines, explained
+    assert (
+        f"    needs approval: git_sync {repos.server}: the pull changes protected paths: .github/workflows/ci.yml"
+        in (lines)
+    ), explained
+    print(explained)  # the closing note's example
+
+
 def approve(engine: Engine, ask: Notice) -> FixJob:
     assert ask.decision is not None
     settled = engine.settle_approval(ask.decision.id, True, "tester")

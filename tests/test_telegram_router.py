@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from healer.core.enums import IncidentStatus, Reason, Severity, Verdict
+import dataclasses
+
+import pytest
+
+from healer.core.enums import IncidentStatus, Priority, Reason, Severity, Verdict
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import Decision, Incident
+from healer.settings.schema import DEFAULT_PRIORITY_ROUTING
 from healer.telegram.render import esc, notice_html, truncate
 from healer.telegram.router import Router
 
@@ -53,6 +58,27 @@ def test_routing_by_severity() -> None:
     digest = r.take_digest({2: 5})
     assert digest is not None and "#2" in digest and "×5" in digest
     assert r.take_digest() is None
+
+
+# Incident news routes by its triage, whatever its severity says; a shadow pattern's never pages.
+PRIORITY_TABLE = [
+    (Severity.LOW, Priority.P0, False, "immediate"),  # a low-severity fault on a critical service, repeating
+    (Severity.MEDIUM, Priority.P1, False, "immediate"),
+    (Severity.CRITICAL, Priority.P2, False, "digest"),  # a critical pattern on a low-criticality service
+    (Severity.HIGH, Priority.P3, False, "none"),
+    (Severity.CRITICAL, Priority.P0, True, "digest"),  # shadow: the digest at most
+    (Severity.HIGH, Priority.P3, True, "none"),
+]
+
+
+@pytest.mark.parametrize(("sev", "priority", "shadow", "route"), PRIORITY_TABLE)
+def test_routing_by_priority(sev: Severity, priority: Priority, shadow: bool, route: str) -> None:
+    box = Box()
+    notice = dataclasses.replace(incident_notice(1, sev), priority=priority, shadow=shadow)
+    assert Router(box).route(notice, ROUTING, 0, DEFAULT_PRIORITY_ROUTING) == route
+    assert len(box.sent) == (route == "immediate")
+    if box.sent:
+        assert f"New incident #1</b> [{priority.value} {sev.value}]" in box.sent[0][0]
 
 
 def test_action_notices_always_go_now() -> None:

@@ -13,13 +13,26 @@ block, as the tailer keeps it for its next read.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from healer.core.errors import InputError
 from healer.core.stamps import HEAD, leading_time
 from healer.rules.assemble import Limits, extent, open_tail
 
 BLOCK_BYTES = 8 << 20
+
+
+@contextmanager
+def open_log(path: str) -> Iterator[BinaryIO]:
+    """A log file to read, or an ``InputError`` naming it (no traceback for a typo in a path)."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by the context manager below
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    with fh:
+        yield fh
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from healer.app.ruleset import Ruleset
+from healer.core.enums import PatternMode
 from healer.core.paths import BUNDLED, bundled_patterns_dir
 
 
@@ -25,6 +26,10 @@ def pattern_set_lines(rules: Ruleset) -> list[str]:
         out.append(f"  overridden: {o.id} (bundled {_short(o.bundled)}) by {o.by}")
     for d in rules.disabled:
         out.append(f"  disabled: {d.id} ({'bundled ' + _short(d.where) if d.bundled else d.where})")
+    # As the files say; `healer patterns` shows the mode in force (an operator's promote/demote wins).
+    shadow = [p.id for p in rules.patterns if p.mode is PatternMode.SHADOW]
+    if shadow:
+        out.append(f"  shadow (records, never acts; healer patterns): {', '.join(shadow)}")
     return out
 
 

@@ -18,14 +18,13 @@ ingest executor (serialised with ingestion); ``run_fixes`` and
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import BinaryIO
 
 from healer.app import health as host
-from healer.app.lines import event_blocks, timed_segments
+from healer.app import lifecycle
 from healer.app.ports import Rules, RunJobs
 from healer.app.results import (
     ErrorSummary,
@@ -37,15 +36,21 @@ from healer.app.results import (
     LineExplanation,
     LineHit,
     RejectedFile,
-    ReplayDecision,
-    ReplayIncident,
     ReplayReport,
     SettleReport,
     StatusResult,
     Would,
 )
 from healer.core.clock import Clock
-from healer.core.enums import Approval, ApprovalState, AuditKind, Reason, SettleStatus, SourceName, Verdict
+from healer.core.enums import (
+    Approval,
+    ApprovalState,
+    AuditKind,
+    PatternMode,
+    Reason,
+    SettleStatus,
+    SourceName,
+)
 from healer.core.jobs import FixJob, Job
 from healer.core.records import FixAttempt, Incident
 from healer.engine.engine import Engine
@@ -53,7 +58,6 @@ from healer.engine.guardrails import guardrails
 from healer.engine.policy import Subject, gate
 from healer.engine.triage import Triage, incident_triage
 from healer.remedy.base import render
-from healer.rules.assemble import Limits
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
 from healer.store import reads
@@ -211,6 +215,18 @@ class Healer:
                 out[i] = inc.count
         return out
 
+    # -- pattern lifecycle (healer.app.lifecycle) ------------------------------------------
+    def patterns(self) -> lifecycle.PatternsReport:
+        """Every pattern in effect with its mode, its figures and what ``healer patterns`` recommends."""
+        return lifecycle.report(self.store, self._rules().patterns, self.settings.lifecycle)
+
+    def set_mode(self, pattern_id: str, mode: PatternMode, actor: str, why: str = "") -> str:
+        return lifecycle.set_mode(self.store, self._patterns(), pattern_id, mode, actor, why, self.clock.now())
+
+    def mark_wrong(self, incident_id: int, actor: str) -> lifecycle.MarkResult:
+        """ "Not this": the incident's match was wrong; counts against promoting its pattern."""
+        return lifecycle.mark_wrong(self.store, incident_id, actor, self.clock.now())
+
     # -- fix open incidents -----------------------------------------------------------
     def _refusal(self) -> Reason | None:
         """The one judgement of the switches that stop operator-started fixes."""
@@ -343,65 +359,12 @@ class Healer:
         timestamps: bool = False,
         set_clock: Callable[[float], None] | None = None,
     ) -> ReplayReport:
-        """Feed a log through the engine as the daemon's tailer would: same source, same line cut.
+        """Feed a log through the engine as the daemon's tailer would (``healer.app.replay``)."""
+        from healer.app.replay import replay_log
 
-        The engine is the caller's, in dry run: every guardrail applies and
-        each fix that would start has its action's own check run (the jobs go
-        to ``run_jobs``, which rehearse them). With ``timestamps``, the clock
-        (``set_clock``) is set to each line's own time before it is ingested,
-        so windows, cooldowns and the budget run on the log's time, never back.
-        """
-        sources = self.settings.sources
-        limits = Limits.of(sources.multiline)
-        lines = matches = cut = base = undated = 0
-        clock_at: float | None = None  # the log's time so far: the first line's, then only forward
-        t0 = time.perf_counter()
-        for block in event_blocks(fh, sources.max_line_bytes, limits):
-            lines += block.lines
-            cut += block.cut
-            if timestamps and set_clock is not None:
-                for seg in timed_segments(block.data, limits):
-                    if seg.at is not None and (clock_at is None or seg.at > clock_at):
-                        clock_at = seg.at
-                        set_clock(seg.at)
-                    undated += seg.undated
-                    matches += self._replay_chunk(block.data[seg.start : seg.end], service, origin, source, base)
-                    base += seg.end - seg.start
-            else:
-                matches += self._replay_chunk(block.data, service, origin, source, base)
-                base += len(block.data)
-        elapsed = time.perf_counter() - t0
-        incidents = tuple(
-            ReplayIncident(inc, self.store.last_decision(inc.id), self._replayed(inc.id))
-            for inc in self.store.incidents(limit=100_000)
+        return replay_log(
+            self.engine, self._run_jobs, fh, service, origin, source, timestamps=timestamps, set_clock=set_clock
         )
-        return ReplayReport(lines, matches, cut, elapsed, incidents, timestamps, undated)
-
-    def _replay_chunk(self, data: bytes, service: str, origin: str, source: SourceName, base: int) -> int:
-        result = self.engine.ingest_buffer(data, service, origin, source, base)
-        if result.jobs:
-            self._run_jobs(result.jobs)
-        return result.matched
-
-    def _replayed(self, incident_id: int) -> tuple[ReplayDecision, ...]:
-        return tuple(
-            ReplayDecision(_would_of(d.verdict, d.reason), d.reason, d.count, d.ts, d.detail)
-            for d in reads.incident_decisions(self.store, incident_id)
-        )
-
-
-_REHEARSED_WOULD = {Reason.DRY_RUN: Would.RUN, Reason.DRY_RUN_ASK: Would.ASK, Reason.DRY_RUN_REFUSED: Would.REFUSE}
-_VERDICT_WOULD = {
-    Verdict.ACT: Would.RUN,
-    Verdict.ASK: Would.ASK,
-    Verdict.NOTIFY: Would.NOTIFY,
-    Verdict.ESCALATE: Would.ESCALATE,
-    Verdict.SKIP: Would.SKIP,
-}
-
-
-def _would_of(verdict: Verdict, reason: Reason) -> Would:
-    return _REHEARSED_WOULD.get(reason) or _VERDICT_WOULD[verdict]
 
 
 def describe_fix(pattern: Pattern, groups: Mapping[str, str]) -> str:

@@ -50,6 +50,13 @@ class Criticality(StrEnum):
     LOW = "low"
 
 
+class PatternMode(StrEnum):
+    """A pattern's lifecycle: ``shadow`` matches and records what it would do but never acts or pages."""
+
+    ACTIVE = "active"
+    SHADOW = "shadow"
+
+
 class Approval(StrEnum):
     AUTO = "auto"
     ASK = "ask"
@@ -91,6 +98,7 @@ class Reason(StrEnum):
     PRIORITY = "priority"  # the incident's triage is at or above triage.ask_at: a human approves the fix
     CONFIRMING = "confirming"  # a confirm: pattern's probe is checking the fault before anything runs
     REFUTED = "refuted"  # the probe found no fault to fix (Redis is up): notify only
+    SHADOW = "shadow"  # the pattern is in shadow mode: the detail says what it would have done; nothing ran
 
 
 class Confirm(StrEnum):
@@ -177,6 +185,14 @@ class Route(StrEnum):
     NONE = "none"
 
 
+class Unaddressed(StrEnum):
+    """What a healer does with a group command that names no host (``telegram.unaddressed``, issue 17)."""
+
+    ANSWER = "answer"  # the only healer in the chat: every command is for it
+    HINT = "hint"  # say once per chat how to address a host, then stay quiet
+    IGNORE = "ignore"  # another healer in the chat gives the hint
+
+
 class AuditKind(StrEnum):
     """Every kind of audit entry healer writes; tests and reports name these, never strings."""
 
@@ -209,6 +225,8 @@ class AuditKind(StrEnum):
     DISK_CLEANUP_SKIP = "disk_cleanup_skip"
     PIP_UNDO = "pip_undo"
     RESTART_VERIFY = "restart_verify"
+    PATTERN_MODE = "pattern_mode"  # an operator promoted or demoted a pattern (healer patterns promote/demote)
+    MARKED_WRONG = "marked_wrong"  # an operator said an incident's match was "not this" (button, healer mark)
     CONFIRM_PROBE = "confirm_probe"  # a confirm: pattern's probe ran; its verdict and why
     RESTORE_FILE = "restore_file"
     RESTORE_FILE_UNDO = "restore_file_undo"

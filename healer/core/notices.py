@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from healer.core.enums import Severity
+from healer.core.enums import Priority, Severity
 from healer.core.records import Decision, FixAttempt, Incident
 
 
@@ -38,6 +38,10 @@ class Notice:
     decision: Decision | None = None
     attempt: FixAttempt | None = None
     link: str = ""
+    # The incident's triage when the notice was made: routes incident news (telegram.priority_routing).
+    priority: Priority | None = None
+    # From a pattern in shadow mode: never sent at once, only in the digest.
+    shadow: bool = False
 
 
 NoticeSink = Callable[[Notice], None]

@@ -96,3 +96,8 @@ class FixAttempt:
     detail: str = ""
     steps: tuple[StepResult, ...] = ()
     revert_at: float | None = None  # a timed revert (a model fallback) is due then
+
+
+# How a fix attempt's detail starts when its incident came back while it was watched (it did not hold):
+# written by the engine (``engine.evidence``), counted by the store's pattern figures.
+RECURRED = "incident recurred after the fix"

@@ -11,13 +11,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from healer.core.enums import AuditKind, IncidentStatus, Outcome, Reason, Severity, Trigger, Verdict
+from healer.core.enums import AuditKind, IncidentStatus, Outcome, PatternMode, Reason, Severity, Trigger, Verdict
 from healer.core.jobs import FixJob, IngestResult, ProbeJob
 from healer.core.notices import Notice, NoticeKind
-from healer.core.records import Decision, Incident
+from healer.core.records import RECURRED, Decision, Incident
 from healer.engine import guardrails
-from healer.engine.evidence import RECURRED
-from healer.engine.policy import REHEARSED, FailureFacts, Ruling, Subject, after_failure, decide, describe, gate
+from healer.engine.policy import (
+    REHEARSED,
+    FailureFacts,
+    Ruling,
+    Subject,
+    after_failure,
+    decide,
+    describe,
+    gate,
+    shadowed,
+)
 from healer.engine.triage import incident_triage
 from healer.engine.wiring import Wiring
 from healer.remedy.base import Confirmation
@@ -39,8 +48,35 @@ class Decider:
         trigger: Trigger,
         found: Confirmation | None = None,
     ) -> Ruling:
-        """``found`` is what a probe just found; without it, the verdict held for the incident counts."""
+        """``found`` is what a probe just found; without it, the verdict held for the incident counts.
+
+        A pattern in shadow mode is ruled as if active (dry run aside: it never acts anyway, and
+        a replay should say what it would have done), then recorded as ``skip (shadow)``.
+        """
+        if self.mode(db, pattern) is PatternMode.SHADOW:
+            ruling = self._rule(db, inc, subject, pattern, now, trigger, found, shadow=True)
+            return shadowed(ruling, pattern, subject)
+        return self._rule(db, inc, subject, pattern, now, trigger, found)
+
+    def mode(self, db: Tx, pattern: Pattern) -> PatternMode:
+        """The operator's override (``healer patterns promote/demote``), else the pattern file's mode."""
+        return self.w.store.mode_override(db, pattern.id) or pattern.mode
+
+    def _rule(
+        self,
+        db: Tx,
+        inc: Incident,
+        subject: Subject,
+        pattern: Pattern,
+        now: float,
+        trigger: Trigger,
+        found: Confirmation | None,
+        *,
+        shadow: bool = False,
+    ) -> Ruling:
         guards = guardrails.guardrails(self.w.settings, draining=self.w.draining)
+        if shadow:
+            guards = replace(guards, dry_run=False)
         # Dry run is the chain's last step (policy.rehearsed): every guardrail before it still applies.
         early = gate(subject, pattern, replace(guards, dry_run=False))
         if early is not None:

@@ -14,11 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from healer.core.errors import HostileValue, ParamError
-from healer.core.records import Event
+from healer.core.records import RECURRED, Event
 from healer.remedy.base import get_action
 from healer.settings.schema import Settings
-
-RECURRED = "incident recurred after the fix"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from healer.core.batch import Chunk
-from healer.core.enums import AuditKind, Outcome, SourceName, Trigger
+from healer.core.enums import AuditKind, Outcome, PatternMode, SourceName, Trigger
 from healer.core.jobs import IngestResult, UndoJob
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import Event, Incident
 from healer.core.stamps import leading_time
 from healer.engine.decisions import Decider
 from healer.engine.evidence import grace_for, recurrence
+from healer.engine.triage import incident_triage
 from healer.engine.wiring import Wiring
 from healer.rules.fingerprint import fingerprint
 from healer.rules.matcher import LineHit
@@ -144,6 +145,10 @@ class Ingestor:
                 self.w.metrics.matches.labels(pattern=hit.pattern.id).inc()
             for d in result.decisions:
                 self.w.metrics.decisions.labels(verdict=d.verdict.value, reason=d.reason.value).inc()
+            for n in result.notices:
+                if n.kind is NoticeKind.INCIDENT and n.priority is not None:
+                    mode = PatternMode.SHADOW if n.shadow else PatternMode.ACTIVE
+                    self.w.metrics.incidents_opened.labels(priority=n.priority.value, mode=mode.value).inc()
         return result
 
     def _after_record(
@@ -159,8 +164,11 @@ class Ingestor:
     ) -> None:
         ev, n = evs[-1], len(evs)
         if fresh:
-            text = f"{pattern.id}: {hit.focus[:300]}"
-            result.notices.append(Notice(NoticeKind.INCIDENT, pattern.severity, text, incident=inc, link=ev.link))
+            shadow = self.decider.mode(db, pattern) is PatternMode.SHADOW
+            text = ("[shadow] " if shadow else "") + f"{pattern.id}: {hit.focus[:300]}"
+            priority = incident_triage(self.w.store, db, inc, self.w.settings, now).priority
+            kind, sev = NoticeKind.INCIDENT, pattern.severity
+            result.notices.append(Notice(kind, sev, text, incident=inc, link=ev.link, priority=priority, shadow=shadow))
         undo = self._verify_window_breach(db, inc, evs, now)
         if undo is not None:
             result.jobs.append(undo)

@@ -26,6 +26,10 @@ returns a ``Ruling``. The chain, in order, the first that applies wins:
 ``gate`` is steps 1-4, which need nothing from the store: the guardrails
 reader calls it first so a notify-only storm costs no queries.
 
+``shadowed`` turns a ruling into what a pattern in shadow mode records: a
+``skip (shadow)`` whose detail says what the pattern would have done (so its
+figures show how often it would have fixed something), and nothing more.
+
 ``after_failure`` is the other pure ruling: once a fix failed or did not
 hold, whether the incident now goes to a human, and why (first wins):
 a step refused a captured value as hostile, the fix did not hold twice in
@@ -251,6 +255,20 @@ def _limits(
     if p is not None and at is not None and p.rank <= at.rank and trigger is not Trigger.APPROVED:
         return Ruling(Verdict.ASK, Reason.PRIORITY, f"a {p.value} incident: triage.ask_at is {at.value}")
     return Ruling(Verdict.ACT, Reason.OK, describe(pattern, snap.subject))
+
+
+def shadowed(ruling: Ruling, pattern: Pattern, subject: Subject) -> Ruling:
+    """A shadow pattern never acts, asks, probes, escalates or reopens: it says what it would have done."""
+    chain = describe(pattern, subject)
+    if ruling.probe:
+        return Ruling(Verdict.SKIP, Reason.SHADOW, f"would act once a probe confirms the fault: {chain}")
+    if ruling.verdict is Verdict.ACT:
+        return Ruling(Verdict.SKIP, Reason.SHADOW, f"would act: {ruling.detail or chain}")
+    if ruling.verdict is Verdict.ASK:
+        why = f" ({ruling.reason.value}{': ' + ruling.detail if ruling.detail else ''})"
+        return Ruling(Verdict.SKIP, Reason.SHADOW, f"would ask for approval to run {chain}{why}")
+    said = f": {ruling.detail}" if ruling.detail else ""
+    return Ruling(Verdict.SKIP, Reason.SHADOW, f"would {ruling.verdict.value} ({ruling.reason.value}){said}")
 
 
 def after_failure(facts: FailureFacts, pattern: Pattern) -> Ruling | None:

@@ -26,7 +26,8 @@ import re2
 
 from healer.core.errors import PatternSetError
 from healer.rules.assemble import STARTERS, TB_HEADER, Limits, extent
-from healer.rules.patterns import Pattern, re2_options
+from healer.rules.fields import re2_options
+from healer.rules.patterns import Pattern
 from healer.rules.rank import winner
 
 _UNANCHORED: Any = re2._Anchor.UNANCHORED

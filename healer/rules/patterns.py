@@ -15,15 +15,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import re2
-
-from healer.core.enums import Approval, Family, Severity
+from healer.core.enums import Approval, Family, PatternMode, Severity
 from healer.core.errors import ParamError, PatternError
 from healer.core.paths import bundled_patterns_dir
+from healer.rules.fields import (
+    Example,
+    compile_re2,
+    duration_key,
+    examples_of,
+    family_of,
+    mode_of,
+    str_key,
+    strings_key,
+)
 from healer.rules.patternset import FileLoad, Kept, LoadResult, effective_set
 from healer.settings.preconditions import CheckBase, parse_checks
 from healer.settings.safeyaml import YamlProblem, item_lines, load_with_node, read_capped
-from healer.settings.types import parse_duration
 
 # One remediation step's check, given by the caller (healer.remedy.registry.step_checker):
 # raise ValueError or ParamError for an unknown action or bad params. The rules layer
@@ -68,27 +75,19 @@ PATTERN_KEYS = frozenset(
         "preconditions",
         "confirm",
         "confirm_interval",
+        "mode",
     }
 )
+# Top-level keys of a pattern file besides ``patterns:``; ``default_mode: shadow`` makes a new file's
+# patterns shadow unless one says ``mode: active``.
+FILE_KEYS = frozenset({"patterns", "default_mode"})
 DEFAULT_CONFIRM_INTERVAL = 60.0
-
-
-def re2_options() -> Any:
-    opts = re2.Options()
-    opts.max_mem = 64 << 20
-    return opts
 
 
 @dataclass(frozen=True)
 class Step:
     action: str
     params: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class Example:
-    line: str
-    groups: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +125,9 @@ class Pattern:
     # a refutation (or an "unknown") is held this long before the next line probes again.
     confirm: bool = False
     confirm_interval: float = DEFAULT_CONFIRM_INTERVAL
+    # Shadow: matches and records what it would do, never acts, never pages at once. An operator's
+    # ``healer patterns promote/demote`` (kept in the store) overrides this per id.
+    mode: PatternMode = PatternMode.ACTIVE
 
     @property
     def fixable(self) -> bool:
@@ -166,58 +168,26 @@ class Pattern:
         return all(fields.get(k) == v for k, v in self.fields.items())
 
 
-def compile_re2(src: str, what: str) -> Any:
-    # (?m): in an assembled multi-line event ^ and $ mean a line's start and end, as they do on one line.
-    try:
-        return re2.compile(f"(?m){src}", re2_options())
-    except Exception as exc:  # re2 raises its own error type, or ValueError/TypeError
-        hint = ""
-        if "(?=" in src or "(?!" in src or "(?<" in src.replace("(?P<", ""):
-            hint = "; RE2 has no lookahead/lookbehind"
-        elif re.search(r"\\[1-9]", src):
-            hint = "; RE2 has no backreferences"
-        raise ValueError(f"{what} is not a valid RE2 regex: {exc}{hint}") from None
-
-
-def _str(raw: Mapping[str, Any], key: str, default: str | None = None) -> str:
-    v = raw.get(key, default)
-    if not isinstance(v, str) or (default is None and not v):
-        raise ValueError(f"'{key}' must be a non-empty string")
-    return v
-
-
-def _duration(raw: Any, key: str) -> float:
-    """The one duration grammar (healer.settings.types): "-5m", "nan", "inf", "1e3" are refused."""
-    try:
-        return parse_duration(raw)
-    except ValueError as exc:
-        raise ValueError(f"'{key}': {exc}") from None
-
-
-def _strings(raw: Any, key: str) -> list[str]:
-    if raw is None:
-        return []
-    if isinstance(raw, str):
-        return [raw]
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise ValueError(f"'{key}' must be a list of strings")
-    return list(raw)
-
-
-def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None = None) -> Pattern:
+def build_pattern(
+    raw: Any,
+    file: str,
+    line: int,
+    check_step: StepCheck | None = None,
+    default_mode: PatternMode = PatternMode.ACTIVE,
+) -> Pattern:
     """One pattern mapping -> Pattern. Raises ValueError/ParamError with a plain problem."""
     if not isinstance(raw, dict):
         raise ValueError("each pattern must be a mapping with at least id and regex")
     unknown = sorted(set(raw) - PATTERN_KEYS)
     if unknown:
         raise ValueError(f"unknown key '{unknown[0]}'; known keys: {', '.join(sorted(PATTERN_KEYS))}")
-    pid = _str(raw, "id")
+    pid = str_key(raw, "id")
     if not ID_RE.match(pid):
         raise ValueError(f"id {pid!r} must be lowercase letters, digits, '-', '_' or '.'")
-    regex = _str(raw, "regex")
+    regex = str_key(raw, "regex")
     compiled = compile_re2(regex, "'regex'")
     group_names = set(compiled.groupindex)
-    ignore_src = _strings(raw.get("ignore"), "ignore")
+    ignore_src = strings_key(raw.get("ignore"), "ignore")
     ignore = tuple(compile_re2(s, f"'ignore' entry {s!r}") for s in ignore_src)
     try:
         severity = Severity(raw.get("severity", "medium"))
@@ -227,21 +197,21 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         approval = Approval(raw.get("approval", "auto"))
     except ValueError:
         raise ValueError("'approval' must be one of auto, ask, never") from None
-    sources = _strings(raw.get("sources"), "sources")
+    sources = strings_key(raw.get("sources"), "sources")
     bad = sorted(set(sources) - SOURCES)
     if bad:
         raise ValueError(f"'sources' has unknown source {bad[0]!r}; known: {', '.join(sorted(SOURCES))}")
-    services = _strings(raw.get("services"), "services")
+    services = strings_key(raw.get("services"), "services")
     fields_raw = raw.get("fields") or {}
     if not isinstance(fields_raw, dict) or not all(isinstance(v, str) for v in fields_raw.values()):
         raise ValueError("'fields' must map field names to exact string values")
-    group_by = _strings(raw.get("group_by", ["match"]), "group_by")
+    group_by = strings_key(raw.get("group_by", ["match"]), "group_by")
     bad = sorted(set(group_by) - GROUP_BY - group_names)
     if bad:
         raise ValueError(f"'group_by' names {bad[0]!r}, which is neither a named group nor one of {sorted(GROUP_BY)}")
     steps = _steps(raw.get("remediation"), group_names, check_step)
-    family = _family(raw.get("family", Family.UNKNOWN.value))
-    supersedes = _strings(raw.get("supersedes"), "supersedes")
+    family = family_of(raw.get("family", Family.UNKNOWN.value))
+    supersedes = strings_key(raw.get("supersedes"), "supersedes")
     bad = sorted(s for s in supersedes if not ID_RE.match(s) or s == pid)
     if bad:
         raise ValueError(f"'supersedes' entry {bad[0]!r} must be the id of another pattern")
@@ -253,7 +223,7 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         raise ValueError(f"'confirm' must be true or false, got {confirm!r}")
     if confirm and not steps:
         raise ValueError("'confirm: true' needs a remediation: the probe is its first step's")
-    confirm_interval = _duration(raw.get("confirm_interval", DEFAULT_CONFIRM_INTERVAL), "confirm_interval")
+    confirm_interval = duration_key(raw.get("confirm_interval", DEFAULT_CONFIRM_INTERVAL), "confirm_interval")
     if confirm_interval <= 0:
         raise ValueError("'confirm_interval' must be more than 0: a refutation is held that long, not probed per line")
     threshold = raw.get("threshold", 1)
@@ -261,7 +231,7 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         t_count, t_window = threshold, 60.0
     elif isinstance(threshold, dict):
         t_count = threshold.get("count", 1)
-        t_window = _duration(threshold.get("window", 60), "threshold.window")
+        t_window = duration_key(threshold.get("window", 60), "threshold.window")
     else:
         raise ValueError("'threshold' must be a count or {count: N, window: SECONDS}")
     if not isinstance(t_count, int) or isinstance(t_count, bool) or t_count < 1:
@@ -269,20 +239,7 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
     max_attempts = raw.get("max_attempts", 3)
     if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
         raise ValueError("'max_attempts' must be a whole number >= 1")
-    examples = []
-    examples_raw = raw.get("examples") or []
-    if not isinstance(examples_raw, list):
-        raise ValueError("'examples' must be a list of lines or {line: ..., groups: {...}}")
-    for ex in examples_raw:
-        if isinstance(ex, str):
-            examples.append(Example(ex))
-        elif isinstance(ex, dict) and isinstance(ex.get("line"), str):
-            groups = ex.get("groups")
-            if groups is not None and not isinstance(groups, dict):
-                raise ValueError("an example's 'groups' must be a mapping")
-            examples.append(Example(ex["line"], {str(k): str(v) for k, v in (groups or {}).items()}))
-        else:
-            raise ValueError("'examples' entries must be strings or {line: ..., groups: {...}}")
+    examples = examples_of(raw.get("examples"))
     return Pattern(
         id=pid,
         description=str(raw.get("description", "")),
@@ -297,11 +254,11 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         steps=steps,
         threshold_count=t_count,
         threshold_window=t_window,
-        cooldown=_duration(raw.get("cooldown", 300), "cooldown"),
+        cooldown=duration_key(raw.get("cooldown", 300), "cooldown"),
         max_attempts=max_attempts,
         approval=approval,
-        examples=tuple(examples),
-        counter_examples=tuple(_strings(raw.get("counter_examples"), "counter_examples")),
+        examples=examples,
+        counter_examples=tuple(strings_key(raw.get("counter_examples"), "counter_examples")),
         group_by=tuple(group_by),
         file=file,
         line=line,
@@ -311,15 +268,8 @@ def build_pattern(raw: Any, file: str, line: int, check_step: StepCheck | None =
         preconditions=parse_checks(raw.get("preconditions")),
         confirm=confirm,
         confirm_interval=confirm_interval,
+        mode=mode_of(raw["mode"], "mode") if "mode" in raw else default_mode,
     )
-
-
-def _family(raw: Any) -> Family:
-    try:
-        return Family(raw)
-    except ValueError:
-        known = ", ".join(f.value for f in Family)
-        raise ValueError(f"'family' {raw!r} is not a known family; use one of: {known}") from None
 
 
 def _steps(raw: Any, group_names: set[str], check_step: StepCheck | None) -> tuple[Step, ...]:
@@ -374,14 +324,19 @@ def load_file(path: Path, check_step: StepCheck | None = None) -> list[Pattern]:
         return []
     if not isinstance(data, dict) or not isinstance(data.get("patterns"), list):
         raise PatternError(name, "expected a top-level 'patterns:' list", 1)
-    stray = sorted(str(k) for k in data if k != "patterns")
+    stray = sorted(str(k) for k in data if k not in FILE_KEYS)
     if stray:
         # An 'actions:' section here would otherwise be ignored silently: allowlists live in the config.
         raise PatternError(
             name,
-            f"unknown top-level key {stray[0]!r}; a pattern file holds only 'patterns:' (actions go in the config)",
+            f"unknown top-level key {stray[0]!r}; a pattern file holds only 'patterns:' and 'default_mode:'"
+            " (actions go in the config)",
             1,
         )
+    try:
+        default_mode = mode_of(data.get("default_mode", PatternMode.ACTIVE.value), "default_mode")
+    except ValueError as exc:
+        raise PatternError(name, str(exc), 1) from None
     lines = item_lines(node, "patterns")
     out = []
     for i, raw in enumerate(data["patterns"]):
@@ -390,7 +345,7 @@ def load_file(path: Path, check_step: StepCheck | None = None) -> list[Pattern]:
         if isinstance(raw, dict) and raw.get("enabled", True) is False:
             continue
         try:
-            out.append(build_pattern(raw, name, line or 0, check_step))
+            out.append(build_pattern(raw, name, line or 0, check_step, default_mode))
         except (ValueError, ParamError) as exc:
             raise PatternError(name, str(exc), line, str(pid)) from None
     return out

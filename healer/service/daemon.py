@@ -185,6 +185,7 @@ class Daemon:
                     clock=self.clock,
                     serial=self.ingest_pool,
                     every=self.every,
+                    host=lambda: reloader.rules.settings.host,
                 )
                 await self.bot.start()
             except Exception as exc:  # the bot is optional: healing goes on without it

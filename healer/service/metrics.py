@@ -110,6 +110,12 @@ class Metrics:
             registry=r,
         )
         self.decisions = Counter("healer_decisions", "Decisions taken on matches.", ["verdict", "reason"], registry=r)
+        self.incidents_opened = Counter(
+            "healer_incidents_opened",
+            "Incidents opened or reopened, by their triage then (P0..P3) and pattern mode (active, shadow).",
+            ["priority", "mode"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "healer_config_reloads", "Config reloads (SIGHUP) by result.", ["result"], registry=r
         )

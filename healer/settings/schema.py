@@ -20,7 +20,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from healer.core.enums import Route, Severity
+from healer.core.enums import Priority, Route, Severity, Unaddressed
 from healer.core.paths import bundled_patterns_dir
 from healer.settings.apps import AppSettings, app_sources, check_app_names
 from healer.settings.fields import (
@@ -37,6 +37,7 @@ from healer.settings.fields import (
     Text,
     from_file,
 )
+from healer.settings.lifecycle import LifecycleSettings
 from healer.settings.preconditions import PreconditionsSettings
 from healer.settings.triage import ServiceSettings, TriageSettings
 from healer.settings.types import ByteSize
@@ -73,6 +74,22 @@ def _routing(raw: Any) -> dict[str, str]:
         routing[sev] = how
     return routing
 
+
+def _priority_routing(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected a mapping of priority -> route, got {raw!r}")
+    routing = dict(DEFAULT_PRIORITY_ROUTING)
+    for p, how in raw.items():
+        if p not in {x.value for x in Priority}:
+            raise ValueError(f"unknown priority {p!r}; use P0, P1, P2 or P3")
+        if how not in {r.value for r in Route}:
+            raise ValueError(f"{p}: unknown route {how!r}; use immediate, digest or none")
+        routing[p] = how
+    return routing
+
+
+# Incident news routes by its triage (healer.engine.triage): P0/P1 page now, P2 waits for the digest, P3 is silent.
+DEFAULT_PRIORITY_ROUTING = {"P0": "immediate", "P1": "immediate", "P2": "digest", "P3": "none"}
 
 ChatId = Annotated[int, BeforeValidator(_chat_id)]
 Interval = Annotated[Duration, Field(ge=1)]
@@ -151,6 +168,13 @@ class TelegramSettings(Model):
     routing: Annotated[Mapping[str, str], BeforeValidator(_routing)] = Field(
         default_factory=lambda: dict(DEFAULT_ROUTING)
     )
+    priority_routing: Annotated[Mapping[str, str], BeforeValidator(_priority_routing)] = Field(
+        default_factory=lambda: dict(DEFAULT_PRIORITY_ROUTING)
+    )
+    # Fleet (docs/FLEET.md): more names this host answers to in chat ("health web1"), besides ``host``.
+    aliases: Items[Name] = ()
+    # A group command naming no host: answer it, hint once per chat how to address one, or ignore it.
+    unaddressed: Unaddressed = Unaddressed.ANSWER
 
     @field_validator("token", mode="before")
     @classmethod
@@ -214,6 +238,7 @@ class Settings(Model):
     preconditions: PreconditionsSettings = PreconditionsSettings()
     services: Mapping[str, ServiceSettings] = Field(default_factory=dict)
     triage: TriageSettings = TriageSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
     # Raw here (see the module docstring); typed by the ruleset before anything runs a fix.
     actions: Mapping[str, Any] = Field(default_factory=dict)
     raw: Mapping[str, Any] = Field(default_factory=dict, repr=False, exclude=True)

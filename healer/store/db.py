@@ -8,6 +8,7 @@
 - ``audit.py``: the audit trail, breaker state, pruning events
 - ``prune.py``: pruning incidents (retention and the ``max_incidents`` cap)
 - ``reads.py``: read models for reports
+- ``lifecycle.py``: pattern mode overrides, "not this" marks, per-pattern figures
 
 Every method returns frozen records, never ``sqlite3.Row`` (two deprecated
 methods, ``query`` and ``offsets``, remain until their last callers move).
@@ -22,6 +23,7 @@ from healer.store.blocked import Blocked, BlockedFix, CheckRecord
 from healer.store.connection import Tx
 from healer.store.decisions import Decisions, PendingApproval
 from healer.store.incidents import EventRow, IncidentFacts, Incidents, Recorded
+from healer.store.lifecycle import Lifecycle, ModeOverride, PatternFigures
 from healer.store.offsets import Offsets
 from healer.store.prune import Pruning
 from healer.store.schema import SCHEMA_VERSION
@@ -35,7 +37,9 @@ __all__ = [
     "CheckRecord",
     "EventRow",
     "IncidentFacts",
+    "ModeOverride",
     "PastAttempt",
+    "PatternFigures",
     "PendingApproval",
     "Recorded",
     "Store",
@@ -43,5 +47,5 @@ __all__ = [
 ]
 
 
-class Store(Offsets, Incidents, Decisions, Blocked, Attempts, Audit, Pruning):
+class Store(Offsets, Incidents, Decisions, Blocked, Attempts, Audit, Pruning, Lifecycle):
     """The one entry point to the store; each base class is one aggregate over the shared connection."""

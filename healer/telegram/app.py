@@ -44,7 +44,7 @@ from healer.settings.schema import TelegramSettings
 from healer.telegram.commands import BOT_COMMANDS
 from healer.telegram.handlers import Handlers
 from healer.telegram.outbox import Lane, Outbox, Outgoing
-from healer.telegram.render import truncate
+from healer.telegram.render import truncate, with_host
 from healer.telegram.router import ALWAYS_NOW, FLOOD_WINDOW, Router
 
 log = structlog.get_logger("healer.telegram")
@@ -70,6 +70,16 @@ def approval_keyboard(decision_id: int) -> InlineKeyboardMarkup:
     )
 
 
+def not_this_keyboard(incident_ids: Sequence[int]) -> InlineKeyboardMarkup:
+    """One "not this" button per incident ("nt:<id>"): the match was wrong, it counts against its pattern."""
+    label = "🚫 Not this" if len(incident_ids) == 1 else "🚫 Not #{}"
+    rows = [[InlineKeyboardButton(label.format(i), callback_data=f"nt:{i}")] for i in incident_ids[:NOT_THIS_MAX]]
+    return InlineKeyboardMarkup(rows)
+
+
+NOT_THIS_MAX = 8  # buttons under one digest; the rest can be marked with `healer mark ID wrong`
+
+
 class TelegramBot:
     def __init__(
         self,
@@ -79,6 +89,7 @@ class TelegramBot:
         clock: Clock,
         serial: Executor,
         every: Every,
+        host: Callable[[], str] = lambda: "",
     ) -> None:
         s = settings()
         if not s.token:
@@ -92,9 +103,12 @@ class TelegramBot:
         self._settings = settings
         self._clock = clock
         self._every = every
+        self._host = host
         self.router = Router(self._enqueue_notice)
         self.outbox = Outbox(self._send)
-        self.handlers = Handlers(facade, settings, serial=serial, reply=self.reply, status_extra=self._status_line)
+        self.handlers = Handlers(
+            facade, settings, serial=serial, reply=self.reply, status_extra=self._status_line, host=host
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._polling_errors = 0
         self._token = s.token
@@ -188,6 +202,7 @@ class TelegramBot:
         """Config reload: allow-lists and routing are read live; new intervals are re-registered."""
         s = self.settings
         self.handlers.refused_chats.clear()  # an operator who just allowed a chat should not find it muted
+        self.handlers.hinted_chats.clear()  # the addressing settings may have changed: say it again
         if s.token != self._token:
             log.warning("telegram_token_changed", action="restart healer to use the new token")
         intervals = (s.digest_interval, s.update_interval)
@@ -205,15 +220,17 @@ class TelegramBot:
     def notify(self, notice: Notice) -> None:
         """On the loop thread, for every engine and health notice: route and enqueue, never await."""
         try:
-            how = self.router.route(notice, self.settings.routing, self._clock.now())
+            s = self.settings
+            how = self.router.route(notice, s.routing, self._clock.now(), s.priority_routing)
             log.debug("notice_routed", kind=notice.kind.value, severity=notice.severity.value, route=how)
         except Exception as exc:  # a routing bug must not disturb the engine's caller
             log.exception("notice_route_failed", error=str(exc))
 
-    def _enqueue_notice(self, text: str, notice: Notice | None) -> None:
-        markup = None
+    def _enqueue_notice(self, text: str, notice: Notice | None, markup: InlineKeyboardMarkup | None = None) -> None:
         if notice is not None and notice.kind is NoticeKind.APPROVAL and notice.decision is not None:
             markup = approval_keyboard(notice.decision.id)
+        elif notice is not None and notice.kind is NoticeKind.INCIDENT and notice.incident is not None:
+            markup = not_this_keyboard([notice.incident.id])
         # What a person may have to act on goes first and is never dropped; incident news,
         # digests and flood summaries queue behind it in the bounded lane.
         lane = Lane.PRIORITY if notice is not None and notice.kind in ALWAYS_NOW else Lane.BULK
@@ -226,7 +243,7 @@ class TelegramBot:
     async def _send(self, out: Outgoing) -> None:
         await self.app.bot.send_message(
             out.chat_id,
-            out.text,
+            with_host(self._host(), out.text),
             parse_mode=ParseMode.HTML,
             reply_markup=out.markup,
             link_preview_options=LinkPreviewOptions(is_disabled=True),
@@ -243,10 +260,12 @@ class TelegramBot:
         return await asyncio.to_thread(self.facade.incident_counts, ids) if ids else {}
 
     async def _digest(self) -> None:
-        counts = await self._counts(self.router.digest_ids())
+        ids = self.router.digest_ids()
+        counts = await self._counts(ids)
         text = self.router.take_digest(counts)
         if text is not None:
-            self._enqueue_notice(text, None)
+            # Shadow patterns' news lands here: this is where a wrong match is seen and marked.
+            self._enqueue_notice(text, None, not_this_keyboard(ids) if ids else None)
 
     async def _flood(self) -> None:
         self.router.flush(self._clock.now())

@@ -9,6 +9,12 @@ on the event loop.
 
 Security: only ``allowed_chat_ids`` may run commands or press buttons. Any
 other chat gets one refusal (then silence) and every attempt is audited.
+
+Fleet (issue 17): several hosts' bots share one group. :meth:`Handlers.addressed`
+(the one hook, rules in :mod:`healer.telegram.addressing`) drops what names
+another host, and a button is only acted on when this bot sent its message: the
+decision ids of two hosts are both small integers, so ``ap:3`` alone must never be
+enough for web-2 to run web-1's approval.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -27,9 +33,13 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from healer.app import reports
+from healer.app.lifecycle import mark_text
 from healer.app.usecases import Healer
 from healer.core.enums import AuditKind, SettleStatus
+from healer.core.errors import HealerError
 from healer.settings.schema import TelegramSettings
+from healer.telegram import addressing
+from healer.telegram.addressing import Action
 from healer.telegram.commands import HELP_TEXT, Command, CommandName, parse
 from healer.telegram.render import esc, truncate
 
@@ -43,6 +53,8 @@ HISTORY_LIMIT = 15
 MAX_REFUSED_REMEMBERED = 10_000
 NO_MATCH = "No pattern matches that text, and it is not a command. Send <b>help</b> for what I understand."
 _CALLBACK_RE = re.compile(r"^(ap|rj):(\d{1,18})$")
+_NOT_THIS_RE = re.compile(r"^nt:(\d{1,18})$")  # "not this" on an incident notice: nt:<incident id>
+_GROUPS = frozenset({"group", "supergroup"})
 
 
 class Handlers:
@@ -54,13 +66,16 @@ class Handlers:
         serial: Executor,
         reply: Reply,
         status_extra: Callable[[], str],
+        host: Callable[[], str] = lambda: "",
     ) -> None:
         self.facade = facade
         self._settings = settings
+        self._host = host
         self._serial = serial
         self._reply = reply
         self._status_extra = status_extra
         self.refused_chats: set[int] = set()
+        self.hinted_chats: set[int] = set()  # groups told once how to address a host
 
     async def _serially(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._serial, fn, *args)
@@ -115,8 +130,11 @@ class Handlers:
         if not msg.text:
             self._reply(chat.id, "I only understand text. Send <b>help</b>.")
             return
+        text = self.addressed(msg.text, chat.id, chat.type in _GROUPS, context.bot.username or "")
+        if text is None:
+            return
         user_id = update.effective_user.id if update.effective_user else chat.id
-        cmd = parse(msg.text)
+        cmd = parse(text)
         log.info("telegram_command", chat=chat.id, command=cmd.name.value)
         try:
             answer = await self.run_command(cmd, f"telegram:{user_id}", chat.id)
@@ -124,6 +142,22 @@ class Handlers:
             log.exception("telegram_command_failed", command=cmd.name.value, error=str(exc))
             answer = f"{esc(cmd.name.value)} failed: {esc(type(exc).__name__)}: {esc(str(exc)[:300])}"
         self._reply(chat.id, answer)
+
+    def addressed(self, text: str, chat_id: int, group: bool, bot_username: str) -> str | None:
+        """The command text if this host should answer ``text``, else None (after a hint, once per chat)."""
+        s, host = self._settings(), self._host()
+        names = addressing.names_of(host, s.aliases)
+        routed = addressing.route(text, names=names, bot_username=bot_username, group=group, unaddressed=s.unaddressed)
+        match routed.action:
+            case Action.ANSWER:
+                return routed.text
+            case Action.HINT if chat_id not in self.hinted_chats:
+                self.hinted_chats.add(chat_id)
+                self._reply(chat_id, esc(addressing.hint_text(host, bot_username)))
+            case Action.ELSEWHERE:
+                self._reply(chat_id, esc(addressing.elsewhere_text(host)))
+        log.debug("telegram_not_for_us", chat=chat_id, action=routed.action.value)
+        return None
 
     async def run_command(self, cmd: Command, actor: str, chat_id: int) -> str:
         """One command to one HTML answer (``fix`` also says "Running…" to ``chat_id`` first)."""
@@ -171,6 +205,14 @@ class Handlers:
                     await query.answer(text)
 
         try:
+            if not _sent_by(query.message, context.bot.id):
+                log.warning("telegram_foreign_button", data=(query.data or "")[:64])
+                await answer("That button belongs to another host's healer; nothing was done here.")
+                return
+            wrong = _NOT_THIS_RE.match(query.data or "")
+            if wrong is not None:
+                await self._not_this(query.message, int(wrong.group(1)), update, answer)
+                return
             m = _CALLBACK_RE.match(query.data or "")
             if m is None:
                 await answer("Unknown button.")
@@ -191,6 +233,27 @@ class Handlers:
                 await _edit(query.message, reports.settle_text(report, who, esc))
         finally:
             await answer("Done.")
+
+    async def _not_this(
+        self, message: object, incident_id: int, update: Update, answer: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """The "not this" button: the match was wrong (``healer mark INCIDENT wrong``), counted once."""
+        user = update.effective_user
+        try:
+            marked = await self._serially(self.facade.mark_wrong, incident_id, f"telegram:{user.id if user else 0}")
+        except HealerError as exc:
+            await answer(str(exc)[:180])
+            return
+        await answer("Marked: not this." if marked.new else "Already marked.")
+        if marked.new:
+            await _edit(message, mark_text(marked, esc))
+
+
+def _sent_by(message: object, bot_id: int) -> bool:
+    """False when the button's message is visibly another bot's (a message too old to see passes:
+    Telegram itself only delivers a press to the bot that sent the buttons)."""
+    author = message.from_user if isinstance(message, Message) else None
+    return author is None or author.id == bot_id
 
 
 async def _edit(message: object, note: str) -> None:

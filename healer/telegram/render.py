@@ -16,6 +16,7 @@ from healer.core.notices import Notice, NoticeKind
 
 # Telegram's limit is 4096 characters after entity parsing; stay well clear.
 MAX_CHARS = 3900
+MAX_HOST = 64  # a host prefix stays far inside the margin MAX_CHARS keeps below 4096
 _PARTIAL_ENTITY = re.compile(r"&[#a-zA-Z0-9]{0,8}$")
 
 _KIND_ICON = {
@@ -59,12 +60,21 @@ def truncate(text: str, limit: int = MAX_CHARS) -> str:
     return "\n".join(out) + "\n…"
 
 
+def with_host(host: str, text: str) -> str:
+    """The host's name in front of a message: the one place it is added (issue 17), so in a group
+    shared by several hosts' bots every message says which host it is about."""
+    if not host:
+        return text
+    return f"<b>[{esc(host[:MAX_HOST])}]</b> {text}"
+
+
 def notice_html(notice: Notice) -> str:
     """One notice as a message: a bold headline, then the (escaped) text."""
     icon = _KIND_ICON.get(notice.kind, "•")
     inc = notice.incident
     if notice.kind is NoticeKind.INCIDENT and inc is not None:
-        head = f"{icon} <b>New incident #{inc.id}</b> [{esc(inc.severity.value)}] {esc(inc.pattern_id)}"
+        p = f"{notice.priority.value} " if notice.priority is not None else ""
+        head = f"{icon} <b>New incident #{inc.id}</b> [{p}{esc(inc.severity.value)}] {esc(inc.pattern_id)}"
     elif notice.kind is NoticeKind.APPROVAL and inc is not None:
         head = f"{icon} <b>Approval needed</b> for incident #{inc.id} [{esc(notice.severity.value)}]"
     elif inc is not None:

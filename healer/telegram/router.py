@@ -7,11 +7,14 @@ router remembers every incident it has announced, swallows repeats, and lets
 a periodic job (registered on the host's scheduler) ask :meth:`Router.updates` whether an
 announced incident has grown since the last word about it.
 
-Severity decides the route (``telegram.routing``): ``immediate`` sends now,
+Incident news routes by the incident's priority (``telegram.priority_routing``:
+P0/P1 now, P2 in the digest, P3 not at all); other notices, and incident news
+without a priority, by severity (``telegram.routing``): ``immediate`` sends now,
 ``digest`` collects until the digest job calls :meth:`Router.take_digest`,
 ``none`` drops. Notices about action taken (fix results, escalations, the
 circuit breaker, approvals, health) always go now, whatever the severity:
-they are the things a human may have to act on.
+they are the things a human may have to act on. A notice from a pattern in
+shadow mode is never sent at once: at most it waits for the digest.
 
 A flood of *distinct* incidents (3,000 different lines right after an
 approval request) is not deduplicated by any of that, so new-incident notices
@@ -96,12 +99,18 @@ class Router:
         self.summarised = 0  # new incidents only counted in a "N more" summary, for /status
 
     # -- routing -----------------------------------------------------------------------
-    def route(self, notice: Notice, routing: Mapping[str, str], now: float) -> str:
+    def route(
+        self, notice: Notice, routing: Mapping[str, str], now: float, by_priority: Mapping[str, str] | None = None
+    ) -> str:
         """Send, batch or drop one notice; returns what it did (for logs and tests)."""
-        if notice.kind in ALWAYS_NOW:
+        if notice.kind in ALWAYS_NOW and not notice.shadow:
             self._send(notice_html(notice), notice)
             return "immediate"
         how = routing.get(notice.severity.value, "immediate")
+        if notice.priority is not None and by_priority is not None:
+            how = by_priority.get(notice.priority.value, how)
+        if notice.shadow and how == "immediate":
+            how = "digest"
         inc = notice.incident
         if notice.kind in (NoticeKind.INCIDENT, NoticeKind.INCIDENT_UPDATE) and inc is not None:
             known = self._tracked.get(inc.id)

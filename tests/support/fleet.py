@@ -3,6 +3,8 @@
 Each host's fault is an Alertmanager alert (``RedisDown``) whose fix is the
 harmless ``command`` action touching ``<host dir>/fixed``: a file on disk is
 what an operator would look at, and it says which healer ran the fix.
+``DiskFull`` is the same with ``approval: ask``: its fix (touching
+``<host dir>/approved``) runs only after someone presses Approve in the chat.
 """
 
 from __future__ import annotations
@@ -33,7 +35,21 @@ ALERT_PATTERNS = {
             "max_attempts": 5,
             "approval": "auto",
             "examples": ["RedisDown on web-1:9121"],
-        }
+        },
+        {
+            "id": "disk_full_alert",
+            "severity": "high",
+            "regex": r"DiskFull",
+            "sources": ["alertmanager"],
+            "fields": {"alertname": "DiskFull"},
+            "group_by": [],
+            "remediation": [{"action": "command", "params": {"command": "fix-disk"}}],
+            "threshold": 1,
+            "cooldown": 0,
+            "max_attempts": 5,
+            "approval": "ask",
+            "examples": ["DiskFull on web-1:9100"],
+        },
     ]
 }
 
@@ -45,13 +61,14 @@ def token(host: str) -> str:
 class FleetHost(Daemon):
     """One host's healer: ``webhook_port`` takes Alertmanager, ``metrics_port`` serves /metrics."""
 
-    def __init__(self, root: Path, host: str, **over: Any) -> None:
+    def __init__(self, root: Path, host: str, bot_token: str | None = None, **over: Any) -> None:
         tmp = root / host
         tmp.mkdir(parents=True)
         self.host = host
         self.webhook_port = free_port()
         self.metrics_port = free_port()
         self.fixed = tmp / "fixed"
+        self.approved = tmp / "approved"
         cfg = base_config(
             tmp,
             host=host,
@@ -61,11 +78,20 @@ class FleetHost(Daemon):
                 "alertmanager": {"host_labels": HOST_LABELS},
             },
             metrics={"enabled": True, "port": self.metrics_port},
-            actions={"command": {"commands": {"fix-redis": {"argv": ["touch", str(self.fixed)]}}}},
+            actions={
+                "command": {
+                    "commands": {
+                        "fix-redis": {"argv": ["touch", str(self.fixed)]},
+                        "fix-disk": {"argv": ["touch", str(self.approved)]},
+                    }
+                }
+            },
         )
         cfg.update(over)
         super().__init__(tmp, cfg, ALERT_PATTERNS)
         self.env["HEALER_ALERTMANAGER_TOKEN"] = token(host)
+        if bot_token is not None:  # its own bot: one token per host, or getUpdates answers 409 Conflict
+            self.env["HEALER_TELEGRAM_TOKEN"] = bot_token
 
     @property
     def webhook_base(self) -> str:
