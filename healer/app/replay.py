@@ -29,7 +29,12 @@ from healer.rules.assemble import Limits
 from healer.store import reads
 from healer.store.db import Store
 
-_REHEARSED_WOULD = {Reason.DRY_RUN: Would.RUN, Reason.DRY_RUN_ASK: Would.ASK, Reason.DRY_RUN_REFUSED: Would.REFUSE}
+_REHEARSED_WOULD = {
+    Reason.DRY_RUN: Would.RUN,
+    Reason.DRY_RUN_ASK: Would.ASK,
+    Reason.DRY_RUN_REFUSED: Would.REFUSE,
+    Reason.SHADOW: Would.SHADOW,
+}
 _VERDICT_WOULD = {
     Verdict.ACT: Would.RUN,
     Verdict.ASK: Would.ASK,

@@ -21,6 +21,7 @@ _SAY = {
     Would.ASK: "would ask",
     Would.REFUSE: "would be refused",
     Would.ESCALATE: "would escalate",
+    Would.SHADOW: "shadow, never acts",
     Would.SKIP: "would be skipped",
     Would.NOTIFY: "notify only",
 }

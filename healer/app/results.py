@@ -124,6 +124,7 @@ class Would(StrEnum):
     NOTIFY = "notify"
     SKIP = "skip"  # replay: held back by a guardrail (threshold, cooldown, budget, a question waiting)
     ESCALATE = "escalate"  # replay: handed to a human (max attempts, failed before)
+    SHADOW = "shadow"  # replay: a shadow pattern, recorded and never acting (its detail says what it would do)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +164,7 @@ class ReplayIncident:
 
     def tally(self) -> dict[Would, int]:
         """Matches per outcome, in the order a person reads them (run, ask, refuse, escalate, skip, notify)."""
-        order = (Would.RUN, Would.ASK, Would.REFUSE, Would.ESCALATE, Would.SKIP, Would.NOTIFY)
+        order = (Would.RUN, Would.ASK, Would.REFUSE, Would.ESCALATE, Would.SHADOW, Would.SKIP, Would.NOTIFY)
         counts = {w: sum(d.count for d in self.decisions if d.would is w) for w in order}
         return {w: n for w, n in counts.items() if n}
 
