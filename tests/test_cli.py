@@ -326,6 +326,8 @@ BAD_INPUT: dict[str, list[list[str]]] = {
     "explain": [["999"], ["banana"]],
     "approve": [["999"], ["banana"]],
     "reject": [["999"], []],
+    "patterns": [["promote"], ["frobnicate"], ["promote", "nosuch"]],
+    "mark": [["999", "wrong"], ["banana", "wrong"]],
 }
 
 
