@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from healer import __version__
-from healer.app.lines import open_log
-from healer.app.ruleset import Ruleset, load_ruleset
 from healer.core.errors import HealerError, InputError
-from healer.core.logsetup import configure as configure_logging
-from healer.settings.load import resolve_config_path
-from healer.settings.types import parse_duration
 
 if TYPE_CHECKING:
+    from healer.app.ruleset import Ruleset
     from healer.app.usecases import Healer
     from healer.core.jobs import Job
     from healer.core.records import FixAttempt
@@ -38,6 +35,34 @@ EXIT_CONFIG = EXIT_USAGE
 
 
 UsageError = InputError  # input the CLI cannot use: printed as one line, exit 2
+
+
+# The settings schema, the action registry and structlog cost most of a second to import: every
+# command imports what it needs when it runs, so `healer --help` and a usage error pay none of it.
+
+
+def load_ruleset(path: Path, environ: Mapping[str, str] | None = None) -> Ruleset:
+    from healer.app.ruleset import load_ruleset as load
+
+    return load(path, environ)
+
+
+def resolve_config_path(config: str | None) -> Path:
+    from healer.settings.load import resolve_config_path as resolve
+
+    return resolve(config)
+
+
+def parse_duration(text: str) -> float:
+    from healer.settings.types import parse_duration as parse
+
+    return parse(text)
+
+
+def open_log(path: str) -> AbstractContextManager[BinaryIO]:
+    from healer.app.lines import open_log as opener
+
+    return opener(path)
 
 
 def _rules(args: argparse.Namespace) -> Ruleset:
@@ -379,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd != "run":
+        from healer.core.logsetup import configure as configure_logging
+
         configure_logging("warning", stream=sys.stderr)
     try:
         rc: int = args.fn(args)

@@ -12,7 +12,7 @@ import pytest
 from support.bot_rig import make_healer
 from support.engine import build, feed, pat, reasons, run_fix, run_jobs
 
-from healer.app.reports import history_text
+from healer.app.reports import explain_text, history_text
 from healer.core.enums import (
     ApprovalState,
     AuditKind,
@@ -25,6 +25,8 @@ from healer.core.enums import (
 )
 from healer.core.jobs import FixJob, UndoJob
 from healer.core.records import Event
+from healer.engine.ingest import SAMPLE
+from healer.store.reads import event_counts, incident_story
 
 
 def test_threshold_then_act_then_verify_window_success(tmp_path: Path) -> None:
@@ -134,7 +136,16 @@ def test_storm_is_one_incident_one_decision_row(tmp_path: Path) -> None:
     [inc] = engine.store.incidents()
     assert inc.count == 10_000
     assert reasons(engine) == [("act", "ok", 10_000)]
-    assert len(engine.store.event_messages()) == 10_000
+    # A bounded sample is stored; its last row stands for the lines elided before it, and every line counts.
+    messages = engine.store.event_messages()
+    assert len(messages) == SAMPLE
+    assert messages[:2] == ["2026-11-22 10:00:00 ERROR req=0 BOOM a", "2026-11-22 10:00:01 ERROR req=1 BOOM a"]
+    assert messages[-1] == "2026-11-22 10:00:39 ERROR req=9999 BOOM a"
+    assert [c.events for c in event_counts(engine.store, 0.0)] == [10_000]
+    story = incident_story(engine.store, inc.id)
+    assert story is not None and story.events[-1].elided == 10_000 - SAMPLE
+    text = explain_text(make_healer(engine).explain(inc.id))
+    assert f"and {10_000 - SAMPLE} more lines like it just before, in the same batch (file offsets " in text
 
 
 def test_one_fault_three_sources_one_incident_one_fix(tmp_path: Path) -> None:

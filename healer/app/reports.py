@@ -148,6 +148,11 @@ def explain_text(x: ExplainResult, quote: Quote = terminal) -> str:
             if ev.lines > 1 or ev.evidence:
                 also = f"; also matched (evidence, no incident): {quote(', '.join(ev.evidence))}" if ev.evidence else ""
                 lines.append(f"    one event of {ev.lines} lines{also}")
+            if ev.elided:
+                lines.append(
+                    f"    and {ev.elided} more lines like it just before, in the same batch"
+                    f" (file offsets {ev.elided_offsets}): counted, not stored one by one"
+                )
     lines.append("Decisions:")
     for d in story.decisions:
         times = f" ×{d.count}" if d.count > 1 else ""

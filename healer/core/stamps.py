@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 
 # The stdlib ``re`` is fine here: anchored, no nested repetition, and fed at most HEAD characters.
 LEADING = re.compile(
@@ -35,13 +36,26 @@ def leading_time(line: str) -> float | None:
     m = LEADING.match(line[:HEAD])
     if m is None:
         return None
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    frac = m.group(7) or "0"
+    g = m.groups()
+    base = _second(g[:6], g[7])
+    if base is None:
+        return None
+    micro = int((g[6] or "0").ljust(6, "0")[:6])
+    # Exactly what datetime.timestamp() computes, from the whole second (cached: a storm repeats it).
+    if g[7] is None:
+        return base + micro / 1e6  # a naive datetime is local time, which is what a logger without %z wrote
+    return (base * 10**6 + micro) / 10**6
+
+
+@lru_cache(maxsize=1024)
+def _second(fields: tuple[str, ...], zone: str | None) -> int | None:
+    """The epoch second of a leading time (int: the naive case is mktime's, the aware one exact)."""
+    year, month, day, hour, minute, second = (int(f) for f in fields)
     try:
-        t = datetime(year, month, day, hour, minute, second, int(frac.ljust(6, "0")[:6]), tzinfo=_zone(m.group(8)))
+        t = datetime(year, month, day, hour, minute, second, tzinfo=_zone(zone))
     except ValueError:  # 2026-13-45: not a time after all
         return None
-    return t.timestamp()  # a naive datetime is local time, which is what a logger without %z wrote
+    return int(t.timestamp())
 
 
 def iso_time(raw: str) -> float | None:

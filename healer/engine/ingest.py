@@ -8,6 +8,7 @@ asked for (run a fix, undo a fix that did not hold) and the notices to send.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from healer.core.batch import Chunk
 from healer.core.enums import AuditKind, Outcome, PatternMode, SourceName, Trigger
@@ -26,6 +27,12 @@ from healer.store.db import EventRow, Tx
 
 Extra = Callable[[Tx], None]
 
+# A storm's lines of one incident in one batch are stored as this many rows at most: the first
+# SAMPLE - 1 lines and the last, which stands for itself and every line elided between them
+# (``count`` in the store, their file positions in its fields). Counts, windows and thresholds stay
+# exact; the incident's decision is taken once per batch with all of them.
+SAMPLE = 16
+
 
 class Ingestor:
     def __init__(self, w: Wiring, decider: Decider) -> None:
@@ -42,7 +49,7 @@ class Ingestor:
         def save_offset(db: Tx) -> None:
             self.w.store.save_offset(db, o.path, o.inode, o.dev, o.position, o.head_hash, now)
 
-        result = self._ingest(events, now, save_offset)
+        result = self._ingest(events, now, save_offset, base=chunk.start)
         if self.w.metrics is not None:
             self.w.metrics.lines_read.labels(source=source).inc(chunk.data.count(b"\n"))
         return result
@@ -50,7 +57,7 @@ class Ingestor:
     def buffer(self, data: bytes, service: str, origin: str, source: SourceName, base: int = 0) -> IngestResult:
         """Lines with no offset to keep: ``healer replay`` and tests. ``base``: the offset of ``data`` in its file."""
         now = self.w.clock.now()
-        return self._ingest(self._text_events(data, source, service, origin, now, base), now, None)
+        return self._ingest(self._text_events(data, source, service, origin, now, base), now, None, base=base)
 
     def _text_events(
         self, data: bytes, source: SourceName, service: str, origin: str, now: float, base: int
@@ -107,27 +114,41 @@ class Ingestor:
         return self._ingest(pairs, now, extra, grouped=False)
 
     def _ingest(
-        self, pairs: Sequence[tuple[Event, LineHit]], now: float, extra: Extra | None, grouped: bool = True
+        self,
+        pairs: Sequence[tuple[Event, LineHit]],
+        now: float,
+        extra: Extra | None,
+        grouped: bool = True,
+        base: int = 0,
     ) -> IngestResult:
-        """Lines of a file batch group by fingerprint; events (each with its own sender id) do not."""
+        """Lines of a file batch group by fingerprint; events (each with its own sender id) do not.
+
+        ``base``: the file offset of the batch, so an elided line's position can be named.
+        """
         store = self.w.store
         result = IngestResult(matched=len(pairs))
-        groups: dict[str, tuple[Pattern, list[Event], LineHit]] = {}
+        groups: dict[str, tuple[Pattern, list[Event], LineHit, list[int]]] = {}
         singles: list[tuple[str, Pattern, Event, LineHit]] = []
+        # A fingerprint depends on the pattern, its groups and the event's service, source and host:
+        # a storm's lines share them, so each distinct one is hashed once per batch.
+        memo: dict[tuple[object, ...], str] = {}
         for ev, hit in pairs:
-            fp = fingerprint(hit.pattern, hit.groups, ev)
+            key = (hit.pattern.id, ev.service, ev.source, ev.fields.get("host", ""), *hit.groups.items())
+            fp = memo.get(key) or memo.setdefault(key, fingerprint(hit.pattern, hit.groups, ev))
             if not grouped:
                 singles.append((fp, hit.pattern, ev, hit))
             elif fp in groups:
                 g = groups[fp]
                 g[1].append(ev)
-                groups[fp] = (g[0], g[1], hit)  # the group's fix uses its newest line's captures
+                g[3].append(base + hit.start)
+                groups[fp] = (g[0], g[1], hit, g[3])  # the group's fix uses its newest line's captures
             else:
-                groups[fp] = (hit.pattern, [ev], hit)
+                groups[fp] = (hit.pattern, [ev], hit, [base + hit.start])
         with store.tx() as db:
-            for fp, (pattern, evs, hit) in groups.items():
+            for fp, (pattern, evs, hit, where) in groups.items():
                 summary = hit.focus if "\n" in hit.line else None
-                rec = store.record_group(db, pattern.id, fp, pattern.severity, evs, hit.groups, summary)
+                rows, repeats = _sample(evs, where)
+                rec = store.record_group(db, pattern.id, fp, pattern.severity, rows, hit.groups, summary, repeats)
                 fresh = rec.new_incident or rec.reopened
                 self._after_record(db, rec.incident, fresh, pattern, hit, evs, now, result)
             for fp, pattern, ev, hit in singles:
@@ -196,3 +217,14 @@ class Ingestor:
         if not store.set_outcome(db, active.id, Outcome.UNDOING, reason, now, expect=Outcome.VERIFYING):
             return None
         return UndoJob(active.id, reason)
+
+
+def _sample(evs: list[Event], where: list[int]) -> tuple[list[Event], list[int] | None]:
+    """At most SAMPLE rows for one fingerprint's lines; the last row counts the elided ones (see SAMPLE)."""
+    if len(evs) <= SAMPLE:
+        return evs, None
+    elided = len(evs) - SAMPLE
+    last = evs[-1]
+    fields = {**last.fields, "elided": str(elided), "elided_offsets": f"{where[SAMPLE - 1]}-{where[-2]}"}
+    rows = [*evs[: SAMPLE - 1], replace(last, fields=fields)]
+    return rows, [1] * (SAMPLE - 1) + [elided + 1]

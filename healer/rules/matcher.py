@@ -104,6 +104,12 @@ class Matcher:
         self.limits = limits
         self._scan: Any = None
         self._set: Any = None
+        # Per pattern with no ignore rule: its raw RE2 object and (name, group index) pairs, so a hit's
+        # groups come from one Match call on the bytes (~2 µs) instead of google-re2's str search with
+        # named groups (~10-15 µs: it re-encodes the line and maps every offset back to characters).
+        self._raw: list[tuple[Any, tuple[tuple[str, int], ...]] | None] = [
+            None if p.ignore else (p.compiled._regexp, tuple(p.compiled.groupindex.items())) for p in self.patterns
+        ]
         if not self.patterns:
             return
         opts = re2_options()
@@ -165,7 +171,8 @@ class Matcher:
                 yield ev
             pos = le + 1
 
-    def _event(self, start: int, last: int, end: int, lines: int, raw: bytes) -> TextEvent | None:
+    def _event(self, start: int, last: int, end: int, lines: int, raw: bytes, clean: bool = True) -> TextEvent | None:
+        """``clean``: ``raw`` is valid UTF-8 (the groups may then be read from the bytes)."""
         idxs = self._set.Match(raw)
         if not idxs:
             return TextEvent(start, last, end, lines, ()) if lines > 1 else None
@@ -173,7 +180,8 @@ class Matcher:
         hits = []
         for i in sorted(idxs):
             p = self.patterns[i]
-            groups = p.search(text)
+            fast = self._raw[i]
+            groups = p.search(text) if fast is None or not clean else _groups(fast[0], fast[1], raw)
             if groups is not None:
                 hits.append(LineHit(start, text, p, groups))
         beaten: tuple[LineHit, ...] = ()
@@ -192,7 +200,7 @@ class Matcher:
         if self._set is None:
             return []
         raw = line.encode("utf-8", "surrogatepass")
-        ev = self._event(0, 0, len(raw), 1, raw)
+        ev = self._event(0, 0, len(raw), 1, raw, clean=raw.isascii())
         return [] if ev is None else list(ev.hits)
 
     def match_text(self, text: str) -> list[LineHit]:
@@ -205,3 +213,22 @@ class Matcher:
                     seen.add(h.pattern.id)
                     hits.append(h)
         return hits
+
+
+def _groups(regexp: Any, names: tuple[tuple[str, int], ...], raw: bytes) -> dict[str, str] | None:
+    """What ``Pattern.search`` returns for a pattern with no ignore, read from one raw RE2 call on bytes.
+
+    ``raw`` is valid UTF-8 (``utf8_clean``) and RE2 matches on character
+    boundaries, so each decoded span is exactly the ``str`` search's group.
+    """
+    spans = regexp.Match(_UNANCHORED, raw, 0, len(raw))
+    if spans[0][0] < 0:
+        return None
+    groups = {}
+    for name, i in names:
+        a, b = spans[i]
+        if a >= 0:
+            groups[name] = raw[a:b].decode("utf-8", "replace")
+    a, b = spans[0]
+    groups["match"] = raw[a:b].decode("utf-8", "replace")
+    return groups

@@ -69,6 +69,7 @@ class Incidents(Database):
         events: Sequence[Event],
         groups: Mapping[str, str] | None = None,
         summary: str | None = None,
+        repeats: Sequence[int] | None = None,
     ) -> Recorded:
         """Record events of one fingerprint with a handful of statements.
 
@@ -77,8 +78,16 @@ class Incidents(Database):
         sender id was seen before (a webhook re-delivery) are dropped here.
         ``summary`` is the incident's message when not the last event's (the
         line a multi-line event matched on, not its traceback header).
+        ``repeats``: how many lines each event's row stands for (a storm's bounded sample, see
+        ``engine.ingest``); file lines only, which carry no sender id. Default: one each.
         """
-        fresh = [ev for ev in events if not ev.source_id or not self._seen(db, ev, pattern_id)]
+        counts = list(repeats) if repeats is not None else [1] * len(events)
+        if repeats is not None:
+            assert len(counts) == len(events) and not any(ev.source_id for ev in events)
+            fresh = list(events)
+        else:
+            fresh = [ev for ev in events if not ev.source_id or not self._seen(db, ev, pattern_id)]
+            counts = [1] * len(fresh)
         if not fresh:
             dup = db.execute(
                 DUPLICATE_OF,
@@ -86,11 +95,11 @@ class Incidents(Database):
             ).fetchone()
             return Recorded(int(dup["id"]), self.incident_in(db, int(dup["incident_id"])), False, False, True)
         inc_id, new, reopened = self._upsert_incident(
-            db, pattern_id, fingerprint, severity, fresh, groups or {}, summary
+            db, pattern_id, fingerprint, severity, fresh, groups or {}, summary, sum(counts)
         )
         by_source: dict[str, int] = {}
-        for ev in fresh:
-            by_source[ev.source] = by_source.get(ev.source, 0) + 1
+        for ev, c in zip(fresh, counts, strict=True):
+            by_source[ev.source] = by_source.get(ev.source, 0) + c
         for source, c in by_source.items():
             db.execute(
                 "INSERT INTO incident_sources VALUES (?,?,?) ON CONFLICT(incident_id, source)"
@@ -99,11 +108,11 @@ class Incidents(Database):
             )
         db.executemany(
             "INSERT INTO events (ts, source, service, origin, message, pattern_id, incident_id, source_id, fields,"
-            " link) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " link, count) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (ev.ts, ev.source, ev.service, ev.origin, ev.message[:8192], pattern_id, inc_id, ev.source_id,
-                 to_json(dict(ev.fields)) if ev.fields else "{}", ev.link)
-                for ev in fresh
+                 to_json(dict(ev.fields)) if ev.fields else "{}", ev.link, c)
+                for ev, c in zip(fresh, counts, strict=True)
             ],
         )  # fmt: skip
         ev_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
@@ -128,13 +137,15 @@ class Incidents(Database):
         events: Sequence[Event],
         groups: Mapping[str, str],
         summary: str | None = None,
+        n: int | None = None,
     ) -> tuple[int, bool, bool]:
         """Create or update the incident; returns (id, new, reopened).
 
         A fixed or resolved incident that comes back is reopened with a fresh
         attempt count: a fault healer fixes every week is not "failing".
         """
-        first, last, n = events[0], events[-1], len(events)
+        first, last = events[0], events[-1]
+        n = len(events) if n is None else n
         message = (last.message if summary is None else summary)[:2000]
         groups_json = to_json(dict(groups))
         cur = db.execute("SELECT id, status FROM incidents WHERE fingerprint = ?", (fingerprint,)).fetchone()
@@ -235,9 +246,9 @@ class Incidents(Database):
             return [str(r[0]) for r in self.db.execute(sql + " ORDER BY id", args).fetchall()]
 
     def count_in_window(self, db: sqlite3.Connection, inc_id: int, since: float, cap: int) -> int:
-        """Matches in the window, counted only up to ``cap`` so a storm stays O(cap)."""
+        """Matches (lines, not rows) in the window, over at most ``cap`` rows so a storm stays O(cap)."""
         r = db.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM events WHERE incident_id = ? AND ts >= ? LIMIT ?)",
+            "SELECT coalesce(sum(n), 0) FROM (SELECT count AS n FROM events WHERE incident_id = ? AND ts >= ? LIMIT ?)",
             (inc_id, since, cap),
         ).fetchone()
         return int(r[0])

@@ -57,12 +57,17 @@ class EventLine:
     message: str
     lines: int = 1  # more for an assembled multi-line event
     evidence: tuple[str, ...] = ()  # the other patterns that matched the same event (no incident of their own)
+    elided: int = 0  # lines of the same incident and batch stored only as this count (a storm's sample)
+    elided_offsets: str = ""  # their file positions, "first-last"
 
 
 def _event_line(t: float, s: str, sv: str, o: str, m: str, fields: str) -> EventLine:
     extra = json.loads(fields) if fields and fields != "{}" else {}
     evidence = tuple(str(extra.get("evidence", "")).split())
-    return EventLine(float(t), str(s), str(sv), str(o), str(m), int(extra.get("lines", 1)), evidence)
+    return EventLine(
+        float(t), str(s), str(sv), str(o), str(m), int(extra.get("lines", 1)), evidence,
+        int(extra.get("elided", 0)), str(extra.get("elided_offsets", "")),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,7 @@ class StatusCounts:
 def event_counts(store: Store, since: float) -> tuple[EventCount, ...]:
     with store.reading() as db:
         rows = db.execute(
-            "SELECT e.pattern_id, e.incident_id, i.severity, count(*) FROM events e"
+            "SELECT e.pattern_id, e.incident_id, i.severity, sum(e.count) FROM events e"
             " LEFT JOIN incidents i ON i.id = e.incident_id WHERE e.ts >= ?"
             " GROUP BY e.pattern_id, e.incident_id",
             (since,),

@@ -69,11 +69,15 @@ class Drainer:
         self._monotonic = monotonic
         self.lines_cut = 0
         """Lines cut at ``max_line`` (sink-accepted only)."""
+        self.unfinished: set[str] = set()
+        """Paths whose live file has more to read than the chunk handed out this turn."""
         self.drained: dict[tuple[int, int], tuple[int, str]] = {}
         """``(dev, inode) -> (position, head hash)`` of recently drained rotated files."""
 
     def service(self, f: Follower) -> bool:
-        """Bring one followed path up to date; False (and stop) at the first sink failure."""
+        """Bring one followed path up to date, or by one chunk of its live file (then its path is
+        in ``unfinished``); False (and stop) at the first sink failure."""
+        self.unfinished.discard(f.path)
         if f.pending is not None:
             chunk, commit = f.pending
             if not self._deliver(f, chunk, commit):
@@ -259,6 +263,11 @@ class Drainer:
 
             if not self._deliver(f, chunk, commit):
                 return False
+            if limit is not None and r.scan < limit:
+                # One chunk per turn: a flooded file yields to the others (round robin in the
+                # tailer's poll), so a quiet file's new line waits one chunk, not the whole flood.
+                self.unfinished.add(f.path)
+                return True
 
     def _chunk(self, f: Follower, r: Reader, data: bytes, start: int, end: int, cut: int) -> Chunk:
         off = Offset(f.path, r.ino, r.dev, end, head_hash(r.head) if end else "")

@@ -75,6 +75,10 @@ from healer.sources.tail.watch import FileSpec, Glob, Handler, glob_match, make_
 log = structlog.get_logger("healer.sources.tail")
 
 
+MAX_ROUNDS = 256
+"""Round-robin turns (one chunk per file each) in one poll before it ends and asks for the next."""
+
+
 class FileTailer:
     """Follows the files matched by ``specs`` and feeds complete lines to ``sink``.
 
@@ -241,6 +245,18 @@ class FileTailer:
                 for f in list(self._followers.values()):
                     if f.path not in failed:
                         self._drainer.service(f)
+            # Round robin until every file is read to where it was: each turn hands out at most one
+            # chunk of a file's live content, and every followed file gets a turn (fair ingestion).
+            # Bounded, so that a file flooded for ever still lets a poll end (rescans, flush timers).
+            rounds = 0
+            while self._drainer.unfinished and not self._wakeup.stopping and rounds < MAX_ROUNDS:
+                rounds += 1
+                for f in list(self._followers.values()):
+                    if f.path not in failed and not self._drainer.service(f):
+                        failed.add(f.path)
+                        self._drainer.unfinished.discard(f.path)
+            if self._drainer.unfinished:
+                self._wakeup.wake()  # more to read: the next poll follows at once
             self._followed_snapshot = frozenset(self._followers)
             self._lingering = any(f.retired for f in self._followers.values())
             dues = [d for f in self._followers.values() if (d := self._drainer.flush_due(f)) is not None]
