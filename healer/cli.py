@@ -11,30 +11,20 @@ able to drive the operator's terminal.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import gc
-import json
 import sys
-import tempfile
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from healer import __version__
-from healer.app.text import terminal
-from healer.core.errors import HealerError
+from healer.core.errors import HealerError, InputError
 
 if TYPE_CHECKING:
     from healer.app.ruleset import Ruleset
     from healer.app.usecases import Healer
     from healer.core.jobs import Job
     from healer.core.records import FixAttempt
-    from healer.rules.assemble import Limits
-    from healer.rules.matcher import TextEvent
-    from healer.rules.patterns import Pattern
     from healer.service.control_proto import Verb
     from healer.settings.schema import Settings
     from healer.store.db import Store
@@ -45,8 +35,7 @@ EXIT_USAGE = 2  # bad config or bad input: the operator must change something
 EXIT_CONFIG = EXIT_USAGE
 
 
-class UsageError(HealerError):
-    """Input the CLI cannot use: printed as one line, exit 2."""
+UsageError = InputError  # input the CLI cannot use: printed as one line, exit 2
 
 
 # The settings schema, the action registry and structlog cost most of a second to import: every
@@ -69,6 +58,12 @@ def parse_duration(text: str) -> float:
     from healer.settings.types import parse_duration as parse
 
     return parse(text)
+
+
+def open_log(path: str) -> AbstractContextManager[BinaryIO]:
+    from healer.app.lines import open_log as opener
+
+    return opener(path)
 
 
 def _rules(args: argparse.Namespace) -> Ruleset:
@@ -100,22 +95,18 @@ def _healer(rules: Ruleset, store: Store) -> Healer:
     return healer
 
 
-@contextmanager
-def _open_log(path: str) -> Iterator[BinaryIO]:
-    """A log file to read, or a one-line error naming it."""
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the context manager below
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror or exc}") from None
-    with fh:
-        yield fh
-
-
 def _duration(text: str, option: str) -> float:
     try:
         return parse_duration(text)
     except ValueError as exc:
         raise UsageError(f"{option} {text!r}: {exc}") from None
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 1 (``--limit``, ``--samples``)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 1 or more")
+    return int(text)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -131,58 +122,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     except HealerError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from healer.rules.samples import check_examples
+    from healer.app.preflight import check_report
 
-    failures = check_examples(rules.patterns)
-    for err in rules.pattern_errors:
-        print(f"pattern error: {err}", file=sys.stderr)
-    for f in failures:
-        print(
-            f"example failure: {f.pattern.file}:{f.pattern.line} [{f.pattern.id}] {f.problem}: {f.line!r}",
-            file=sys.stderr,
-        )
-    from healer.app.coverage import coverage, coverage_text, never_acting
-
-    s = rules.settings
-    covers = coverage(s, rules.patterns)
-    stuck = never_acting(covers)
-    for c in stuck:
-        print(
-            f"pattern error: {c.pattern.file}:{c.pattern.line} [{c.pattern.id}] can never act: {c.detail} "
-            "(fix the config, or give the pattern approval: never)",
-            file=sys.stderr,
-        )
-    print(
-        f"config {path}: ok; {len(rules.patterns)} patterns from {len(rules.pattern_files)} files; "
-        f"kill_switch={s.kill_switch} dry_run={s.dry_run} telegram={'on' if s.telegram.enabled else 'off'}"
-    )
-    from healer.app.patternset_text import pattern_set_lines
-
-    print("\n".join(pattern_set_lines(rules)))
-    for line in coverage_text(covers):
-        print(line)
-    return EXIT_CONFIG if rules.pattern_errors or failures or stuck else EXIT_OK
-
-
-def _fallbacks(specs: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for spec in specs:
-        provider, sep, model = spec.partition("=")
-        if not sep or not provider or not model:
-            raise UsageError(f"--fallback {spec!r}: write PROVIDER=MODEL, e.g. openai=gpt-4o-mini")
-        out[provider.strip().lower()] = model.strip()
-    return out
+    report = check_report(rules, path)
+    for line in report.errors:
+        print(line, file=sys.stderr)
+    print("\n".join(report.lines))
+    return EXIT_OK if report.ok else EXIT_CONFIG
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
     """Inspect an app directory, show the app block, and merge it into the config (checked before it is written)."""
     from healer.app import setup
+    from healer.app.setup_merge import merged_problem, parse_fallbacks
 
     root = Path(args.dir)
     if not root.is_dir():
         raise UsageError(f"setup {args.dir!r}: not a directory")
     path = resolve_config_path(args.config)
-    fallbacks = _fallbacks(args.fallback)
+    try:
+        fallbacks = parse_fallbacks(args.fallback)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     conf = Path(args.supervisor_conf) if args.supervisor_conf else None
     found = setup.inspect(root, name=args.name, fallbacks=fallbacks, supervisor_conf=conf)
     if not args.yes and sys.stdin.isatty():
@@ -201,28 +162,20 @@ def cmd_setup(args: argparse.Namespace) -> int:
     print(setup.block_text(found), end="")
     for note in found.notes:
         print(f"note: {note}")
-    staged: dict[Path, str] = {}
-    setup.write_app(path, found, lambda p, text: staged.__setitem__(p, text))
-    probe = path.with_name(f".{path.name}.setup-check")
-    try:
-        probe.write_text(staged[path])
-        load_ruleset(probe, environ={})
-    except HealerError as exc:
-        print(f"config error: the merged config would not load: {exc}", file=sys.stderr)
+    problem = merged_problem(path, found)
+    if problem is not None:
+        print(f"config error: the merged config would not load: {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    finally:
-        probe.unlink(missing_ok=True)
     print(setup.write_app(path, found))
     return EXIT_OK
 
 
 def cmd_test_pattern(args: argparse.Namespace) -> int:
     """fail2ban-regex for healer: run examples, or count matches over a real log."""
-    from healer.app.lines import event_blocks
+    from healer.app import patterntest
     from healer.app.ruleset import load_pattern_dirs
     from healer.core.paths import BUNDLED, bundled_patterns_dir
     from healer.rules.assemble import Limits
-    from healer.rules.matcher import Matcher
     from healer.rules.samples import check_examples
     from healer.settings.schema import SourcesSettings
 
@@ -253,124 +206,32 @@ def cmd_test_pattern(args: argparse.Namespace) -> int:
         file=sys.stderr if args.json else sys.stdout,  # --json keeps stdout one verdict per line
     )
     limits = Limits.of(sources.multiline)
-    if args.log and args.json:
-        _verdicts_json(args.log, res.patterns, sources.max_line_bytes, limits)
-    elif args.log:
-        matcher = Matcher(res.patterns, limits)
-        counts: Counter[str] = Counter()
-        samples: dict[str, list[str]] = {}
-        lines = 0
-        with _open_log(args.log) as fh:
-            for block in event_blocks(fh, sources.max_line_bytes, limits):
-                lines += block.lines
-                for hit in matcher.scan(block.data):
-                    counts[hit.pattern.id] += 1
-                    got = samples.setdefault(hit.pattern.id, [])
-                    if len(got) < args.samples:
-                        got.append(hit.focus)
-        print(f"\nLines: {lines}; matched lines per pattern:")
-        for p in res.patterns:
-            print(f"  {counts[p.id]:>8}  {p.id}")
-            for sample in samples.get(p.id, []):
-                print(f"            | {terminal(sample[:160])}")
-        print(f"Total matches: {sum(counts.values())}")
+    if args.log:
+        with open_log(args.log) as fh:
+            if args.json:
+                out = patterntest.verdicts_json(fh, res.patterns, sources.max_line_bytes, limits)
+            else:
+                out = patterntest.match_counts(fh, res.patterns, sources.max_line_bytes, limits, args.samples)
+            for line in out:
+                print(line)
     gate: list[str] = []
     if args.corpus:
-        gate = _score_corpus(Path(args.corpus), res.patterns)
+        lines, gate = patterntest.score_corpus(Path(args.corpus), res.patterns)
+        print("\n".join(lines))
     return EXIT_FAIL if failures or res.errors or gate else EXIT_OK
-
-
-def _verdicts_json(log: str, patterns: Sequence[Pattern], max_line: int, limits: Limits | None) -> None:
-    """One JSON object per input line or assembled event: every pattern that matched (family, tier), the winner."""
-    from healer.app.lines import event_blocks
-    from healer.rules.matcher import Matcher, utf8_clean
-    from healer.rules.verdict import line_verdict
-
-    matcher = Matcher(patterns, limits)
-    number = 0
-    with _open_log(log) as fh:
-        for block in event_blocks(fh, max_line, limits):
-            data = utf8_clean(block.data)
-            by_start: dict[int, TextEvent] = {ev.start: ev for ev in matcher.events(data)}
-            start = 0
-            while start < len(data):
-                ev = by_start.get(start)
-                end = data.find(b"\n", start) if ev is None else ev.end
-                end = len(data) if end < 0 else end
-                first = number + 1
-                number += 1 if ev is None else ev.lines
-                hits = () if ev is None else ev.hits
-                sys.stdout.write(json.dumps(line_verdict(first, hits, number)) + "\n")
-                start = end + 1
-
-
-def _score_corpus(root: Path, patterns: Sequence[Pattern]) -> list[str]:
-    """Precision and recall per family over a labelled corpus; the reasons the gate fails, if any."""
-    from healer.rules.corpus import CorpusError, format_table, load_corpus, score
-
-    try:
-        entries = load_corpus(root)
-    except (CorpusError, OSError) as exc:
-        raise HealerError(f"--corpus {root}: {exc}") from None
-    report = score(entries, patterns)
-    print(f"\nCorpus {root}: {len(entries)} entries")
-    print(format_table(report))
-    gate = report.failures()
-    for why in gate:
-        print(f"GATE {terminal(why)}")
-    return gate
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """The daemon's engine, in dry run, over a log file: lines are file events, cut as the tailer cuts them."""
-    from healer.app.usecases import Healer
-    from healer.core.clock import FakeClock
+    from healer.app.replay import replay_file
+    from healer.app.replay_text import replay_json, replay_text
     from healer.core.enums import SourceName
-    from healer.engine.engine import Engine
-    from healer.store.db import Store
 
     rules = _rules(args)
-    rules = dataclasses.replace(rules, settings=rules.settings.model_copy(update={"dry_run": True}))
-    with _open_log(args.log) as fh, tempfile.TemporaryDirectory(prefix="healer-replay-") as tmp:
-        store = Store(Path(args.state or tmp) / "healer.db")
-        clock = FakeClock(time.time())
-        engine = Engine(rules.settings, rules.patterns, store, clock=clock)
-        healer = Healer(lambda: rules, store, engine, clock, lambda jobs: [None for _ in jobs])
-        # The per-line objects of a batch (events, hits) are acyclic and freed by reference counting;
-        # the cycle collector only rescans them over and over while a storm's batch is alive (~20 %
-        # of a storm replay's time). Off for the replay of this one-shot command, back on after.
-        gc.disable()
-        try:
-            report = healer.replay(fh, args.service, args.log, SourceName(args.source))
-        finally:
-            gc.enable()
-            store.close()
-    if args.json:
-        for r in report.incidents:
-            inc, last = r.incident, r.last
-            row = {
-                "incident": inc.id,
-                "pattern": inc.pattern_id,
-                "severity": inc.severity.value,
-                "count": inc.count,
-                "message": inc.message[:300],
-                "verdict": last.verdict.value if last else None,
-                "reason": last.reason.value if last else None,
-                "would": last.detail if last else "",
-            }
-            print(json.dumps(row))
-        summary = {"lines": report.lines, "matches": report.matches, "incidents": len(report.incidents),
-                   "cut": report.cut, "seconds": round(report.seconds, 3)}  # fmt: skip
-        print(json.dumps({"summary": summary}))
-        return EXIT_OK
-    print(
-        f"Replayed {report.lines} lines in {report.seconds:.2f}s: {report.matches} matches, "
-        f"{len(report.incidents)} incidents (dry run)" + (f"; {report.cut} long lines cut" if report.cut else "")
-    )
-    for r in sorted(report.incidents, key=lambda i: -i.incident.count)[: args.limit]:
-        inc, last = r.incident, r.last
-        what = f"{last.verdict.value} ({last.reason.value}) {terminal(last.detail)}" if last else "-"
-        print(f"  #{inc.id} ×{inc.count} [{inc.severity.value}] {inc.pattern_id}: {what}")
+    with open_log(args.log) as fh:
+        report = replay_file(rules, fh, args.state, args.service, args.log, SourceName(args.source), args.timestamps)
+    for line in replay_json(report) if args.json else replay_text(report, args.limit):
+        print(line)
     return EXIT_OK
 
 
@@ -550,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="*", help="pattern files or directories, or 'bundled' (default: the configured ones)"
     )
     tp.add_argument("--log", help="a log file to match, like fail2ban-regex")
-    tp.add_argument("--samples", type=int, default=3, help="sample lines shown per pattern")
+    tp.add_argument("--samples", type=_count, default=3, help="sample lines shown per pattern")
     tp.add_argument("--json", action="store_true", help="with --log: one JSON verdict per input line (see README)")
     tp.add_argument(
         "--corpus", help="a labelled corpus directory (tests/data/corpus format): precision and recall per family"
@@ -562,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--source", default="file", choices=["file", "journald"],
                     help="the source the lines count as for patterns with sources: (default file)")  # fmt: skip
     rp.add_argument("--state", help="keep the replay's store in this directory")
-    rp.add_argument("--limit", type=int, default=30)
+    rp.add_argument("--timestamps", action="store_true",
+                    help="windows and cooldowns on the lines' own timestamps, as the daemon read them")  # fmt: skip
+    rp.add_argument("--limit", type=_count, default=30)
     offline = "do it in this process, not through the running daemon (Telegram is not told)"
     reads = "read the config file and the store, not the running daemon's live state"
     add("health", cmd_health, "host health report").add_argument("--offline", action="store_true", help=reads)
@@ -573,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     fx = add("fix", cmd_fix, "attempt fixes for open incidents, with every guardrail applied")
     fx.add_argument("--offline", action="store_true", help=offline)
     hp = add("history", cmd_history, "fix attempts, outcomes and success rate")
-    hp.add_argument("--limit", type=int, default=15)
+    hp.add_argument("--limit", type=_count, default=15)
     xp = add("explain", cmd_explain, "everything known and done about one incident")
     xp.add_argument("incident", type=int)
     up = add("undo", cmd_undo, "put back a fix that worked, by attempt id (shown as 'undo: healer undo N')")

@@ -209,14 +209,23 @@ if [ ! -e "$CONFIG_DIR/config.yaml" ]; then
         # The example keeps state in ./state, which here would be /etc/healer/state:
         # read-only under ProtectSystem=strict, so the daemon could not open its
         # store. The unit's StateDirectory= is /var/lib/healer; point there.
+        # Its demo log source, ./logs/*.log, would be /etc/healer/logs/*.log: a directory
+        # nothing writes to, so the daemon would warn about it at every start. Off here;
+        # the operator lists the app's logs (or an apps: block) instead.
         tmp_conf="$(mktemp)"
-        sed -E 's#^state_dir:[[:space:]]*\./state([[:space:]].*)?$#state_dir: /var/lib/healer   \# StateDirectory= of healer.service (install.sh)#' \
+        sed -E -e 's#^state_dir:[[:space:]]*\./state([[:space:]].*)?$#state_dir: /var/lib/healer   \# StateDirectory= of healer.service (install.sh)#' \
+            -e 's#^  files:$#  files: []   \# install.sh: the demo source is off; list your app'"'"'s logs here, or use apps:#' \
+            -e 's#^    - path: \./logs/\*\.log$#  \#   - path: ./logs/*.log#' \
+            -e 's#^      service: demo$#  \#     service: demo#' \
             "$example" >"$tmp_conf"
         grep -qE '^state_dir: /var/lib/healer( |$)' "$tmp_conf" \
             || die "$example has no 'state_dir: ./state' line to point at /var/lib/healer; set state_dir there"
+        if ! grep -qE '^  files: \[\]' "$tmp_conf" || grep -qE '^ +- path: \./logs/' "$tmp_conf"; then
+            die "$example's demo source (sources.files: ./logs/*.log) is not where install.sh expects it"
+        fi
         install -m 0640 "$tmp_conf" "$CONFIG_DIR/config.yaml"
         rm -f "$tmp_conf"
-        say "installed $CONFIG_DIR/config.yaml from $example (state_dir: /var/lib/healer); edit it, then: systemctl restart healer"
+        say "installed $CONFIG_DIR/config.yaml from $example (state_dir: /var/lib/healer, no log sources yet); edit it, then: systemctl restart healer"
     else
         say "warning: no config.example.yaml in $SOURCE; write $CONFIG_DIR/config.yaml yourself"
     fi

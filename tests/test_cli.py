@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -277,3 +278,105 @@ def test_test_pattern_json_gives_one_verdict_per_input_line(tmp_path: Path) -> N
     assert rows[1]["winner"] == "redis-connection-refused"
     assert {"pattern": "redis-connection-refused", "family": "redis_down", "tier": "auto"} in rows[1]["matches"]
     assert rows[2]["matches"] and all(m["family"] == "disk_full" for m in rows[2]["matches"])
+
+
+@pytest.mark.parametrize(
+    ("state_dir", "said"),
+    [
+        ("{tmp}/afile/state", "state_dir: {tmp}/afile/state cannot be created: {tmp}/afile is not a directory"),
+        ("/proc/healer-state", "state_dir: /proc/healer-state cannot be created: /proc refuses it"),
+    ],
+)
+def test_check_fails_on_a_state_dir_the_daemon_could_not_write(tmp_path: Path, state_dir: str, said: str) -> None:
+    """Issue 15: `healer check` (ExecStartPre) passed, then the daemon could not open its store."""
+    (tmp_path / "afile").write_text("not a directory\n")
+    conf = write_config(tmp_path / "c.yaml", {**base_config(tmp_path), "state_dir": state_dir.format(tmp=tmp_path)})
+    r = healer("check", "-c", str(conf))
+    assert r.returncode == 2, r.stdout
+    line = next(x for x in r.stderr.splitlines() if "state_dir" in x)
+    assert line.startswith(f"config error: {conf}: " + said.format(tmp=tmp_path)), r.stderr
+    assert line.endswith("(set state_dir to a directory this user can write (under systemd: /var/lib/healer,"
+                         " the unit's StateDirectory=))")  # fmt: skip
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "afile" / "state").exists() and not list(Path("/proc").glob(".healer-check-*"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory modes")
+def test_check_fails_on_a_read_only_state_dir(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o555)
+    conf = write_config(tmp_path / "c.yaml", {**base_config(tmp_path), "state_dir": str(state)})
+    r = healer("check", "-c", str(conf))
+    assert r.returncode == 2 and f"state_dir: {state} is not writable" in r.stderr, r.stderr
+
+
+# Bad input for every subcommand: each must answer with a short error and a non-zero exit, never a traceback.
+BAD_INPUT: dict[str, list[list[str]]] = {
+    "run": [["-c", "{tmp}/missing.yaml"]],
+    "check": [["-c", "{tmp}/missing.yaml"], ["-c", "{tmp}/broken.yaml"]],
+    "setup": [["{tmp}/no-such-app"], ["{tmp}", "--fallback", "nonsense"]],
+    "test-pattern": [["--log", "{tmp}/gone.log"], ["--log", "{tmp}"], ["--corpus", "{tmp}/nope"], ["--samples", "x"]],
+    "replay": [["{tmp}/nope.log"], ["{tmp}"], ["{cfg}", "--source", "carrier-pigeon"], ["{cfg}", "--limit", "-1"]],
+    "health": [["-c", "{tmp}/broken.yaml"]],
+    "errors": [["--since", "banana"], ["--since=-5m"], ["--since", "nan"]],
+    "status": [["-c", "{tmp}/missing.yaml"]],
+    "fix": [["-c", "{tmp}/broken.yaml"]],
+    "history": [["--limit", "banana"], ["--limit", "0"]],
+    "explain": [["999"], ["banana"]],
+    "approve": [["999"], ["banana"]],
+    "reject": [["999"], []],
+    "patterns": [["promote"], ["frobnicate"], ["promote", "nosuch"]],
+    "mark": [["999", "wrong"], ["banana", "wrong"]],
+}
+
+
+def test_bad_input_cases_cover_every_subcommand() -> None:
+    from healer.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    assert set(sub.choices) == set(BAD_INPUT), "add the new subcommand's bad input to BAD_INPUT"
+
+
+@pytest.mark.parametrize(("cmd", "args"), [(c, a) for c, cases in BAD_INPUT.items() for a in cases])
+def test_bad_input_never_shows_a_traceback(cfg: Path, tmp_path: Path, cmd: str, args: list[str]) -> None:
+    (tmp_path / "broken.yaml").write_text("kill_switch: maybe\n")
+    argv = [a.format(tmp=tmp_path, cfg=cfg) for a in args]
+    conf = [] if "-c" in argv else ["-c", str(cfg)]
+    r = healer(*conf, cmd, *argv)
+    assert r.returncode != 0, (cmd, argv, r.stdout)
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
+    assert errors or "No incident #999" in r.stdout or "Unknown approval" in r.stdout, (r.stdout, r.stderr)
+    assert all(len(line) < 400 for line in errors), errors
+
+
+def test_check_fails_on_every_kind_of_fix_that_can_never_run(tmp_path: Path) -> None:
+    """Issue 14 §5: an unconfigured action, a command or unit no allowlist names: exit 2, file, key, fix."""
+    own = {
+        "patterns": [
+            {"id": "cmd-unknown", "regex": "BOOM", "examples": ["BOOM"],
+             "remediation": [{"action": "command", "params": {"command": "nope"}}]},
+            {"id": "unit-unknown", "regex": "RST", "examples": ["RST"],
+             "remediation": [{"action": "restart", "params": {"service": "db"}}]},
+            {"id": "pip-unset", "regex": "PIP", "examples": ["PIP"],
+             "remediation": [{"action": "pip_install", "params": {"package": "requests"}}]},
+        ]
+    }  # fmt: skip
+    (tmp_path / "patterns").mkdir()
+    (tmp_path / "patterns" / "own.yaml").write_text(yaml.safe_dump(own, sort_keys=False))
+    cfg = base_config(tmp_path)
+    cfg["actions"]["restart"] = {"units": {"web": {"unit": "web.service"}}}
+    r = healer("check", "-c", str(write_config(tmp_path / "c.yaml", cfg)))
+    assert r.returncode == 2
+    own_file = tmp_path / "patterns" / "own.yaml"
+    errors = [line for line in r.stderr.splitlines() if "can never act" in line]
+    fix = " (fix the config, or give the pattern approval: never)"
+    assert errors == [
+        f"pattern error: {own_file}:2 [cmd-unknown] can never act: command: command 'nope' is not in "
+        "actions.command.commands" + fix,
+        f"pattern error: {own_file}:10 [unit-unknown] can never act: restart: service 'db' is not in "
+        "actions.restart.units; it will not be restarted" + fix,
+        f"pattern error: {own_file}:18 [pip-unset] can never act: pip_install: pip_install is not configured: "
+        "add an actions.pip_install section to the config" + fix,
+    ], r.stderr

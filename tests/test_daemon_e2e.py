@@ -6,6 +6,7 @@ SQLite store and the CLI, as a user would.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -179,3 +180,25 @@ def test_host_health_is_checked_with_telegram_off(tmp_path: Path) -> None:
         assert f"disk {tmp_path} at" in line and "threshold" in line
     finally:
         assert d.stop() == 0
+
+
+def test_a_broken_pattern_file_keeps_its_last_good_version(daemon: Daemon, tmp_path: Path) -> None:
+    """Issue 14 §5: a typo in a live pattern file used to drop its patterns silently."""
+    own = tmp_path / "patterns" / "test.yaml"
+    good = own.read_text()
+    own.write_text(good.replace("BOOM (?P<what>", "BOOM ((?P<what>"))
+    rows = wait_for(lambda: daemon.query("SELECT detail FROM audit WHERE kind = 'pattern_file_rejected'"), 5)
+    assert rows, daemon.log_text()
+    detail = json.loads(rows[0]["detail"])
+    assert (detail["file"], detail["line"], detail["kept"]) == (str(own), 2, 2)
+    assert "not a valid RE2 regex" in detail["error"]
+    # The last good version is still in force: the line is matched and fixed as before.
+    append(tmp_path / "logs" / "app.log", "2026-11-22 10:00:00 ERROR worker: BOOM disk")
+    assert wait_for(lambda: daemon.query("SELECT 1 FROM fix_attempts WHERE outcome = 'succeeded'"), 5)
+    status = daemon.cli("status")
+    assert f"Pattern file rejected: {own}:" in status.stdout, status.stdout
+    assert "(its last good version, 2 patterns, stays in force)" in status.stdout, status.stdout
+    own.write_text(good)
+    rows = wait_for(lambda: daemon.query("SELECT detail FROM audit WHERE kind = 'pattern_file_accepted'"), 5)
+    assert rows and json.loads(rows[0]["detail"]) == {"file": str(own), "patterns": 2}, daemon.log_text()
+    assert "Pattern file rejected" not in daemon.cli("status").stdout

@@ -103,3 +103,35 @@ async def test_a_reload_restarts_only_the_sources_whose_settings_changed(tmp_pat
     finally:
         await sources.stop()
     assert sources.running == []
+
+
+async def test_a_rejected_pattern_file_is_told_once_and_its_fix_confirmed(tmp_path: Path) -> None:
+    """The chat hears of each rejected file (file, line, error, what stays) once, and again when it loads."""
+    from support.daemon import TEST_PATTERNS
+
+    from healer.core.notices import Notice, NoticeKind
+
+    (tmp_path / "patterns").mkdir()
+    (tmp_path / "patterns" / "test.yaml").write_text(yaml.safe_dump(TEST_PATTERNS))
+    config, r, engine, store = reloader_for(tmp_path)
+    told: list[Notice] = []
+    r.notice = told.append
+    own = tmp_path / "patterns" / "test.yaml"
+    good = own.read_text()
+    own.write_text(good.replace("BOOM (?P<what>", "BOOM ((?P<what>"))
+    assert await r.reload("test")
+    assert {p.id for p in engine.by_id.values()} == {"boom", "numbered"}, "the last good version stays"
+    [notice] = told
+    assert notice.kind is NoticeKind.CONFIG
+    assert notice.text.startswith(f"Pattern file rejected: {own}:")
+    assert "not a valid RE2 regex" in notice.text
+    assert notice.text.endswith("Its last good version (2 patterns) stays in force; fix the file and save it again.")
+    assert await r.reload("test") and len(told) == 1, "the same error is told once"
+    own.write_text(good)
+    assert await r.reload("test")
+    assert told[-1].text == f"Pattern file {own} loads again: 2 patterns in force."
+    kinds = [e.kind for e in reversed(store.audit_entries())]
+    assert kinds.count("pattern_file_rejected") == 1 and kinds.count("pattern_file_accepted") == 1
+    config.write_text("kill_switch: maybe\n")
+    assert not await r.reload("test")
+    assert told[-1].text.startswith(f"Config rejected: {config}: kill_switch")

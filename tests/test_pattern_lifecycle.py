@@ -227,7 +227,7 @@ def test_figures_accumulate_from_a_replay_of_a_real_log(tmp_path: Path, capsys: 
     assert log.read_text().count("ConnectionError: Error 111 connecting to localhost") == 25
     rc, out = cli(capsys, tmp_path, "replay", str(log), "--state", str(tmp_path / "replay"))
     assert rc == 0
-    assert "gateway-slow: skip (shadow) would act: command(command=ok)" in out, out
+    assert "      shadow, never acts: 25 matches: shadow ×25 (last: would act: command(command=ok))" in out, out
     rc, out = cli(capsys, tmp_path, "patterns", "--state", str(tmp_path / "replay"))
     assert rc == 0
     rows = {line.split()[-1]: line.split()[:-1] for line in out.splitlines() if line.startswith("  active ")}
@@ -249,7 +249,7 @@ def test_figures_accumulate_from_a_replay_of_a_real_log(tmp_path: Path, capsys: 
 
     # An operator reads the replay and says one match was wrong: no promotion then.
     replayed = cli(capsys, tmp_path, "replay", str(log))[1]
-    [gateway] = [line.split()[0].lstrip("#") for line in replayed.splitlines() if "gateway-slow" in line]
+    [gateway] = [line.split()[0].lstrip("#") for line in replayed.splitlines() if "] gateway-slow:" in line]
     rc, out = cli(capsys, tmp_path, "mark", gateway, "wrong", "--state", str(tmp_path / "replay"))
     assert rc == 0 and "gateway-slow now has 1 wrong mark(s)" in out, out
     rc, out = cli(capsys, tmp_path, "patterns", "--state", str(tmp_path / "replay"))

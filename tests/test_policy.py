@@ -88,8 +88,18 @@ TABLE: list[tuple[str, IncidentSnapshot, dict[str, Any], dict[str, Any], Trigger
      Trigger.APPROVED, Verdict.SKIP, Reason.KILL_SWITCH, "kill_switch is on in the config"),
     ("draining beats dry run", EVERYTHING_BLOCKS, {}, {"draining": True, "dry_run": True},
      Trigger.AUTO, Verdict.SKIP, Reason.DRAINING, "shutting down"),
-    ("dry run says what would run", EVERYTHING_BLOCKS, {}, {"dry_run": True},
+    ("dry run says what would run", snap(), {}, {"dry_run": True},
      Trigger.AUTO, Verdict.SKIP, Reason.DRY_RUN, "would run command(command=ok-a)"),
+    ("dry run applies every guardrail first", EVERYTHING_BLOCKS, {}, {"dry_run": True},
+     Trigger.AUTO, Verdict.SKIP, Reason.IN_PROGRESS, "attempt #7 is verifying"),
+    ("dry run applies the threshold", snap(matches_in_window=2), {"threshold_count": 3}, {"dry_run": True},
+     Trigger.AUTO, Verdict.SKIP, Reason.THRESHOLD, "2/3 in 60s"),
+    ("dry run applies the cooldown", snap(last_fix_at=NOW - 10), {}, {"dry_run": True},
+     Trigger.AUTO, Verdict.SKIP, Reason.COOLDOWN, "last fix 10s ago"),
+    ("dry run says who would be asked", snap(), {"approval": Approval.ASK}, {"dry_run": True},
+     Trigger.AUTO, Verdict.SKIP, Reason.DRY_RUN_ASK, "would ask to run command(command=ok-a)"),
+    ("dry run escalates as the daemon would", snap(attempts=3), {}, {"dry_run": True},
+     Trigger.AUTO, Verdict.ESCALATE, Reason.MAX_ATTEMPTS, "3 attempts made"),
     ("threshold beats a fix in progress", dataclasses.replace(EVERYTHING_BLOCKS, matches_in_window=2),
      {"threshold_count": 3}, {},
      Trigger.AUTO, Verdict.SKIP, Reason.THRESHOLD, "2/3 in 60s"),
@@ -326,8 +336,9 @@ def test_every_reason_is_reached_by_the_table() -> None:
     checks = {row[4].reason for row in CHECKS if row[4] is not None}
     confirm = {row[4].reason for row in CONFIRM_TABLE}
     shadow = {Reason.SHADOW} if SHADOW_TABLE else set()
-    # TARGET_BUSY and CANNOT_RUN come from the engine reading the host, never the policy: test_outcome_notices.py.
-    engine_only = {Reason.TARGET_BUSY, Reason.CANNOT_RUN}
+    # TARGET_BUSY and CANNOT_RUN come from the engine reading the host, never the policy: test_outcome_notices.py;
+    # a refused rehearsal is recorded by the fix pool (engine.fixes.rehearse, tests/test_replay.py).
+    engine_only = {Reason.TARGET_BUSY, Reason.CANNOT_RUN, Reason.DRY_RUN_REFUSED}
     assert {row[6] for row in TABLE} | after | checks | confirm | shadow == set(Reason) - engine_only
 
 
@@ -345,10 +356,15 @@ def test_an_old_escalation_is_reopened_with_a_fresh_count() -> None:
 
 def test_gate_rules_without_store_facts_and_agrees_with_decide() -> None:
     """The guardrails reader skips the store when ``gate`` already ruled; both must say the same."""
-    guard_overs: list[dict[str, Any]] = [{"kill_switch": True}, {"draining": True}, {"dry_run": True}]
+    guard_overs: list[dict[str, Any]] = [{"kill_switch": True}, {"draining": True}]
     for guard_over in guard_overs:
         guards = dataclasses.replace(GUARDS, **guard_over)
         early = gate(SUBJECT, pattern(), guards)
         assert early is not None
         assert early == decide(EVERYTHING_BLOCKS, pattern(), guards, NOW, Trigger.AUTO)
     assert gate(SUBJECT, pattern(), GUARDS) is None
+    # Dry run: gate says nothing may run (a pasted line's answer); decide goes on to what would have happened.
+    dry = dataclasses.replace(GUARDS, dry_run=True)
+    ruled = gate(SUBJECT, pattern(), dry)
+    assert ruled is not None and ruled.reason is Reason.DRY_RUN
+    assert decide(EVERYTHING_BLOCKS, pattern(), dry, NOW, Trigger.AUTO).reason is Reason.IN_PROGRESS

@@ -41,12 +41,27 @@ def manifest(root: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
+def installed_config_is_clean(conf: Path, tmp: Path) -> None:
+    """State in StateDirectory=, and no demo log source (it would be /etc/healer/logs/*.log, warned at each start)."""
+    from healer.app.ruleset import load_ruleset
+
+    text = conf.read_text()
+    assert "\nstate_dir: /var/lib/healer " in text
+    assert "\n  files: []   # install.sh: the demo source is off;" in text
+    assert "\n    - path: ./logs/" not in text
+    probe = tmp / "installed.yaml"
+    probe.write_text(text.replace("state_dir: /var/lib/healer", f"state_dir: {tmp / 'state'}"))
+    rules = load_ruleset(probe, environ={})
+    assert rules.settings.sources.files == () and rules.pattern_errors == ()
+
+
 def test_install_twice_identical_then_uninstall(source, tmp_path):
     src, wheel = source
     root = tmp_path / "root"
     root.mkdir()
 
     first = run_install(src, wheel, root)
+    installed_config_is_clean(root / "etc/healer/config.yaml", tmp_path)
     m1 = manifest(root)
     second = run_install(src, wheel, root)
     m2 = manifest(root)

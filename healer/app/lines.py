@@ -13,12 +13,26 @@ block, as the tailer keeps it for its next read.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from healer.rules.assemble import Limits, open_tail
+from healer.core.errors import InputError
+from healer.core.stamps import HEAD, leading_time
+from healer.rules.assemble import Limits, extent, open_tail
 
 BLOCK_BYTES = 8 << 20
+
+
+@contextmanager
+def open_log(path: str) -> Iterator[BinaryIO]:
+    """A log file to read, or an ``InputError`` naming it (no traceback for a typo in a path)."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by the context manager below
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    with fh:
+        yield fh
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +112,37 @@ def event_blocks(fh: BinaryIO, max_line: int, limits: Limits | None, size: int =
             yield Block(data[:cut], lines - carry_lines, block.cut)
     if carry:
         yield Block(carry, carry_lines, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Consecutive events of a block that share one time: the clock a replay sets before ingesting them."""
+
+    at: float | None  # the first event's leading timestamp; None: it had none
+    start: int  # offset in the block
+    end: int
+    undated: int  # events in it whose first line carries no timestamp of its own
+
+
+def timed_segments(data: bytes, limits: Limits | None) -> Iterator[Segment]:
+    """``data`` (whole lines) cut where an event's first line starts with a new time (``core.stamps``).
+
+    The cut is only ever between events, never inside a multi-line one; an
+    event without a timestamp of its own stays with the one before it, as a
+    daemon reading the log live would have read it at about that time.
+    """
+    pos, n = 0, len(data)
+    start, at, undated = 0, None, 0
+    while pos < n:
+        end = data.find(b"\n", pos) if limits is None else extent(data, pos, limits).end
+        end = n if end < 0 else end
+        t = leading_time(data[pos : pos + HEAD].decode("utf-8", "replace"))
+        if t is None:
+            undated += 1
+        elif t != at:
+            if pos > start:
+                yield Segment(at, start, pos, undated)
+            start, at, undated = pos, t, 0
+        pos = end + 1
+    if n > start:
+        yield Segment(at, start, n, undated)

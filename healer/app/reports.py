@@ -210,6 +210,12 @@ def status_text(s: StatusResult) -> str:
             f"Dry run: {'on' if s.dry_run else 'off'}",
             f"Patterns: {s.patterns}; open incidents: {c.open_incidents}; "
             f"waiting for approval: {c.pending_approvals}; fixes running: {c.active_attempts}",
+            *(
+                f"Pattern file rejected: {r.error} ("
+                + (f"its last good version, {r.kept} patterns, stays in force" if r.kept is not None else "not loaded")
+                + ")"
+                for r in s.rejected
+            ),
         ]
     )
 

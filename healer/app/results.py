@@ -61,6 +61,12 @@ class ExplainResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RejectedFile:
+    error: str  # file:line [id]: problem
+    kept: int | None  # patterns of its last good version the daemon keeps; None: none loaded
+
+
+@dataclass(frozen=True, slots=True)
 class StatusResult:
     kill_switch: bool
     dry_run: bool
@@ -69,6 +75,8 @@ class StatusResult:
     patterns: int
     counts: StatusCounts
     now: float
+    # Pattern files that did not load, each with what stays in force instead (issue 14 §5).
+    rejected: tuple[RejectedFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,9 @@ class Would(StrEnum):
     ASK = "ask"
     REFUSE = "refuse"
     NOTIFY = "notify"
+    SKIP = "skip"  # replay: held back by a guardrail (threshold, cooldown, budget, a question waiting)
+    ESCALATE = "escalate"  # replay: handed to a human (max attempts, failed before)
+    SHADOW = "shadow"  # replay: a shadow pattern, recorded and never acting (its detail says what it would do)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +146,27 @@ class LineExplanation:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplayDecision:
+    """One decision of a replayed incident, in the operator's terms: what would have happened, how often."""
+
+    would: Would
+    reason: Reason
+    count: int
+    ts: float
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayIncident:
     incident: Incident
     last: Decision | None
+    decisions: tuple[ReplayDecision, ...] = ()
+
+    def tally(self) -> dict[Would, int]:
+        """Matches per outcome, in the order a person reads them (run, ask, refuse, escalate, skip, notify)."""
+        order = (Would.RUN, Would.ASK, Would.REFUSE, Would.ESCALATE, Would.SHADOW, Would.SKIP, Would.NOTIFY)
+        counts = {w: sum(d.count for d in self.decisions if d.would is w) for w in order}
+        return {w: n for w, n in counts.items() if n}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +176,5 @@ class ReplayReport:
     cut: int  # lines cut at sources.max_line_bytes
     seconds: float
     incidents: tuple[ReplayIncident, ...]
+    timestamps: bool = False  # windows from the lines' own timestamps
+    undated: int = 0  # with timestamps: events whose line had none (they took the previous line's time)

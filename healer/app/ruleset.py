@@ -18,7 +18,7 @@ from healer.remedy.apps import with_app_sections
 from healer.remedy.registry import parse_action_sections, step_checker
 from healer.rules.matcher import Matcher
 from healer.rules.patterns import Pattern, load_patterns
-from healer.rules.patternset import Disabled, LoadResult, Overridden
+from healer.rules.patternset import Disabled, FileLoad, Kept, LoadResult, Overridden
 from healer.settings.load import load_settings
 from healer.settings.schema import Settings
 
@@ -33,6 +33,9 @@ class Ruleset:
     bundled_files: tuple[str, ...] = ()
     overridden: tuple[Overridden, ...] = ()
     disabled: tuple[Disabled, ...] = ()
+    # Each pattern file's version in force (the next reload keeps it if the file turns bad), and those kept.
+    loads: tuple[FileLoad, ...] = ()
+    kept: tuple[Kept, ...] = ()
 
 
 def typed_settings(settings: Settings) -> Settings:
@@ -42,7 +45,10 @@ def typed_settings(settings: Settings) -> Settings:
 
 
 def load_pattern_dirs(
-    dirs: Sequence[Path], actions: Mapping[str, Any] | None = None, settings: Settings | None = None
+    dirs: Sequence[Path],
+    actions: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+    last_good: Mapping[str, FileLoad] | None = None,
 ) -> LoadResult:
     """Pattern files with every remediation checked against the actions (and their settings, if given).
 
@@ -51,15 +57,36 @@ def load_pattern_dirs(
     if settings is None:
         return load_patterns(dirs, step_checker(actions))
     return load_patterns(
-        dirs, step_checker(actions), disabled=settings.patterns_disabled, config=settings.source or "config"
+        dirs,
+        step_checker(actions),
+        disabled=settings.patterns_disabled,
+        config=settings.source or "config",
+        last_good=last_good,
     )
 
 
-def load_ruleset(config_path: Path, environ: Mapping[str, str] | None = None) -> Ruleset:
-    """Raises ConfigError for a bad config; bad pattern files are reported, not fatal."""
+def load_ruleset(
+    config_path: Path, environ: Mapping[str, str] | None = None, last_good: Ruleset | None = None
+) -> Ruleset:
+    """Raises ConfigError for a bad config; bad pattern files are reported, not fatal.
+
+    ``last_good``: the ruleset in force (a live reload); a pattern file that fails to load
+    keeps its version from there (``Ruleset.kept``), as the config itself would.
+    """
     settings = typed_settings(load_settings(config_path, environ))
-    res = load_pattern_dirs(settings.patterns_dirs, settings.actions, settings)
+    good = {f.path: f for f in last_good.loads} if last_good is not None else None
+    res = load_pattern_dirs(settings.patterns_dirs, settings.actions, settings, good)
     # Compile exactly what the daemon's engine compiles, so `healer check` and a reload refuse
     # a set that would otherwise crash the daemon at start (the old set stays in force).
     Matcher(res.patterns)
-    return Ruleset(settings, res.patterns, res.errors, res.files, res.bundled_files, res.overridden, res.disabled)
+    return Ruleset(
+        settings,
+        res.patterns,
+        res.errors,
+        res.files,
+        res.bundled_files,
+        res.overridden,
+        res.disabled,
+        res.loads,
+        res.kept,
+    )

@@ -18,7 +18,6 @@ ingest executor (serialised with ingestion); ``run_fixes`` and
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -26,7 +25,6 @@ from typing import BinaryIO
 
 from healer.app import health as host
 from healer.app import lifecycle
-from healer.app.lines import event_blocks
 from healer.app.ports import Rules, RunJobs
 from healer.app.results import (
     ErrorSummary,
@@ -37,14 +35,22 @@ from healer.app.results import (
     JobOutcome,
     LineExplanation,
     LineHit,
-    ReplayIncident,
+    RejectedFile,
     ReplayReport,
     SettleReport,
     StatusResult,
     Would,
 )
 from healer.core.clock import Clock
-from healer.core.enums import Approval, ApprovalState, AuditKind, PatternMode, Reason, SettleStatus, SourceName
+from healer.core.enums import (
+    Approval,
+    ApprovalState,
+    AuditKind,
+    PatternMode,
+    Reason,
+    SettleStatus,
+    SourceName,
+)
 from healer.core.jobs import FixJob, Job
 from healer.core.records import FixAttempt, Incident
 from healer.engine.engine import Engine
@@ -52,7 +58,6 @@ from healer.engine.guardrails import guardrails
 from healer.engine.policy import Subject, gate
 from healer.engine.triage import Triage, incident_triage
 from healer.remedy.base import render
-from healer.rules.assemble import Limits
 from healer.rules.patterns import Pattern
 from healer.settings.schema import Settings
 from healer.store import reads
@@ -180,7 +185,26 @@ class Healer:
             patterns=len(rules.patterns),
             counts=reads.status_counts(self.store, now),
             now=now,
+            rejected=self._rejected_files(),
         )
+
+    def _rejected_files(self) -> tuple[RejectedFile, ...]:
+        """Each pattern file that does not load, and whether the daemon keeps its last good version.
+
+        The daemon's own ruleset knows (``Ruleset.kept``); the CLI, which loads the files afresh,
+        reads the daemon's audit of the same error instead.
+        """
+        rules = self._rules()
+        kept = {k.path: k.patterns for k in rules.kept}
+        said = {
+            (str(e.detail.get("file")), str(e.detail.get("error"))): e.detail.get("kept")
+            for e in reversed(self.store.audit_entries(AuditKind.PATTERN_FILE_REJECTED, limit=200))
+        }
+        out = []
+        for err in rules.pattern_errors:
+            n = kept.get(err.path, said.get((err.path, err.problem)))
+            out.append(RejectedFile(str(err), n if isinstance(n, int) else None))
+        return tuple(out)
 
     def incident_counts(self, ids: Sequence[int]) -> dict[int, int]:
         """How many times each incident has fired (the bot's digest and "still firing" updates)."""
@@ -333,22 +357,22 @@ class Healer:
         return Would.RUN, "runs automatically" + where
 
     # -- replay -----------------------------------------------------------------------
-    def replay(self, fh: BinaryIO, service: str, origin: str, source: SourceName = SourceName.FILE) -> ReplayReport:
-        """Feed a log through the engine as the daemon's tailer would: same source, same line cut."""
-        engine = self.engine
-        sources = self.settings.sources
-        lines = matches = cut = base = 0
-        t0 = time.perf_counter()
-        for block in event_blocks(fh, sources.max_line_bytes, Limits.of(sources.multiline)):
-            lines += block.lines
-            cut += block.cut
-            matches += engine.ingest_buffer(block.data, service, origin, source, base).matched
-            base += len(block.data)
-        elapsed = time.perf_counter() - t0
-        incidents = tuple(
-            ReplayIncident(inc, self.store.last_decision(inc.id)) for inc in self.store.incidents(limit=100_000)
+    def replay(
+        self,
+        fh: BinaryIO,
+        service: str,
+        origin: str,
+        source: SourceName = SourceName.FILE,
+        *,
+        timestamps: bool = False,
+        set_clock: Callable[[float], None] | None = None,
+    ) -> ReplayReport:
+        """Feed a log through the engine as the daemon's tailer would (``healer.app.replay``)."""
+        from healer.app.replay import replay_log
+
+        return replay_log(
+            self.engine, self._run_jobs, fh, service, origin, source, timestamps=timestamps, set_clock=set_clock
         )
-        return ReplayReport(lines, matches, cut, elapsed, incidents)
 
 
 def describe_fix(pattern: Pattern, groups: Mapping[str, str]) -> str:

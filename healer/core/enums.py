@@ -78,7 +78,9 @@ class Reason(StrEnum):
 
     OK = "ok"
     KILL_SWITCH = "kill_switch"
-    DRY_RUN = "dry_run"
+    DRY_RUN = "dry_run"  # dry run: the fix would run now (counts for cooldown and budget as a fix would)
+    DRY_RUN_ASK = "dry_run_ask"  # dry run: a human would be asked to approve the fix
+    DRY_RUN_REFUSED = "dry_run_refused"  # dry run: the fix would start, and its action's own check refuse it
     THRESHOLD = "threshold"
     COOLDOWN = "cooldown"
     MAX_ATTEMPTS = "max_attempts"
@@ -204,6 +206,8 @@ class AuditKind(StrEnum):
     DAEMON_STOPPED = "daemon_stopped"
     CONFIG_CHANGED = "config_changed"
     CONFIG_REJECTED = "config_rejected"
+    PATTERN_FILE_REJECTED = "pattern_file_rejected"  # a live reload: its last good version stays, if it had one
+    PATTERN_FILE_ACCEPTED = "pattern_file_accepted"  # a file rejected before loads again
     APPROVAL = "approval"
     FIX_REQUESTED = "fix_requested"
     FIX_REFUSED = "fix_refused"

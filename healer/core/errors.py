@@ -8,6 +8,7 @@
     ├── ActionError       a fix step failed while running
     │   └── ActionRefused   a fix step must not run (allowlist, precondition, unsafe input)
     ├── StoreError        the SQLite store cannot be opened or written
+    ├── InputError        a command's own input is unusable (a log file that is not there)
     └── WebhookError      a webhook delivery is refused (with the HTTP status to answer)
 
 Callers (the CLI, the daemon's reload path, the webhook receiver) catch
@@ -96,6 +97,10 @@ class HostileValue(ActionRefused):
 
 class ParamError(HealerError):
     """An action's parameters or settings are invalid at load time."""
+
+
+class InputError(HealerError):
+    """Input a command cannot use (a missing log file, a bad option value): one line, exit 2."""
 
 
 class StoreError(HealerError):

@@ -27,6 +27,7 @@ class NoticeKind(StrEnum):
     HEALTH = "health"
     RESOLVED = "resolved"
     EXPIRED = "expired"  # an approval nobody answered within engine.approval_ttl: its buttons are removed
+    CONFIG = "config"  # a config or pattern file rejected on reload (the last good one stays), or loading again
 
 
 @dataclass(frozen=True, slots=True)

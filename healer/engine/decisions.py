@@ -16,7 +16,17 @@ from healer.core.jobs import FixJob, IngestResult, ProbeJob
 from healer.core.notices import Notice, NoticeKind
 from healer.core.records import Decision, Incident
 from healer.engine import guardrails, wording
-from healer.engine.policy import FailureFacts, Ruling, Subject, after_failure, decide, describe, gate, shadowed
+from healer.engine.policy import (
+    REHEARSED,
+    FailureFacts,
+    Ruling,
+    Subject,
+    after_failure,
+    decide,
+    describe,
+    gate,
+    shadowed,
+)
 from healer.engine.triage import incident_triage
 from healer.engine.wiring import Wiring
 from healer.remedy.base import Confirmation
@@ -69,7 +79,8 @@ class Decider:
         guards = guardrails.guardrails(self.w.settings, draining=self.w.draining)
         if shadow:
             guards = replace(guards, dry_run=False)
-        early = gate(subject, pattern, guards)
+        # Dry run is the chain's last step (policy.rehearsed): every guardrail before it still applies.
+        early = gate(subject, pattern, replace(guards, dry_run=False))
         if early is not None:
             return early
         settings = self.w.settings
@@ -78,6 +89,8 @@ class Decider:
         snap = guardrails.snapshot(
             self.w.store, db, inc, subject, pattern, now, trigger, retry_for=retry_for, priority=priority
         )
+        if guards.dry_run:
+            snap = guardrails.with_rehearsals(self.w.store, db, snap, now, settings.engine.approval_ttl)
         if pattern.confirm and trigger is Trigger.AUTO:
             held = self.w.holds.look(inc.id, now)
             snap = replace(snap, confirmation=found or held.confirmation, probing=found is None and held.probing)
@@ -107,9 +120,14 @@ class Decider:
             ruling = replace(ruling, verdict=Verdict.NOTIFY, reason=Reason.CANNOT_RUN, detail=f"cannot run: {why_not}")
         if ruling.reopen:
             store.reopen_escalated(db, inc.id)
-        decision, new = self.record(db, inc, pattern, ruling, now, trigger, collapse=trigger is Trigger.AUTO, repeats=n)
+        # A dry run's would-run or would-ask is its own row, as the fix or the question would be.
+        collapse = trigger is Trigger.AUTO and ruling.reason not in REHEARSED
+        decision, new = self.record(db, inc, pattern, ruling, now, trigger, collapse=collapse, repeats=n)
         result.decisions.append(decision)
-        if ruling.probe:
+        if ruling.reason in REHEARSED:
+            # The fix pool runs the action's own check and records a refusal (Fixer.rehearse); nothing else.
+            result.jobs.append(FixJob(decision, inc.id, pattern.id, dict(groups), service, trigger))
+        elif ruling.probe:
             self.w.holds.begin(inc.id, now)
             result.jobs.append(ProbeJob(inc.id, pattern.id, dict(groups), service))
         elif decision.verdict is Verdict.ACT:

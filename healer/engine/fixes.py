@@ -22,7 +22,7 @@ from healer.core.records import FixAttempt
 from healer.engine import wording
 from healer.engine.decisions import Decider
 from healer.engine.evidence import security_detail
-from healer.engine.policy import Ruling
+from healer.engine.policy import REHEARSED, Ruling
 from healer.engine.preconditions import Prechecks
 from healer.engine.wiring import Wiring
 from healer.remedy.apps import resolve, roles_for
@@ -57,6 +57,10 @@ class Fixer:
         pattern = w.by_id.get(job.pattern_id)
         if pattern is None:
             log.warning("fix_pattern_gone", pattern=job.pattern_id)
+            return None
+        if job.decision.reason in REHEARSED:
+            # A dry run's decision never starts a fix, even if dry run was turned off since.
+            self.rehearse(job, pattern, settings)
             return None
         now = w.clock.now()
         attempt_box: list[int] = []
@@ -109,6 +113,28 @@ class Fixer:
         w.emit(
             [Notice(NoticeKind.FIX_RESULT, pattern.severity, text, incident=inc, decision=decision, outcome="blocked")]
         )
+
+    def rehearse(self, job: FixJob, pattern: Pattern, settings: Settings) -> None:
+        """Dry run: each step's own ``check`` (allowlists, the unit or package named), as the fix would meet it.
+
+        Nothing is applied, nothing locked, no attempt recorded. A refusal
+        replaces the decision's "would run" with "would be refused" and why;
+        every step is checked before any runs, where the real chain checks each
+        just before it applies, so a check that depends on an earlier step's
+        change may refuse here and not in the daemon.
+        """
+        w = self.w
+
+        def audit(kind: AuditKind, data: Mapping[str, object]) -> None:
+            w.store.audit(kind, "dry_run", {"decision": job.decision.id, **data}, w.clock.now())
+
+        for i in range(len(pattern.steps)):
+            action, ctx = self.step_context(job, pattern, settings, i, audit)
+            try:
+                action.check(ctx)
+            except HealerError as exc:
+                w.store.refuse_rehearsal(job.decision.id, f"would be refused: {action.name}: {exc}")
+                return
 
     def _plan(
         self, job: FixJob, pattern: Pattern, settings: Settings, reverter: Reverter, audit: AuditFn

@@ -8,6 +8,8 @@ pattern that has one, and nothing at all when ``gate`` already ruled.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from healer.core.enums import Priority, Trigger
 from healer.core.records import Incident
 from healer.engine.evidence import did_not_hold
@@ -88,4 +90,24 @@ def snapshot(
         breaker_open=breaker_open(store, now),
         priority=priority,
         blocked=store.blocked_detail(db, inc.id, now - retry_for) if trigger is Trigger.AUTO and retry_for else "",
+    )
+
+
+def with_rehearsals(store: Store, db: Tx, snap: IncidentSnapshot, now: float, approval_ttl: float) -> IncidentSnapshot:
+    """In dry run, the fixes that would have run count as run, and a question that would have been asked as asked.
+
+    So cooldown, the hourly budget and a pending approval hold a dry run's
+    decisions back exactly as they would hold the daemon's: a storm is one
+    would-run, not one per line. Each fix that would run is assumed to hold
+    (a dry run cannot see a verify window or an undo).
+    """
+    r = store.rehearsals(db, snap.subject.incident_id, now - HOUR, now - approval_ttl)
+    last = snap.last_fix_at
+    if r.last_run is not None and (last is None or r.last_run > last):
+        last = r.last_run
+    return replace(
+        snap,
+        last_fix_at=last,
+        fixes_last_hour=snap.fixes_last_hour + r.runs_since,
+        pending_approval=snap.pending_approval or r.asked,
     )

@@ -5,7 +5,7 @@ of the incident and its guardrail counters (built by ``guardrails.py``) and
 returns a ``Ruling``. The chain, in order, the first that applies wins:
 
  1. notify only (no steps, or ``approval: never``)
- 2. kill switch          3. draining            4. dry run
+ 2. kill switch          3. draining
  5. threshold (automatic matches only); for a ``confirm: true`` pattern the
     probe's held verdict instead: refuted -> notify only, stuck (the fault is
     there and the fix can only refuse it) -> escalate, a probe under way
@@ -154,7 +154,30 @@ def gate(subject: Subject, pattern: Pattern, guards: Guardrails) -> Ruling | Non
     return None
 
 
+REHEARSED = frozenset({Reason.DRY_RUN, Reason.DRY_RUN_ASK, Reason.DRY_RUN_REFUSED})
+"""The reasons of a dry run's decision that stands for a fix that would have started (or asked)."""
+
+
+def rehearsed(ruling: Ruling, pattern: Pattern, subject: Subject) -> Ruling:
+    """Step 15: in dry run, an act or an ask becomes a skip that says what would have happened."""
+    chain = describe(pattern, subject)
+    if ruling.probe:
+        detail = f"would probe the fault, then run {chain} if it is confirmed"
+        return replace(ruling, verdict=Verdict.SKIP, reason=Reason.DRY_RUN, detail=detail, probe=False)
+    if ruling.verdict is Verdict.ACT:
+        return replace(ruling, verdict=Verdict.SKIP, reason=Reason.DRY_RUN, detail=f"would run {chain}")
+    if ruling.verdict is Verdict.ASK:
+        why = f" ({ruling.detail})" if ruling.detail else ""
+        return replace(ruling, verdict=Verdict.SKIP, reason=Reason.DRY_RUN_ASK, detail=f"would ask to run {chain}{why}")
+    return ruling
+
+
 def decide(snap: IncidentSnapshot, pattern: Pattern, guards: Guardrails, now: float, trigger: Trigger) -> Ruling:
+    ruling = _decide(snap, pattern, replace(guards, dry_run=False), now, trigger)
+    return rehearsed(ruling, pattern, snap.subject) if guards.dry_run else ruling
+
+
+def _decide(snap: IncidentSnapshot, pattern: Pattern, guards: Guardrails, now: float, trigger: Trigger) -> Ruling:
     early = gate(snap.subject, pattern, guards)
     if early is not None:
         return early

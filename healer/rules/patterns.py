@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from healer.rules.fields import (
     str_key,
     strings_key,
 )
-from healer.rules.patternset import FileLoad, LoadResult, effective_set
+from healer.rules.patternset import FileLoad, Kept, LoadResult, effective_set
 from healer.settings.preconditions import CheckBase, parse_checks
 from healer.settings.safeyaml import YamlProblem, item_lines, load_with_node, read_capped
 
@@ -370,17 +370,33 @@ def pattern_files(dirs: Iterable[Path]) -> list[Path]:
     return files
 
 
+def _still_valid(load: FileLoad, check_step: StepCheck | None) -> bool:
+    """A kept version's steps against the config as it is now: an allowlist removed since refuses it."""
+    try:
+        for p in load.patterns:
+            for step in p.steps:
+                if check_step is not None:
+                    check_step(step.action, step.params)
+    except (ParamError, ValueError):
+        return False
+    return True
+
+
 def load_patterns(
     dirs: Sequence[Path],
     check_step: StepCheck | None = None,
     *,
     disabled: Sequence[str] = (),
     config: str = "config",
+    last_good: Mapping[str, FileLoad] | None = None,
 ) -> LoadResult:
     """Every pattern file under ``dirs``, merged into the set in effect (see healer.rules.patternset).
 
     Files under the bundled directory are the bundled set, wherever it is listed. Pass the
     registry's ``step_checker`` to check remediations, and the config's ``patterns_disabled``.
+    ``last_good`` (a live reload: each file's version in force until now): a file that fails
+    to load keeps that version, as a bad config keeps the last good config; the error is
+    still reported, and :attr:`LoadResult.kept` says which files it kept.
     """
     errors: list[PatternError] = []
     for d in dirs:
@@ -389,13 +405,19 @@ def load_patterns(
     bundled_dir = bundled_patterns_dir().resolve()
     files = pattern_files(dirs)
     loads: list[FileLoad] = []
+    kept: list[Kept] = []
     for path in files:
         try:
             loaded = load_file(path, check_step)
         except PatternError as exc:
             errors.append(exc)
+            good = (last_good or {}).get(str(path))
+            if good is not None and _still_valid(good, check_step):
+                loads.append(good)
+                kept.append(Kept(str(path), exc, len(good.patterns)))
             continue
         loads.append(FileLoad(str(path), tuple(loaded), path.resolve().parent == bundled_dir))
     # Bundled first wherever listed: which set a file belongs to decides, never the order of the list.
     loads.sort(key=lambda f: not f.bundled)
-    return effective_set(loads, disabled, config, errors, [str(f) for f in files])
+    res = effective_set(loads, disabled, config, errors, [str(f) for f in files])
+    return replace(res, loads=tuple(loads), kept=tuple(kept))

@@ -52,6 +52,15 @@ class FileLoad:
 
 
 @dataclass(frozen=True)
+class Kept:
+    """A file that failed to load while its last good version stays in force (a live reload only)."""
+
+    path: str
+    error: PatternError
+    patterns: int  # how many patterns its last good version has
+
+
+@dataclass(frozen=True)
 class LoadResult:
     patterns: tuple[Pattern, ...]
     errors: tuple[PatternError, ...]
@@ -59,6 +68,9 @@ class LoadResult:
     bundled_files: tuple[str, ...] = ()
     overridden: tuple[Overridden, ...] = ()
     disabled: tuple[Disabled, ...] = ()
+    # Each file's version in force (loaded now, or kept), for the next reload; and the ones kept.
+    loads: tuple[FileLoad, ...] = ()
+    kept: tuple[Kept, ...] = ()
 
 
 def at(p: Pattern) -> str:

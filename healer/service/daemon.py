@@ -129,6 +129,7 @@ class Daemon:
             status=self._status_line,
             on_swapped=self._swapped,
             metrics=self.metrics,
+            notice=self._notice,
         )
         self.facade = Healer(lambda: reloader.rules, store, engine, self.clock, workers.run_and_wait)
         self.metrics.bind(

@@ -1,8 +1,11 @@
 """Config reload: watch the files, load in full, swap, then describe what changed.
 
 A reload (config file change or SIGHUP) loads the new config and patterns in
-full, off the loop, before anything changes; a bad file is logged, audited and
-ignored, and the last good ruleset stays in force. Reloads are debounced (an
+full, off the loop, before anything changes; a bad config is logged, audited,
+told to the chat and ignored, and the last good ruleset stays in force. A bad
+pattern file alone keeps its own last good version the same way (the other
+files' edits still apply); it is audited and told once, with its file, line
+and error, and told again when it loads. Reloads are debounced (an
 editor's save is several filesystem events) and serialised (a slow reload can
 never apply an older file after a newer one).
 
@@ -24,8 +27,9 @@ import structlog
 
 from healer.app.ruleset import Ruleset, load_ruleset
 from healer.core.clock import Clock
-from healer.core.enums import AuditKind
+from healer.core.enums import AuditKind, Severity
 from healer.core.errors import HealerError
+from healer.core.notices import Notice, NoticeKind, NoticeSink
 from healer.engine.engine import Engine
 from healer.service.metrics import Metrics
 from healer.service.sdnotify import Notifier
@@ -54,6 +58,7 @@ class Reloader:
         status: Callable[[], str],
         on_swapped: Callable[[Ruleset, Ruleset], Awaitable[None]],
         metrics: Metrics | None = None,
+        notice: NoticeSink | None = None,
     ) -> None:
         self.config_path = config_path
         self.rules = rules
@@ -64,6 +69,8 @@ class Reloader:
         self.status = status
         self.on_swapped = on_swapped
         self.metrics = metrics
+        self.notice = notice
+        self._config_bad = False  # the last reload's config was rejected: say so when it loads again
         self._lock = asyncio.Lock()
         self._handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[bool]] = set()
@@ -92,16 +99,20 @@ class Reloader:
     async def _reload(self, why: str) -> bool:
         self.notifier.reloading()
         try:
-            new = await asyncio.to_thread(load_ruleset, self.config_path)
+            new = await asyncio.to_thread(load_ruleset, self.config_path, None, self.rules)
         except HealerError as exc:
             log.error("config_rejected", why=why, error=str(exc), keeping="last good config")
             self.store.audit(AuditKind.CONFIG_REJECTED, "daemon", {"why": why, "error": str(exc)}, self.clock.now())
             if self.metrics is not None:
                 self.metrics.record_reload(False, self.clock.now())
+            self._tell(f"Config rejected: {exc}\nThe last good config stays in force; fix the file and save it again.")
+            self._config_bad = True
             self.notifier.ready(self.status())
             return False
-        for err in new.pattern_errors:
-            log.error("pattern_file_rejected", error=str(err))
+        if self._config_bad:
+            self._config_bad = False
+            self._tell(f"Config {self.config_path} loads again.")
+        self._pattern_files(self.rules, new)
         old = self.rules
         if new.settings == old.settings and pattern_key(old) == pattern_key(new):
             log.debug("config_unchanged", why=why)
@@ -135,6 +146,38 @@ class Reloader:
         await self.on_swapped(old, new)
         self.notifier.ready(self.status())
         return True
+
+    def _tell(self, text: str) -> None:
+        if self.notice is not None:
+            self.notice(Notice(NoticeKind.CONFIG, Severity.HIGH, text))
+
+    def _pattern_files(self, old: Ruleset, new: Ruleset) -> None:
+        """Audit, log and tell each pattern file newly rejected, and each rejected one that loads again."""
+        now = self.clock.now()
+        kept = {k.path: k.patterns for k in new.kept}
+        before = {e.path: str(e) for e in old.pattern_errors}
+        after = {e.path: e for e in new.pattern_errors}
+        for path, err in after.items():
+            if before.get(path) == str(err):
+                continue  # said already
+            n = kept.get(path)
+            keeps = (
+                f"its last good version ({n} patterns) stays in force"
+                if n is not None
+                else "none of its patterns are loaded"
+            )
+            log.error("pattern_file_rejected", error=str(err), keeping=keeps)
+            detail = {"file": path, "line": err.line, "pattern": err.pattern_id, "error": err.problem, "kept": n}
+            self.store.audit(AuditKind.PATTERN_FILE_REJECTED, "daemon", detail, now)
+            self._tell(f"Pattern file rejected: {err}\n{keeps[0].upper()}{keeps[1:]}; fix the file and save it again.")
+        loaded = {f.path: len(f.patterns) for f in new.loads}
+        for path in before.keys() - after.keys():
+            n = loaded.get(path)
+            if n is None:
+                continue  # removed, not fixed: its patterns are gone with it
+            log.info("pattern_file_accepted", file=path, patterns=n)
+            self.store.audit(AuditKind.PATTERN_FILE_ACCEPTED, "daemon", {"file": path, "patterns": n}, now)
+            self._tell(f"Pattern file {path} loads again: {n} patterns in force.")
 
 
 def pattern_key(rules: Ruleset) -> tuple[object, ...]:

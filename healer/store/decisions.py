@@ -38,6 +38,18 @@ def _decision(r: sqlite3.Row) -> Decision:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Rehearsals:
+    """A dry run's would-be fixes, read as the guardrails read real ones (``engine.guardrails.with_rehearsals``)."""
+
+    last_run: float | None  # the incident's newest fix that would have started
+    runs_since: int  # fixes that would have started since the budget's hour began, on any incident
+    asked: bool  # the incident would have a question still waiting
+
+
+_WOULD_START = (Reason.DRY_RUN.value, Reason.DRY_RUN_REFUSED.value)
+
+
 class Decisions(Database):
     def record_decision(
         self,
@@ -149,6 +161,30 @@ class Decisions(Database):
             db.execute(
                 "UPDATE decisions SET state = ?, detail = ? WHERE id = ?",
                 (ApprovalState.BUSY.value, f"not started: target busy ({', '.join(targets)})", decision_id),
+            )
+
+    def rehearsals(self, db: sqlite3.Connection, incident_id: int, since: float, asked_since: float) -> Rehearsals:
+        skip = Verdict.SKIP.value
+        last = db.execute(
+            "SELECT max(ts) FROM decisions WHERE incident_id = ? AND verdict = ? AND reason IN (?, ?)",
+            (incident_id, skip, *_WOULD_START),
+        ).fetchone()[0]
+        runs = db.execute(
+            "SELECT count(*) FROM decisions WHERE ts >= ? AND verdict = ? AND reason IN (?, ?)",
+            (since, skip, *_WOULD_START),
+        ).fetchone()[0]
+        asked = db.execute(
+            "SELECT 1 FROM decisions WHERE incident_id = ? AND verdict = ? AND reason = ? AND ts > ? LIMIT 1",
+            (incident_id, skip, Reason.DRY_RUN_ASK.value, asked_since),
+        ).fetchone()
+        return Rehearsals(None if last is None else float(last), int(runs), asked is not None)
+
+    def refuse_rehearsal(self, decision_id: int, detail: str) -> None:
+        """A dry run's fix whose action's own check refused it: say so instead of "would run"."""
+        with self.tx() as db:
+            db.execute(
+                "UPDATE decisions SET reason = ?, detail = ? WHERE id = ?",
+                (Reason.DRY_RUN_REFUSED.value, detail, decision_id),
             )
 
     def acts_since(self, db: sqlite3.Connection, since: float) -> int:

@@ -130,6 +130,16 @@ def recent_decisions(store: Store, limit: int) -> tuple[DecisionLine, ...]:
         return tuple(_decision(tuple(r)) for r in rows.fetchall())
 
 
+def incident_decisions(store: Store, incident_id: int, limit: int = 1000) -> tuple[DecisionLine, ...]:
+    """The incident's decisions, oldest first (``healer replay`` sums them up)."""
+    with store.reading() as db:
+        rows = db.execute(
+            f"SELECT {_DECISION_COLUMNS} FROM decisions d WHERE d.incident_id = ? ORDER BY d.id LIMIT ?",  # noqa: S608 - a constant column list
+            (incident_id, limit),
+        )
+        return tuple(_decision(tuple(r)) for r in rows.fetchall())
+
+
 def decision(store: Store, decision_id: int) -> DecisionLine | None:
     with store.reading() as db:
         row = db.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions d WHERE d.id = ?", (decision_id,)).fetchone()  # noqa: S608 - a constant column list

@@ -31,6 +31,7 @@ _KIND_ICON = {
     NoticeKind.HEALTH: "🌡",
     NoticeKind.RESOLVED: "✅",
     NoticeKind.EXPIRED: "⌛",
+    NoticeKind.CONFIG: "📝",
 }
 # Notices whose text starts with its own headline (engine/wording.py): that line is the bold head.
 _OWN_HEADLINE = frozenset({NoticeKind.FIX_STARTED, NoticeKind.FIX_RESULT, NoticeKind.EXPIRED})

@@ -45,6 +45,7 @@ ALWAYS_NOW = frozenset(
         NoticeKind.APPROVAL,
         NoticeKind.HEALTH,
         NoticeKind.EXPIRED,
+        NoticeKind.CONFIG,  # an edit that did not take: the person who made it is waiting to know
     }
 )
 MAX_TRACKED = 500  # incidents remembered for dedup; the least recently active is forgotten first
