@@ -50,6 +50,10 @@ from healer.telegram.outbox import Lane, Outbox, Outgoing
 from healer.telegram.render import truncate, with_host
 from healer.telegram.router import ALWAYS_NOW, FLOOD_WINDOW, Router
 
+# A fix's start shares its result's lane, so "started" can never arrive after "succeeded" (the
+# lanes are FIFO each, the priority one drained first). Still bounded: fixes are, by the budget.
+PRIORITY_LANE = ALWAYS_NOW | {NoticeKind.FIX_STARTED}
+
 log = structlog.get_logger("healer.telegram")
 
 Ctx = ContextTypes.DEFAULT_TYPE
@@ -278,7 +282,7 @@ class TelegramBot:
             markup = not_this_keyboard([notice.incident.id])
         # What a person may have to act on goes first and is never dropped; incident news,
         # digests and flood summaries queue behind it in the bounded lane.
-        lane = Lane.PRIORITY if notice is not None and notice.kind in ALWAYS_NOW else Lane.BULK
+        lane = Lane.PRIORITY if notice is not None and notice.kind in PRIORITY_LANE else Lane.BULK
         for chat_id in self.settings.notify_chat_ids:
             self.outbox.put(Outgoing(chat_id, text, markup, lane, decision))
         if notice is not None and notice.kind is NoticeKind.EXPIRED and notice.decision is not None:
