@@ -136,7 +136,7 @@ def test_busy_fix_is_retried_then_fails_is_undone_and_escalates(healer: Healer) 
     esc = healer.fake.wait_text("escalated to a human", CHAT).params["text"]
     assert esc == (
         f"{PFX}🚨 <b>escalation</b> incident #2\n"
-        "tg-half: escalated to a human (max_attempts): 1 attempts failed; last: command false exited 1: \n"
+        "tg-half: escalated to a human (max_attempts): 1 attempt failed; last: command false exited 1\n"
         f"{WHERE2}\n"
         "next: no more automatic fixes for this incident; look at it, then 'explain 2'"
     )

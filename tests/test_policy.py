@@ -198,7 +198,7 @@ AFTER: list[tuple[str, FailureFacts, dict[str, Any], Ruling | None]] = [
     ("already escalated: said once", FailureFacts(IncidentStatus.ESCALATED, attempts=5, unheld=3, hostile="x"), {},
      None),
     ("max attempts of the pattern", FailureFacts(IncidentStatus.OPEN, attempts=1), {"max_attempts": 1},
-     Ruling(Verdict.ESCALATE, Reason.MAX_ATTEMPTS, "1 attempts failed")),
+     Ruling(Verdict.ESCALATE, Reason.MAX_ATTEMPTS, "1 attempt failed")),
 ]  # fmt: skip
 
 

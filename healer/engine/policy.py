@@ -308,7 +308,11 @@ def after_failure(facts: FailureFacts, pattern: Pattern) -> Ruling | None:
             Verdict.ESCALATE, Reason.FLAPPING, f"the fix held only briefly {facts.unheld} times in a row (flapping)"
         )
     if facts.attempts >= pattern.max_attempts:
-        return Ruling(Verdict.ESCALATE, Reason.MAX_ATTEMPTS, f"{facts.attempts} attempts failed")
+        return Ruling(
+            Verdict.ESCALATE,
+            Reason.MAX_ATTEMPTS,
+            f"{facts.attempts} attempt{'' if facts.attempts == 1 else 's'} failed",
+        )
     return None
 
 

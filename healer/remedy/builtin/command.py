@@ -119,7 +119,8 @@ class CommandAction(Action[CommandSettings, CommandState]):
         ctx.checkpoint(state)
         res = ctx.run(state["argv"], step="command", timeout=spec.timeout)
         if not res.ok:
-            raise ActionError(f"command {state['argv'][0]} exited {res.returncode}: {res.summary(200)}")
+            said = res.summary(200)  # a silent failure (false, exit 1) should not end in a dangling ": "
+            raise ActionError(f"command {state['argv'][0]} exited {res.returncode}" + (f": {said}" if said else ""))
         return state
 
     def _verify(self, ctx: ActionContext, settings: CommandSettings, state: CommandState) -> VerifyResult:
