@@ -283,3 +283,21 @@ def test_incidents_are_counted_by_priority_and_mode(tmp_path: Path) -> None:
         if s.name == "healer_incidents_opened_total"
     }
     assert g == {("P1", "active"): 1.0, ("P3", "shadow"): 1.0, ("P0", "active"): 1.0}
+
+
+def test_outcomes_count_what_the_person_was_told(tmp_path: Path) -> None:
+    """healer_outcomes{outcome} moves where the notice is emitted: two failed fixes, then the breaker's escalation."""
+    engine, clock = _failing_engine(tmp_path)
+    m = Metrics()
+    engine.metrics = m
+    for what in ("a", "b"):
+        for job in engine.ingest_buffer(f"BOOM {what}\n".encode(), "app", "test.log").jobs:
+            engine.run_job(job)
+        clock.advance(1)
+    g = {
+        s.labels["outcome"]: s.value
+        for f in text_string_to_metric_families(m.render().decode())
+        for s in f.samples
+        if s.name == "healer_outcomes_total"
+    }
+    assert g == {"failed": 2, "escalated": 1}, g  # the second failure trips the breaker: one escalation

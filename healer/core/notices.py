@@ -30,6 +30,17 @@ class NoticeKind(StrEnum):
     CONFIG = "config"  # a config or pattern file rejected on reload (the last good one stays), or loading again
 
 
+class Told(StrEnum):
+    """The outcome a notice reports: the message, the Undo button and healer_outcomes{outcome} read the same value."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUSED = "refused"
+    BLOCKED = "blocked"
+    ESCALATED = "escalated"
+    EXPIRED = "expired"
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
     kind: NoticeKind
@@ -41,7 +52,7 @@ class Notice:
     link: str = ""
     # The outcome this notice reports (succeeded, failed, refused, blocked, escalated, expired), counted
     # as healer_outcomes{outcome} where the notice is emitted: the metric and the message never disagree.
-    outcome: str = ""
+    outcome: Told | None = None
     # The incident's triage when the notice was made: routes incident news (telegram.priority_routing).
     priority: Priority | None = None
     # From a pattern in shadow mode: never sent at once, only in the digest.

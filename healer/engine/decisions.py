@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from healer.core.enums import AuditKind, IncidentStatus, Outcome, PatternMode, Reason, Severity, Trigger, Verdict
 from healer.core.jobs import FixJob, IngestResult, ProbeJob
-from healer.core.notices import Notice, NoticeKind
+from healer.core.notices import Notice, NoticeKind, Told
 from healer.core.records import Decision, Incident
 from healer.engine import guardrails, wording
 from healer.engine.policy import (
@@ -141,7 +141,7 @@ class Decider:
             )
             result.notices.append(
                 Notice(
-                    NoticeKind.FIX_RESULT, pattern.severity, text, incident=inc, decision=decision, outcome="refused"
+                    NoticeKind.FIX_RESULT, pattern.severity, text, incident=inc, decision=decision, outcome=Told.REFUSED
                 )
             )
         elif decision.verdict is Verdict.ESCALATE and new:
@@ -153,7 +153,7 @@ class Decider:
                     self._escalation(inc, pattern.id, decision.reason, decision.detail),
                     incident=inc,
                     decision=decision,
-                    outcome="escalated",
+                    outcome=Told.ESCALATED,
                 )
             )
         return decision
@@ -212,7 +212,7 @@ class Decider:
             severity = pattern.severity if pattern is not None else Severity.HIGH
             again = "healer asks again the next time the error fires; 'fix errors' runs it now"
             text = wording.expired(d.id, d.pattern_id, self.w.settings.host, service, ttl, again)
-            notices.append(Notice(NoticeKind.EXPIRED, severity, text, incident=inc, decision=d, outcome="expired"))
+            notices.append(Notice(NoticeKind.EXPIRED, severity, text, incident=inc, decision=d, outcome=Told.EXPIRED))
         self.w.emit(notices)
         return len(notices)
 
@@ -252,10 +252,12 @@ class Decider:
         if reason is Reason.HOSTILE_INPUT:
             store.audit_in(db, AuditKind.SECURITY_REFUSAL, "engine", {"incident": inc.id, "detail": detail}, now)
             text = f"SECURITY: {pattern.id}: {detail}. Nothing was executed; a human should look at the source."
-            return Notice(NoticeKind.ESCALATION, Severity.CRITICAL, text, incident=inc, decision=d, outcome="escalated")
+            return Notice(
+                NoticeKind.ESCALATION, Severity.CRITICAL, text, incident=inc, decision=d, outcome=Told.ESCALATED
+            )
         text = self._escalation(inc, pattern.id, reason, detail)
         return Notice(
-            NoticeKind.ESCALATION, _urgent(pattern.severity), text, incident=inc, decision=d, outcome="escalated"
+            NoticeKind.ESCALATION, _urgent(pattern.severity), text, incident=inc, decision=d, outcome=Told.ESCALATED
         )
 
     def _escalation(self, inc: Incident, pattern_id: str, reason: Reason, detail: str) -> str:
@@ -283,7 +285,7 @@ class Decider:
             db, inc.id, pattern.id, Verdict.ESCALATE, Reason.CIRCUIT_OPEN, now, detail, collapse=False
         )
         return Notice(
-            NoticeKind.ESCALATION, _urgent(pattern.severity), detail, incident=inc, decision=d, outcome="escalated"
+            NoticeKind.ESCALATION, _urgent(pattern.severity), detail, incident=inc, decision=d, outcome=Told.ESCALATED
         )
 
 

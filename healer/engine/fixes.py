@@ -17,7 +17,7 @@ from structlog.contextvars import bound_contextvars
 from healer.core.enums import AuditKind, IncidentStatus, Outcome, Reason, Severity, Trigger, Verdict
 from healer.core.errors import ActionRefused, HealerError
 from healer.core.jobs import FixJob, ProbeJob
-from healer.core.notices import Notice, NoticeKind
+from healer.core.notices import Notice, NoticeKind, Told
 from healer.core.records import FixAttempt
 from healer.engine import wording
 from healer.engine.decisions import Decider
@@ -78,7 +78,7 @@ class Fixer:
             key = "kill_switch" if blocked is Reason.KILL_SWITCH else "dry_run"
             why = f"{key} is on (HEALER_{key.upper()} or {key}: in the config)"
             text = wording.blocked(facts, why, f"not retried; turn {key} off, then send 'fix errors' to run it")
-            w.emit([Notice(NoticeKind.FIX_RESULT, pattern.severity, text, outcome="blocked")])
+            w.emit([Notice(NoticeKind.FIX_RESULT, pattern.severity, text, outcome=Told.BLOCKED)])
             return None
         # The host-reading guardrails (preconditions, reviews such as protected paths), before anything is locked.
         if not self.prechecks.allow(job, pattern, settings, plan, audit):
@@ -110,9 +110,10 @@ class Fixer:
             decision, _ = self.decider.record(db, inc, pattern, ruling, now, job.trigger, collapse=False)
         nxt = f"retried every {every:g}s once the target is free (preconditions.retry_every), through every guardrail"
         text = wording.blocked(facts, why, nxt)
-        w.emit(
-            [Notice(NoticeKind.FIX_RESULT, pattern.severity, text, incident=inc, decision=decision, outcome="blocked")]
+        notice = Notice(
+            NoticeKind.FIX_RESULT, pattern.severity, text, incident=inc, decision=decision, outcome=Told.BLOCKED
         )
+        w.emit([notice])
 
     def rehearse(self, job: FixJob, pattern: Pattern, settings: Settings) -> None:
         """Dry run: each step's own ``check`` (allowlists, the unit or package named), as the fix would meet it.
@@ -211,12 +212,13 @@ class Fixer:
         log.info("fix_finished", outcome=chain.outcome.value, detail=chain.detail)
         attempt = w.store.attempt(aid)
         assert attempt is not None
+        outcome: Told | None = None  # applied and watched: the outcome is told when the window ends
         if watching:
-            text, outcome = wording.applied(aid, facts, window), ""
+            text = wording.applied(aid, facts, window)
         else:
             undone = wording.undone_text(chain.outcome.value, [(s.action, s.outcome.value) for s in chain.steps])
             text = wording.failed(aid, facts, chain.outcome.value, chain.detail, undone)
-            outcome = "refused" if chain.outcome is Outcome.REFUSED else "failed"
+            outcome = Told.REFUSED if chain.outcome is Outcome.REFUSED else Told.FAILED
         w.emit([Notice(NoticeKind.FIX_RESULT, pattern.severity, text, attempt=attempt, outcome=outcome)])
         if not watching:  # after the result, so the escalation it may cause is read after it
             hostile = "" if chain.hostile is None else security_detail(pattern.id, chain.hostile)
@@ -304,7 +306,7 @@ class Fixer:
                     )
                     text = wording.failed(attempt_id, facts, outcome.value, reason, undone)
                     w.emit([Notice(NoticeKind.FIX_RESULT, pattern.severity, text, attempt=w.store.attempt(attempt_id),
-                                   outcome="failed")])  # fmt: skip
+                                   outcome=Told.FAILED)])  # fmt: skip
         if w.metrics is not None:
             w.metrics.fix_attempts.labels(action="undo", outcome=outcome.value).inc()
         return outcome
@@ -370,7 +372,7 @@ class Fixer:
         text = wording.succeeded(aid, facts, w.settings.engine.verify_window)
         severity = pattern.severity if pattern is not None else inc.severity
         w.emit([Notice(NoticeKind.FIX_RESULT, severity, text, incident=inc, attempt=w.store.attempt(aid),
-                       outcome="succeeded")])  # fmt: skip
+                       outcome=Told.SUCCEEDED)])  # fmt: skip
 
     def due_reverts(self) -> list[int]:
         """Undo fixes whose ``revert_at`` has come (model fallback: the primary comes back)."""

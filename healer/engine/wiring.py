@@ -52,8 +52,8 @@ class Wiring:
 
     def emit(self, notices: Iterable[Notice]) -> None:
         for n in notices:
-            if n.outcome and self.metrics is not None:
-                self.metrics.outcomes.labels(outcome=n.outcome).inc()
+            if n.outcome is not None and self.metrics is not None:
+                self.metrics.outcomes.labels(outcome=n.outcome.value).inc()
             news = n.kind in (NoticeKind.INCIDENT, NoticeKind.INCIDENT_UPDATE)
             left_out = self.incident_log.spend(self.clock.monotonic()) if news else 0
             if left_out is not None:

@@ -40,7 +40,7 @@ from healer.app.ports import Every
 from healer.app.usecases import Healer
 from healer.core.clock import Clock
 from healer.core.errors import ConfigError, HealerError
-from healer.core.notices import Notice, NoticeKind
+from healer.core.notices import Notice, NoticeKind, Told
 from healer.settings.schema import TelegramSettings
 from healer.store.outbox import OutboxStore
 from healer.telegram.authz import Authz
@@ -274,7 +274,7 @@ class TelegramBot:
         if notice is not None and notice.kind is NoticeKind.APPROVAL and notice.decision is not None:
             decision = notice.decision.id
             markup = approval_keyboard(decision)
-        elif notice is not None and notice.attempt is not None and notice.outcome == "succeeded":
+        elif notice is not None and notice.attempt is not None and notice.outcome is Told.SUCCEEDED:
             # Only where the wording offered an undo: the fix is reversible.
             aid = notice.attempt.id
             markup = undo_keyboard(aid) if f"undo: healer undo {aid}" in notice.text else None
