@@ -102,11 +102,16 @@ def _duration(text: str, option: str) -> float:
         raise UsageError(f"{option} {text!r}: {exc}") from None
 
 
-def _count(text: str) -> int:
-    """An argparse type: a whole number >= 1 (``--limit``, ``--samples``)."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 1 or more")
+def _count(text: str, least: int = 1) -> int:
+    """An argparse type: a whole number >= ``least`` (``--limit``, ``--samples``)."""
+    if not text.isdigit() or int(text) < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, {least} or more")
     return int(text)
+
+
+def _listed(text: str) -> int:
+    """Replay's ``--limit``: 0 lists no incident, only the summary (the benchmarks time just that)."""
+    return _count(text, 0)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -425,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--state", help="keep the replay's store in this directory")
     rp.add_argument("--timestamps", action="store_true",
                     help="windows and cooldowns on the lines' own timestamps, as the daemon read them")  # fmt: skip
-    rp.add_argument("--limit", type=_count, default=30)
+    rp.add_argument("--limit", type=_listed, default=30, help="incidents listed (0: only the summary)")
     offline = "do it in this process, not through the running daemon (Telegram is not told)"
     reads = "read the config file and the store, not the running daemon's live state"
     add("health", cmd_health, "host health report").add_argument("--offline", action="store_true", help=reads)

@@ -328,6 +328,7 @@ BAD_INPUT: dict[str, list[list[str]]] = {
     "reject": [["999"], []],
     "patterns": [["promote"], ["frobnicate"], ["promote", "nosuch"]],
     "mark": [["999", "wrong"], ["banana", "wrong"]],
+    "undo": [["999"], ["banana"]],
 }
 
 
