@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.daemon import Daemon, append, base_config, wait_for, write_config
+from support.daemon import Daemon, append, base_config, numbered_lines, wait_for, write_config
 
 
 @pytest.fixture
@@ -93,19 +93,7 @@ def test_missing_log_dir_reported(tmp_path: Path) -> None:
 
 
 def _numbers(d: Daemon) -> list[int]:
-    """Every numbered line the store accounts for, once per time it does.
-
-    A storm's batch is stored as a sample (healer.engine.ingest.SAMPLE): its last row stands for itself and
-    the ``elided`` lines just before it, which in this stream are the numbers last-elided .. last-1; the
-    row's ``count`` must say the same (as tests/torture/test_crash_rotation.py reads them).
-    """
-    out: list[int] = []
-    for r in d.query("SELECT message, fields, count FROM events WHERE pattern_id='numbered'"):
-        num = int(r["message"].split("LINE ")[1])
-        elided = int(json.loads(r["fields"]).get("elided", "0"))
-        assert r["count"] == elided + 1, dict(r)
-        out.extend(range(num - elided, num + 1))
-    return out
+    return numbered_lines(d.query("SELECT message, fields, count FROM events WHERE pattern_id='numbered'"))
 
 
 def test_no_line_lost_or_twice_across_stops_and_rotations(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ output, the daemon's log), never internals.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -211,6 +212,22 @@ class DaemonProcess:
         return subprocess.run(
             [*HEALER, "-c", str(self.config), *args], capture_output=True, text=True, timeout=60, env=self.env
         )
+
+
+def numbered_lines(rows: list[sqlite3.Row]) -> list[int]:
+    """The numbers of the ``... LINE <n>`` lines that event ``rows`` (message, fields, count) account for, sorted.
+
+    A storm's batch is stored as a sample (healer.engine.ingest.SAMPLE): its last row stands for itself and the
+    ``elided`` lines just before it, which in a numbered stream are last-elided .. last-1; the row's ``count``
+    must say the same (tests/torture/test_crash_rotation.py reads them alike). Duplicates are kept.
+    """
+    out: list[int] = []
+    for r in rows:
+        num = int(r["message"].rsplit("LINE ", 1)[1].split()[0])
+        elided = int(json.loads(r["fields"] or "{}").get("elided", "0"))
+        assert r["count"] == elided + 1, dict(r)
+        out.extend(range(num - elided, num + 1))
+    return sorted(out)
 
 
 def base_config(tmp: Path, **over: Any) -> dict[str, Any]:
