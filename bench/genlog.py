@@ -132,15 +132,22 @@ def to_ere(regex: str) -> str:
                 j += 1
             if j < n and regex[j] == "]":
                 j += 1
+            body = regex[i:j]
             while j < n and regex[j] != "]":
+                if regex.startswith("\\n", j):
+                    # grep reads one line at a time: a newline is never there to match or exclude.
+                    j += 2
+                    continue
                 if regex[j] == "\\":
                     raise ValueError(f"backslash inside [...] in {regex!r}")
+                k = j + 1
                 if regex.startswith("[:", j):  # POSIX class, e.g. [:space:]
-                    j = regex.index(":]", j + 2) + 1
-                j += 1
+                    k = regex.index(":]", j + 2) + 2
+                body += regex[j:k]
+                j = k
             if j >= n:
                 raise ValueError(f"unterminated [...] in {regex!r}")
-            out.append(regex[i : j + 1])
+            out.append(body + "]")
             i = j + 1
         elif c == "(":
             if regex.startswith("(?:", i):

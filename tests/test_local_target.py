@@ -79,13 +79,19 @@ def replay(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> str
 
 def test_a_compose_container_line_only_notifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = replay(tmp_path, COMPOSE, capsys)
-    assert "redis-refused-other: notify (notify_only) pattern has no automatic fix" in out
+    assert (
+        "] redis-refused-other:\n      notify only: 2 matches: notify_only ×2 (last: pattern has no automatic fix)"
+        in out
+    )
     assert "restart" not in out
 
 
 def test_a_redis_on_a_container_host_only_notifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = replay(tmp_path, COMPOSE_HOST, capsys)
-    assert "redis-refused-other: notify (notify_only) pattern has no automatic fix" in out
+    assert (
+        "] redis-refused-other:\n      notify only: 2 matches: notify_only ×2 (last: pattern has no automatic fix)"
+        in out
+    )
     assert "restart" not in out
 
 
@@ -93,5 +99,8 @@ def test_old_libpq_with_another_host_on_the_next_line_only_notifies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = replay(tmp_path, LIBPQ_DB_HOST, capsys)
-    assert "db-postgres-refused-other: notify (notify_only) pattern has no automatic fix" in out
+    assert (
+        "] db-postgres-refused-other:\n      notify only: 2 matches: notify_only ×2 (last: pattern has no automatic fix)"
+        in out
+    )
     assert "restart" not in out
