@@ -110,9 +110,21 @@ def test_install_sh_installs_no_rule_for_the_example_config(source, tmp_path):
     installed = (root / "etc/healer/config.yaml").read_text()
     assert "state_dir: /var/lib/healer" in installed and "state_dir: ./state" not in installed
     example = (src / "config.example.yaml").read_text()
-    assert installed.replace("state_dir: /var/lib/healer   # StateDirectory= of healer.service (install.sh)", "") == (
-        example.replace("state_dir: ./state      # SQLite store (healer.db) and backups", "")
-    )
+    # Nothing else changes: the state_dir line, and the demo log source turned off (it would name
+    # /etc/healer/logs/*.log, which nothing writes) with its lines kept as comments.
+    changed = {
+        "state_dir: ./state      # SQLite store (healer.db) and backups\n": (
+            "state_dir: /var/lib/healer   # StateDirectory= of healer.service (install.sh)\n"
+        ),
+        "  files:\n    - path: ./logs/*.log\n      service: demo\n": (
+            "  files: []   # install.sh: the demo source is off; list your app's logs here, or use apps:\n"
+            "  #   - path: ./logs/*.log\n  #     service: demo\n"
+        ),
+    }
+    for before, after in changed.items():
+        assert before in example
+        example = example.replace(before, after)
+    assert installed == example
     assert not (root / RULE).exists()
     assert "no polkit rule installed" in res.stdout
 
