@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import structlog
+from support.daemon import numbered_lines
 from support.engine import chunk_sink, make_engine
 
 from healer.core.clock import FakeClock
@@ -32,7 +33,7 @@ def _lines(path: Path, start: int, n: int) -> None:
 
 
 def _recorded(engine: Engine) -> list[int]:
-    return sorted(int(m.rsplit("=", 1)[1]) for m in engine.store.event_messages())
+    return numbered_lines(engine.store.query("SELECT message, fields, count FROM events"), r"=(\d+)$")
 
 
 @pytest.fixture

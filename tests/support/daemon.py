@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -214,8 +215,8 @@ class DaemonProcess:
         )
 
 
-def numbered_lines(rows: list[sqlite3.Row]) -> list[int]:
-    """The numbers of the ``... LINE <n>`` lines that event ``rows`` (message, fields, count) account for, sorted.
+def numbered_lines(rows: list[sqlite3.Row], number: str = r"LINE (\d+)") -> list[int]:
+    """The numbers (``number``'s group) of the lines that event ``rows`` (message, fields, count) account for, sorted.
 
     A storm's batch is stored as a sample (healer.engine.ingest.SAMPLE): its last row stands for itself and the
     ``elided`` lines just before it, which in a numbered stream are last-elided .. last-1; the row's ``count``
@@ -223,7 +224,9 @@ def numbered_lines(rows: list[sqlite3.Row]) -> list[int]:
     """
     out: list[int] = []
     for r in rows:
-        num = int(r["message"].rsplit("LINE ", 1)[1].split()[0])
+        found = re.search(number, r["message"])
+        assert found is not None, r["message"]
+        num = int(found.group(1))
         elided = int(json.loads(r["fields"] or "{}").get("elided", "0"))
         assert r["count"] == elided + 1, dict(r)
         out.extend(range(num - elided, num + 1))
