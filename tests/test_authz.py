@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -48,27 +48,29 @@ def _basic(user: str, pw: str) -> dict[str, str]:
 
 
 # (name, path, body, headers, expect_ok)
-CASES: list[tuple[str, str, bytes, Mapping[str, str], bool]] = [
-    ("sentry-none", "/webhooks/sentry", SENTRY, {"Sentry-Hook-Resource": "issue"}, False),
-    ("sentry-wrong-secret", "/webhooks/sentry", SENTRY, _sentry(SENTRY, secret="nope"), False),
-    ("sentry-forged-body", "/webhooks/sentry", SENTRY + b" ", _sentry(SENTRY), False),
-    ("sentry-replayed-old", "/webhooks/sentry", SENTRY, _sentry(SENTRY, ts=time.time() - 3600), False),
-    ("sentry-future", "/webhooks/sentry", SENTRY, _sentry(SENTRY, ts=time.time() + 3600), False),
-    ("sentry-nan-ts", "/webhooks/sentry", SENTRY, {**_sentry(SENTRY), "Sentry-Hook-Timestamp": "nan"}, False),
-    ("sentry-right", "/webhooks/sentry", SENTRY, _sentry(SENTRY), True),
-    ("glitchtip-none", "/webhooks/glitchtip", GLITCH, {}, False),
-    ("glitchtip-wrong-path", "/webhooks/glitchtip/wrong", GLITCH, {}, False),
-    ("glitchtip-wrong-header", "/webhooks/glitchtip", GLITCH, {"X-Healer-Token": "wrong"}, False),
-    ("glitchtip-prefix", "/webhooks/glitchtip/" + GT[:-1], GLITCH, {}, False),
-    ("glitchtip-right-path", "/webhooks/glitchtip/" + GT, GLITCH, {}, True),
-    ("glitchtip-right-header", "/webhooks/glitchtip", GLITCH, {"X-Healer-Token": GT}, True),
-    ("am-none", "/webhooks/alertmanager", ALERT, {}, False),
-    ("am-wrong-bearer", "/webhooks/alertmanager", ALERT, {"Authorization": "Bearer nope"}, False),
-    ("am-wrong-basic", "/webhooks/alertmanager", ALERT, _basic("am", "nope"), False),
-    ("am-wrong-user", "/webhooks/alertmanager", ALERT, _basic("root", "am-pass"), False),
-    ("am-scheme", "/webhooks/alertmanager", ALERT, {"Authorization": "Digest x"}, False),
-    ("am-right-bearer", "/webhooks/alertmanager", ALERT, {"Authorization": f"Bearer {AM}"}, True),
-    ("am-right-basic", "/webhooks/alertmanager", ALERT, _basic("am", "am-pass"), True),
+# Headers are made when the case runs, not at collection: a signed timestamp must be fresh (the server
+# allows 300 s), and a whole suite takes longer than that to reach this file.
+CASES: list[tuple[str, str, bytes, Callable[[], Mapping[str, str]], bool]] = [
+    ("sentry-none", "/webhooks/sentry", SENTRY, lambda: {"Sentry-Hook-Resource": "issue"}, False),
+    ("sentry-wrong-secret", "/webhooks/sentry", SENTRY, lambda: _sentry(SENTRY, secret="nope"), False),
+    ("sentry-forged-body", "/webhooks/sentry", SENTRY + b" ", lambda: _sentry(SENTRY), False),
+    ("sentry-replayed-old", "/webhooks/sentry", SENTRY, lambda: _sentry(SENTRY, ts=time.time() - 3600), False),
+    ("sentry-future", "/webhooks/sentry", SENTRY, lambda: _sentry(SENTRY, ts=time.time() + 3600), False),
+    ("sentry-nan-ts", "/webhooks/sentry", SENTRY, lambda: {**_sentry(SENTRY), "Sentry-Hook-Timestamp": "nan"}, False),
+    ("sentry-right", "/webhooks/sentry", SENTRY, lambda: _sentry(SENTRY), True),
+    ("glitchtip-none", "/webhooks/glitchtip", GLITCH, lambda: {}, False),
+    ("glitchtip-wrong-path", "/webhooks/glitchtip/wrong", GLITCH, lambda: {}, False),
+    ("glitchtip-wrong-header", "/webhooks/glitchtip", GLITCH, lambda: {"X-Healer-Token": "wrong"}, False),
+    ("glitchtip-prefix", "/webhooks/glitchtip/" + GT[:-1], GLITCH, lambda: {}, False),
+    ("glitchtip-right-path", "/webhooks/glitchtip/" + GT, GLITCH, lambda: {}, True),
+    ("glitchtip-right-header", "/webhooks/glitchtip", GLITCH, lambda: {"X-Healer-Token": GT}, True),
+    ("am-none", "/webhooks/alertmanager", ALERT, lambda: {}, False),
+    ("am-wrong-bearer", "/webhooks/alertmanager", ALERT, lambda: {"Authorization": "Bearer nope"}, False),
+    ("am-wrong-basic", "/webhooks/alertmanager", ALERT, lambda: _basic("am", "nope"), False),
+    ("am-wrong-user", "/webhooks/alertmanager", ALERT, lambda: _basic("root", "am-pass"), False),
+    ("am-scheme", "/webhooks/alertmanager", ALERT, lambda: {"Authorization": "Digest x"}, False),
+    ("am-right-bearer", "/webhooks/alertmanager", ALERT, lambda: {"Authorization": f"Bearer {AM}"}, True),
+    ("am-right-basic", "/webhooks/alertmanager", ALERT, lambda: _basic("am", "am-pass"), True),
 ]
 
 
@@ -78,9 +80,11 @@ def _settings() -> WebhookSettings:
 
 
 @pytest.mark.parametrize(("name", "path", "body", "headers", "ok"), CASES, ids=[c[0] for c in CASES])
-async def test_webhook_auth_matrix(name: str, path: str, body: bytes, headers: Mapping[str, str], ok: bool) -> None:
+async def test_webhook_auth_matrix(
+    name: str, path: str, body: bytes, headers: Callable[[], Mapping[str, str]], ok: bool
+) -> None:
     async with serving(_settings()) as client:
-        status, text = await client.post(path, body, headers)
+        status, text = await client.post(path, body, headers())
     h = client.got
     refused = h.refusal_rows()
     if ok:
