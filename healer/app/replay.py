@@ -111,20 +111,26 @@ def replay_file(
     timestamps: bool,
 ) -> ReplayReport:
     """The CLI's replay: a store of its own (``state`` to keep it), a fake clock, fix jobs rehearsed inline."""
-    from healer.app.usecases import Healer
-
     rules = replace(rules, settings=rules.settings.model_copy(update={"dry_run": True}))
     with tempfile.TemporaryDirectory(prefix="healer-replay-") as tmp:
         store = Store(Path(state or tmp) / "healer.db")
         clock = FakeClock(time.time())
         engine = Engine(rules.settings, rules.patterns, store, clock=clock)
-        healer = Healer(lambda: rules, store, engine, clock, lambda jobs: [engine.run_job(j) for j in jobs])
         # The per-line objects of a batch (events, hits) are acyclic and freed by reference counting;
         # the cycle collector only rescans them over and over while a storm's batch is alive (~20 %
         # of a storm replay's time). Off for the replay of this one-shot command, back on after.
         gc.disable()
         try:
-            return healer.replay(fh, service, origin, source, timestamps=timestamps, set_clock=clock.set)
+            return replay_log(
+                engine,
+                lambda jobs: [engine.run_job(j) for j in jobs],
+                fh,
+                service,
+                origin,
+                source,
+                timestamps=timestamps,
+                set_clock=clock.set,
+            )
         finally:
             gc.enable()
             store.close()
