@@ -71,6 +71,11 @@ def test_only_allowed_people_may_approve_and_reject(healer: Healer) -> None:
     ), ans.params["text"]
     ans = _press(h, GROUP, msg, f"rj:{decision}", MEMBER)
     assert ans.params["text"].startswith(f"Not allowed: user {MEMBER} may not reject fixes")
+    # Undo and "not this" change things too: the same gate as Approve.
+    ans = _press(h, GROUP, msg, f"ud:{decision}", MEMBER)
+    assert ans.params["text"].startswith(f"Not allowed: user {MEMBER} may not undo fixes")
+    ans = _press(h, GROUP, msg, "nt:1", MEMBER)
+    assert ans.params["text"].startswith(f"Not allowed: user {MEMBER} may not mark matches wrong")
     # A stranger's own chat is stopped at the chat gate (a press reports the chat its message is in).
     theirs = {**msg, "chat": {"id": STRANGER, "type": "private", "first_name": "Eve"}}
     ans = _press(h, STRANGER, theirs, f"ap:{decision}", STRANGER)
@@ -81,8 +86,11 @@ def test_only_allowed_people_may_approve_and_reject(healer: Healer) -> None:
     refused = h.store.audit(AuditKind.COMMAND_REFUSED)
     assert sorted((e.detail["user_id"], e.detail["what"]) for e in refused) == [
         (MEMBER, "approve fixes"),
+        (MEMBER, "mark matches wrong"),
         (MEMBER, "reject fixes"),
+        (MEMBER, "undo fixes"),
     ]
+    assert h.store.audit(AuditKind.MARKED_WRONG) == []
     assert {e.detail["chat_id"] for e in refused} == {GROUP}
     assert [e.detail["chat_id"] for e in h.store.audit(AuditKind.TELEGRAM_REFUSED)] == [STRANGER]
 

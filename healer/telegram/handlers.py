@@ -57,7 +57,8 @@ MAX_REFUSED_REMEMBERED = 10_000
 NO_MATCH = "No pattern matches that text, and it is not a command. Send <b>help</b> for what I understand."
 _CALLBACK_RE = re.compile(r"^(ap|rj|ud):(\d{1,18})$")
 # The buttons that change the host, and what a refusal names them ("not this" is feedback, open to the chat).
-_BUTTON_VERBS = {"ap:": "approve fixes", "rj:": "reject fixes", "ud:": "undo fixes"}
+# Every button that changes anything is person-gated: "not this" feeds the figures that promote or demote a pattern.
+_BUTTON_VERBS = {"ap:": "approve fixes", "rj:": "reject fixes", "ud:": "undo fixes", "nt:": "mark matches wrong"}
 _NOT_THIS_RE = re.compile(r"^nt:(\d{1,18})$")  # "not this" on an incident notice: nt:<incident id>
 _GROUPS = frozenset({"group", "supergroup"})
 
@@ -266,7 +267,7 @@ class Handlers:
             user = update.effective_user
             who = f"@{user.username}" if user and user.username else f"user {user.id if user else '?'}"
             actor = f"telegram:{user.id if user else 0}"
-            if m.group(1) == "ud":  # Undo: the same authorisation as Approve (allowed() above)
+            if m.group(1) == "ud":  # Undo: the same authorisation as Approve (may_command above)
                 ok, text = await self._serially(self.facade.undo, decision_id, actor)
                 await answer("Undone." if ok else text.split("\n", 1)[0])
                 if ok:
