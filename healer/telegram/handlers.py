@@ -56,8 +56,8 @@ HISTORY_LIMIT = 15
 MAX_REFUSED_REMEMBERED = 10_000
 NO_MATCH = "No pattern matches that text, and it is not a command. Send <b>help</b> for what I understand."
 _CALLBACK_RE = re.compile(r"^(ap|rj|ud):(\d{1,18})$")
-# The buttons that change the host, and what a refusal names them ("not this" is feedback, open to the chat).
-# Every button that changes anything is person-gated: "not this" feeds the figures that promote or demote a pattern.
+# The buttons that change anything, and what a refusal names them; "not this" is among them because it feeds the
+# figures that promote or demote a pattern.
 _BUTTON_VERBS = {"ap:": "approve fixes", "rj:": "reject fixes", "ud:": "undo fixes", "nt:": "mark matches wrong"}
 _NOT_THIS_RE = re.compile(r"^nt:(\d{1,18})$")  # "not this" on an incident notice: nt:<incident id>
 _GROUPS = frozenset({"group", "supergroup"})
